@@ -1,0 +1,840 @@
+// batchq/batch_queue.hpp - the header-only core: a batching queue with Kong's
+// batch_queue semantics, bounds, retries with backoff, and a drop callback.
+//
+//   batchq::batch_queue<std::string> q(
+//       batchq::batch_queue_options{.batch_max_size = 100},   // C++20 designated init
+//       {.process = [](batchq::span<const std::string> batch, const batchq::attempt_context&) {
+//          return send(batch) ? batchq::process_result::success()
+//                             : batchq::process_result::failure("endpoint said no");
+//        },
+//        .on_drop = [](batchq::span<std::string> lost, const batchq::drop_info& why) {
+//          keep_somewhere(lost, why);   // nothing leaves without the host knowing
+//        }});
+//   q.enqueue(std::string(R"({"msg":"hi"})"));
+//
+// Threads. enqueue() and stats() may be called from any number of threads.
+// enqueue() never waits for the process function, never does I/O and takes
+// no queue-wide lock in the common case: entries go to one of several intake
+// shards picked per producer thread; the worker drains them. The process
+// function, on_drop, on_delivered and on_log run on the queue's worker
+// threads (execution::own_threads) or on the thread calling run_due()
+// (execution::manual), and - for what shutdown() drops at its deadline - on
+// the thread calling shutdown() or the destructor. No internal lock is held
+// while any callback runs.
+//
+// Ordering. Entries from one producer thread keep their order. With
+// concurrency == 1 batches are attempted strictly one at a time, oldest
+// first, and a failed batch goes back to the tail of the queue (Kong).
+#ifndef BATCHQ_BATCH_QUEUE_HPP
+#define BATCHQ_BATCH_QUEUE_HPP
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "batchq/clock.hpp"
+#include "batchq/types.hpp"
+
+namespace batchq {
+
+/// The functions a batch_queue calls. Only `process` is required.
+template <class T>
+struct batch_queue_callbacks {
+  /// Delivers one batch; returns success or failure (see process_result).
+  /// Called on a worker thread (or run_due()'s caller), never with an internal
+  /// lock held, at most `concurrency` at a time. An exception counts as a
+  /// failure with the exception's text; the queue goes on.
+  std::function<process_result(span<const T> batch, const attempt_context& ctx)> process;
+
+  /// Receives every entry that leaves the queue undelivered, with the reason,
+  /// the attempts made and the last error. The span is mutable: move entries
+  /// out if you keep them. Called on a worker thread, run_due()'s caller, or
+  /// shutdown()'s caller; never with an internal lock held; never concurrently
+  /// with itself or on_log. It may call enqueue() and stats(), not flush() or
+  /// shutdown(). Exceptions it throws are swallowed.
+  std::function<void(span<T> entries, const drop_info& info)> on_drop;
+
+  /// Optional: receives each delivered batch right after its successful
+  /// process call, on the same thread (used by the write-ahead spool to
+  /// acknowledge). No internal lock held. Exceptions are swallowed.
+  std::function<void(span<const T> batch)> on_delivered;
+
+  /// Optional: Kong's log lines ("failed to process entries: ...", "entry batch
+  /// was already tried 10 times, dropping it", "queue full, dropping old
+  /// entries until processing is successful again", ...). The library itself
+  /// never prints. Same thread rules as on_drop.
+  std::function<void(log_level level, std::string_view message)> on_log;
+
+  /// Optional: the size of an entry in bytes, for max_bytes / batch_max_bytes /
+  /// bytes_held. Default: entry.size() if T has it, else sizeof(T). Must be
+  /// cheap, pure and thread-safe: enqueue() calls it.
+  std::function<std::size_t(const T& entry)> size_of;
+};
+
+namespace detail {
+template <class T, class = void>
+struct has_size : std::false_type {};
+template <class T>
+struct has_size<T, std::void_t<decltype(std::declval<const T&>().size())>> : std::true_type {};
+
+template <class T>
+std::size_t default_size(const T& v) noexcept {
+  if constexpr (has_size<T>::value) {
+    return static_cast<std::size_t>(v.size());
+  } else {
+    (void)v;
+    return sizeof(T);
+  }
+}
+
+// One index per producer thread, shared by all queues: a thread always lands
+// in the same intake shard, which keeps its entries in order.
+inline std::size_t thread_slot() noexcept {
+  static std::atomic<std::size_t> next{0};
+  thread_local std::size_t slot = next.fetch_add(1, std::memory_order_relaxed);
+  return slot;
+}
+
+inline constexpr std::size_t cache_line = 64;
+}  // namespace detail
+
+template <class T>
+class batch_queue {
+  static_assert(std::is_move_constructible_v<T>, "batch_queue<T> needs a move-constructible T");
+
+ public:
+  using value_type = T;
+  using time_point = clock::time_point;
+  using duration = clock::duration;
+
+  /// Validates the options (throws options_error naming the field) and, with
+  /// execution::own_threads, starts `concurrency` worker threads.
+  batch_queue(batch_queue_options options, batch_queue_callbacks<T> callbacks)
+      : opt_(std::move(options)), cb_(std::move(callbacks)) {
+    std::string field;
+    std::string err = validate(opt_, &field);
+    if (!err.empty()) throw options_error(field, err);
+    if (!cb_.process) throw options_error("process", "process: no process function was given");
+    clock_ = opt_.time_source ? opt_.time_source : &steady_clock::instance();
+    max_attempts_ = static_cast<std::size_t>(std::max(1, opt_.retry_count));
+    rng_.seed(opt_.jitter_seed ? opt_.jitter_seed : std::random_device{}());
+    std::size_t n = 4;
+    std::size_t want = std::max<std::size_t>(4, 2 * std::thread::hardware_concurrency());
+    while (n < want && n < 64) n *= 2;
+    shard_count_ = n;
+    shards_.reset(new shard[n]);
+    wake_at_.store(1);
+    if (opt_.exec == execution::own_threads) {
+      try {
+        for (std::size_t i = 0; i < opt_.concurrency; ++i) workers_.emplace_back([this] { worker_main(); });
+      } catch (...) {
+        stop_workers();
+        throw;
+      }
+    }
+  }
+
+  batch_queue(const batch_queue&) = delete;
+  batch_queue& operator=(const batch_queue&) = delete;
+
+  /// Shuts down with options().shutdown_timeout (see shutdown()).
+  ~batch_queue() { shutdown(opt_.shutdown_timeout); }
+
+  /// Adds an entry. Thread-safe, never blocks on delivery, no I/O.
+  /// On `accepted` the queue owns the entry; on any other result the entry is
+  /// left untouched with the caller and nothing was counted as enqueued.
+  enqueue_result enqueue(T&& entry) { return add(entry); }
+  enqueue_result enqueue(const T& entry) {
+    T copy(entry);
+    return add(copy);
+  }
+
+  /// Closes the open batch and waits until every entry accepted before the
+  /// call has been delivered or dropped (and on_drop has returned for it), or
+  /// until `timeout`. Skips process_delay; honours backoff and Retry-After.
+  /// Returns whether it finished; entries not finished stay queued.
+  /// With execution::manual it runs what is due now and does not wait.
+  bool flush(milliseconds timeout) noexcept {
+    try {
+      std::unique_lock<std::mutex> lk(mu_);
+      auto now = clock_->now();
+      drain_locked(now);
+      close_open_locked(now);
+      if (waiting_ == wait_kind::process_delay) next_send_at_ = now;
+      const std::uint64_t upto = next_batch_id_;
+      if (opt_.exec == execution::manual) {
+        run_locked(lk);
+        return settled_locked(upto);
+      }
+      cv_work_.notify_all();
+      auto deadline = std::chrono::steady_clock::now() + timeout;
+      return cv_done_.wait_until(lk, deadline, [&] { return settled_locked(upto); });
+    } catch (...) {
+      return false;
+    }
+  }
+
+  /// Refuses new entries from now on, then tries to deliver everything queued
+  /// until `timeout` (process_delay skipped, backoff honoured). At the deadline
+  /// whatever is left goes to on_drop with reason `shutdown`; an attempt still
+  /// running is told to cancel (attempt_context::cancelled) and its batch, if
+  /// it fails, is dropped with `shutdown` too. Joins the worker threads.
+  /// Returns true if everything was delivered. Idempotent.
+  bool shutdown(milliseconds timeout) noexcept {
+    try {
+      std::lock_guard<std::mutex> once(shutdown_mu_);
+      if (shut_down_) return shutdown_result_;
+      closed_.store(true, std::memory_order_seq_cst);
+      // A producer that got past the closed_ check holds its shard's lock
+      // until its entry is in: taking every shard lock once waits them out.
+      for (std::size_t i = 0; i < shard_count_; ++i) std::lock_guard<std::mutex> g(shards_[i].mu);
+
+      std::unique_lock<std::mutex> lk(mu_);
+      auto now = clock_->now();
+      const std::uint64_t drops_before = dropped_[static_cast<std::size_t>(drop_reason::shutdown)];
+      drain_locked(now);
+      close_open_locked(now);
+      if (waiting_ == wait_kind::process_delay) next_send_at_ = now;
+      const std::uint64_t upto = next_batch_id_;
+      if (opt_.exec == execution::manual) {
+        run_locked(lk);
+      } else {
+        cv_work_.notify_all();
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        cv_done_.wait_until(lk, deadline, [&] { return settled_locked(upto); });
+      }
+      // Deadline (or nothing left): cancel what runs, drop what waits.
+      expired_ = true;
+      cancel_.store(true);
+      drain_locked(clock_->now());
+      close_open_locked(clock_->now());
+      while (!ready_.empty()) {
+        batch b = std::move(ready_.front());
+        ready_.pop_front();
+        drop_batch_locked(std::move(b), drop_reason::shutdown);
+      }
+      stop_ = true;
+      cv_work_.notify_all();
+      lk.unlock();
+      for (auto& w : workers_)
+        if (w.joinable()) w.join();
+      workers_.clear();
+      lk.lock();
+      // Deliver what the workers left (this thread now owns the callbacks).
+      deliver_events_locked(lk);
+      shut_down_ = true;
+      shutdown_result_ = dropped_[static_cast<std::size_t>(drop_reason::shutdown)] == drops_before &&
+                         in_flight_batches_ == 0;
+      return shutdown_result_;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  /// A consistent snapshot (see queue_stats). Thread-safe; takes the queue's
+  /// locks briefly, so it is for monitoring, not for a hot loop.
+  queue_stats stats() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    queue_stats s;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      std::lock_guard<std::mutex> g(shards_[i].mu);
+      s.enqueued += shards_[i].accepted;
+      s.pending += shards_[i].items.size();
+      s.bytes_held += shards_[i].bytes;
+    }
+    s.pending += open_.size();
+    s.bytes_held += open_bytes_;
+    for (const auto& b : ready_) {
+      s.pending += b.entries.size();
+      s.bytes_held += b.bytes;
+    }
+    s.in_flight = in_flight_entries_;
+    s.bytes_held += in_flight_bytes_;
+    s.delivered = delivered_;
+    s.dropped = dropped_;
+    s.batches_queued = ready_.size();
+    s.batches_in_flight = in_flight_batches_;
+    s.batches_delivered = batches_delivered_;
+    s.attempts = attempts_;
+    s.failed_attempts = failed_attempts_;
+    s.retried = retried_;
+    for (std::size_t i = 0; i < s.refused.size(); ++i) s.refused[i] = refused_[i].load(std::memory_order_relaxed);
+    return s;
+  }
+
+  const batch_queue_options& options() const noexcept { return opt_; }
+
+  /// execution::manual only: does everything due at the clock's current time
+  /// (drains entries, closes batches, calls process, delivers drops and log
+  /// lines) on the calling thread, then returns when the next thing is due,
+  /// or nullopt if nothing is scheduled. Calling it with own_threads is a
+  /// no-op returning nullopt.
+  std::optional<time_point> run_due() {
+    if (opt_.exec != execution::manual) return std::nullopt;
+    std::unique_lock<std::mutex> lk(mu_);
+    run_locked(lk);
+    return next_due_locked(clock_->now());
+  }
+
+ private:
+  struct batch {
+    std::vector<T> entries;
+    std::size_t bytes = 0;
+    std::uint64_t id = 0;  // closing order, from 1
+    std::size_t attempts = 0;
+    time_point first_attempt{};
+    std::string last_error;
+  };
+
+  struct alignas(detail::cache_line) shard {
+    std::mutex mu;
+    std::vector<T> items;
+    std::uint64_t accepted = 0;  // entries ever accepted through this shard
+    std::size_t bytes = 0;       // bytes of `items`
+  };
+
+  struct event {  // a drop or a log line waiting for its callback
+    bool is_drop = false;
+    std::vector<T> entries;
+    drop_info info;
+    std::string text;  // drop: last error; log: the line
+    log_level level = log_level::info;
+  };
+
+  enum class wait_kind { none, process_delay, backoff };
+
+  std::size_t size_of(const T& v) const { return cb_.size_of ? cb_.size_of(v) : detail::default_size(v); }
+
+  // ---- enqueue path ------------------------------------------------------
+  enqueue_result add(T& entry) {
+    const std::size_t sz = size_of(entry);
+    if (opt_.max_bytes && sz > opt_.max_bytes) return refuse(enqueue_result::too_large);
+    if (opt_.overflow == overflow_policy::refuse_new && over_bounds(0, 0)) return refuse(enqueue_result::queue_full);
+    {
+      shard& s = shards_[detail::thread_slot() & (shard_count_ - 1)];
+      std::lock_guard<std::mutex> g(s.mu);
+      if (closed_.load(std::memory_order_relaxed)) return refuse(enqueue_result::shut_down);
+      s.items.push_back(std::move(entry));
+      ++s.accepted;
+      s.bytes += sz;
+    }
+    // The ticket is taken after the entry is in its shard: a worker that sees
+    // tickets_ > drained_ is sure to find something to drain.
+    const std::uint64_t ticket = tickets_.fetch_add(1, std::memory_order_seq_cst) + 1;
+    if (opt_.max_bytes) bytes_in_.fetch_add(sz, std::memory_order_relaxed);
+    if (opt_.overflow == overflow_policy::drop_oldest && over_bounds(ticket, 0)) {
+      make_room();
+    } else if (ticket == wake_at_.load(std::memory_order_seq_cst)) {
+      wake();
+    }
+    return enqueue_result::accepted;
+  }
+
+  enqueue_result refuse(enqueue_result why) {
+    refused_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+    return why;
+  }
+
+  // Whether the entries/bytes held exceed the bounds (cheap, lock-free,
+  // approximate by at most the number of threads inside enqueue right now).
+  bool over_bounds(std::uint64_t ticket, std::size_t extra) const noexcept {
+    if (opt_.max_entries) {
+      std::uint64_t t = ticket ? ticket : tickets_.load(std::memory_order_relaxed) + 1;
+      std::uint64_t r = removed_.load(std::memory_order_relaxed);
+      if (t > r && t - r > opt_.max_entries) return true;
+    }
+    if (opt_.max_bytes) {
+      std::uint64_t in = bytes_in_.load(std::memory_order_relaxed) + extra;
+      std::uint64_t out = bytes_out_.load(std::memory_order_relaxed);
+      if (in > out && in - out > opt_.max_bytes) return true;
+    }
+    return false;
+  }
+
+  void wake() {
+    if (opt_.exec == execution::manual) return;
+    { std::lock_guard<std::mutex> lk(mu_); }  // pairs with the worker's check-then-wait
+    cv_work_.notify_one();
+  }
+
+  // Slow path of enqueue under drop_oldest: push the oldest entries out.
+  void make_room() {
+    std::unique_lock<std::mutex> lk(mu_);
+    drain_locked(clock_->now());
+    trim_locked();
+    if (!events_.empty()) {
+      lk.unlock();
+      cv_work_.notify_one();
+    }
+  }
+
+  std::uint64_t held_entries_locked() const {
+    std::uint64_t t = tickets_.load(), r = removed_.load();
+    std::uint64_t d = drained_;  // entries drained may be ahead of tickets for a moment
+    std::uint64_t in = std::max(t, d);
+    return in > r ? in - r : 0;
+  }
+  std::uint64_t held_bytes_locked() const {
+    std::uint64_t in = bytes_in_.load(), out = bytes_out_.load();
+    return in > out ? in - out : 0;
+  }
+
+  void trim_locked() {
+    std::vector<T> gone;
+    std::size_t gone_bytes = 0, attempts = 0;
+    std::string last_error;
+    const bool by_bytes = opt_.max_bytes && held_bytes_locked() > opt_.max_bytes;
+    auto over = [&] {
+      return (opt_.max_entries && held_entries_locked() > opt_.max_entries) ||
+             (opt_.max_bytes && held_bytes_locked() > opt_.max_bytes);
+    };
+    auto take = [&](std::vector<T>& from, std::size_t& from_bytes, std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::size_t sz = size_of(from[i]);
+        from_bytes -= sz;
+        gone_bytes += sz;
+        count_removed(1, sz);
+        gone.push_back(std::move(from[i]));
+      }
+      from.erase(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(n));
+    };
+    while (over()) {
+      if (!ready_.empty()) {
+        batch& b = ready_.front();
+        attempts = std::max(attempts, b.attempts);
+        if (!b.last_error.empty()) last_error = b.last_error;
+        take(b.entries, b.bytes, 1);
+        if (b.entries.empty()) ready_.pop_front();
+      } else if (!open_.empty()) {
+        take(open_, open_bytes_, 1);
+      } else {
+        break;  // what is left is in flight; it cannot be pushed out
+      }
+    }
+    if (gone.empty()) return;
+    const std::size_t n = gone.size();
+    dropped_[static_cast<std::size_t>(drop_reason::queue_full)] += n;
+    if (!full_logged_) {
+      full_logged_ = true;
+      log_locked(log_level::error, "queue full, dropping old entries until processing is successful again");
+    }
+    if (by_bytes) log_locked(log_level::error, "byte capacity exceeded, " + std::to_string(n) + " queue entries were dropped");
+    event e;
+    e.is_drop = true;
+    e.entries = std::move(gone);
+    e.info.reason = drop_reason::queue_full;
+    e.info.attempts = attempts;
+    e.text = std::move(last_error);
+    events_.push_back(std::move(e));
+    cv_done_.notify_all();
+  }
+
+  // ---- worker ------------------------------------------------------------
+  void worker_main() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      if (step_locked(lk)) continue;
+      if (stop_) {
+        if (events_.empty()) break;
+        continue;
+      }
+      const time_point now = clock_->now();
+      std::optional<time_point> due = next_due_locked(now);
+      publish_wake_locked();
+      // A producer that took its ticket before wake_at_ was published may not
+      // have woken us: look once more (seq_cst store above, seq_cst load here).
+      if (intake_due_locked()) continue;
+      if (due && *due <= now) continue;
+      if (due) {
+        cv_work_.wait_until(lk, std::chrono::steady_clock::now() + clock_->real_wait(*due - now));
+      } else {
+        cv_work_.wait(lk);
+      }
+    }
+  }
+
+  void stop_workers() noexcept {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_work_.notify_all();
+    for (auto& w : workers_)
+      if (w.joinable()) w.join();
+    workers_.clear();
+  }
+
+  // Entries are waiting in the intake that the worker should drain now. With
+  // own_threads that is when a producer crossed wake_at_ (first entry of a
+  // batch, or the one that fills it); in between, entries wait in their shards
+  // and the worker sleeps. In manual mode everything is drained at once.
+  bool intake_due_locked() const {
+    const std::uint64_t t = tickets_.load(std::memory_order_seq_cst);
+    if (t <= drained_) return false;
+    return opt_.exec == execution::manual || t >= wake_at_.load(std::memory_order_seq_cst);
+  }
+
+  // Runs one unit of work; returns false when nothing is due now.
+  bool step_locked(std::unique_lock<std::mutex>& lk) {
+    const time_point now = clock_->now();
+    if (intake_due_locked()) {
+      drain_locked(now);
+      return true;
+    }
+    if (!events_.empty()) {
+      deliver_events_locked(lk);
+      return true;
+    }
+    if (flush_at_ && now >= *flush_at_) {
+      drain_locked(now);  // entries since the last tick count as activity
+      on_flush_tick_locked(now);
+      return true;
+    }
+    if (can_dispatch_locked(now)) {
+      process_one_locked(lk, now);
+      return true;
+    }
+    return false;
+  }
+
+  void run_locked(std::unique_lock<std::mutex>& lk) {
+    while (step_locked(lk)) {
+    }
+  }
+
+  std::optional<time_point> next_due_locked(time_point now) const {
+    if (!events_.empty() || intake_due_locked()) return now;
+    std::optional<time_point> due;
+    if (flush_at_) due = *flush_at_;
+    if (!ready_.empty() && in_flight_batches_ < opt_.concurrency && !stop_)
+      due = due ? std::min(*due, next_send_at_) : next_send_at_;
+    return due;
+  }
+
+  // Tell producers which ticket should wake a worker: the first entry of a new
+  // batch (to arm the flush timer) or the one that fills the open batch.
+  void publish_wake_locked() {
+    std::uint64_t want;
+    const bool need_first = open_.empty() && (opt_.flush == flush_mode::coalescing || !flush_at_);
+    if (need_first || opt_.batch_max_size == 1) {
+      want = drained_ + 1;
+    } else {
+      want = drained_ + (opt_.batch_max_size - open_.size());
+    }
+    wake_at_.store(want, std::memory_order_seq_cst);
+  }
+
+  // Moves entries from the intake shards into the open batch, closing batches
+  // by size (and batch_max_bytes) on the way.
+  void drain_locked(time_point now) {
+    std::size_t moved = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      shard& s = shards_[i];
+      {
+        std::lock_guard<std::mutex> g(s.mu);
+        if (s.items.empty()) continue;
+        scratch_.swap(s.items);
+        s.bytes = 0;
+      }
+      for (auto& e : scratch_) {
+        const std::size_t sz = size_of(e);
+        if (opt_.batch_max_bytes && !open_.empty() && open_bytes_ + sz > opt_.batch_max_bytes)
+          close_open_locked(now);
+        if (open_.empty() && opt_.flush == flush_mode::coalescing) flush_at_ = now + opt_.flush_timeout;
+        open_.push_back(std::move(e));
+        open_bytes_ += sz;
+        ++moved;
+        if (open_.size() >= opt_.batch_max_size) close_open_locked(now);
+      }
+      scratch_.clear();
+    }
+    if (!moved) {
+      publish_wake_locked();
+      return;
+    }
+    drained_ += moved;
+    last_activity_ = now;
+    if (opt_.flush == flush_mode::kong_idle && !open_.empty() && !flush_at_) flush_at_ = now + opt_.flush_timeout;
+    if (opt_.flush == flush_mode::coalescing && open_.empty()) flush_at_.reset();
+    publish_wake_locked();
+  }
+
+  void on_flush_tick_locked(time_point now) {
+    if (opt_.flush == flush_mode::kong_idle && now - last_activity_ < opt_.flush_timeout) {
+      flush_at_ = now + opt_.flush_timeout;  // there was activity: tick again later (Kong)
+      return;
+    }
+    flush_at_.reset();
+    close_open_locked(now);
+  }
+
+  void close_open_locked(time_point now) {
+    if (open_.empty()) return;
+    const bool idle = ready_.empty() && in_flight_batches_ == 0;
+    batch b;
+    b.entries.swap(open_);
+    b.bytes = open_bytes_;
+    b.id = ++next_batch_id_;
+    open_bytes_ = 0;
+    ready_.push_back(std::move(b));
+    if (opt_.flush == flush_mode::coalescing) flush_at_.reset();
+    if (idle) {
+      // A new chain starts: after process_delay (none for batch_max_size 1, as
+      // in Kong), or at once while flushing / shutting down.
+      const bool immediate = opt_.batch_max_size == 1 || closed_.load() || opt_.process_delay.count() == 0;
+      if (immediate) {
+        next_send_at_ = now;
+        waiting_ = wait_kind::none;
+      } else {
+        next_send_at_ = now + opt_.process_delay;
+        waiting_ = wait_kind::process_delay;
+      }
+    }
+  }
+
+  bool can_dispatch_locked(time_point now) const {
+    return !ready_.empty() && !stop_ && in_flight_batches_ < opt_.concurrency && now >= next_send_at_;
+  }
+
+  void process_one_locked(std::unique_lock<std::mutex>& lk, time_point now) {
+    batch b = std::move(ready_.front());
+    ready_.pop_front();
+    if (b.attempts == 0) b.first_attempt = now;
+    ++in_flight_batches_;
+    in_flight_entries_ += b.entries.size();
+    in_flight_bytes_ += b.bytes;
+    in_flight_ids_.push_back(b.id);
+    ++attempts_;
+    attempt_context ctx;
+    ctx.attempt = b.attempts + 1;
+    ctx.max_attempts = max_attempts_;
+    ctx.cancel = &cancel_;
+
+    lk.unlock();
+    process_result r;
+    try {
+      r = cb_.process(span<const T>(b.entries.data(), b.entries.size()), ctx);
+    } catch (const std::exception& ex) {
+      r = process_result::failure(std::string("process function threw: ") + ex.what());
+    } catch (...) {
+      r = process_result::failure("process function threw a non-standard exception");
+    }
+    if (r.ok && cb_.on_delivered) {
+      try {
+        cb_.on_delivered(span<const T>(b.entries.data(), b.entries.size()));
+      } catch (...) {
+      }
+    }
+    lk.lock();
+
+    const time_point t = clock_->now();
+    --in_flight_batches_;
+    in_flight_entries_ -= b.entries.size();
+    in_flight_bytes_ -= b.bytes;
+    in_flight_ids_.erase(std::find(in_flight_ids_.begin(), in_flight_ids_.end(), b.id));
+    ++b.attempts;
+    if (r.ok) {
+      delivered_ += b.entries.size();
+      ++batches_delivered_;
+      count_removed(b.entries.size(), b.bytes);
+      kong_counter_ = 1;
+      failures_ = 0;
+      full_logged_ = false;
+      if (waiting_ != wait_kind::backoff || next_send_at_ < t) {
+        next_send_at_ = t;
+        waiting_ = wait_kind::none;
+      }
+    } else {
+      on_failure_locked(std::move(b), std::move(r), t);
+    }
+    cv_done_.notify_all();
+  }
+
+  void on_failure_locked(batch b, process_result r, time_point now) {
+    ++failed_attempts_;
+    b.last_error = std::move(r.error);
+    if (r.permanent) {
+      log_locked(log_level::error, "permanent failure, dropping " + std::to_string(b.entries.size()) +
+                                       " entries: " + b.last_error);
+      drop_batch_locked(std::move(b), r.permanent_reason);
+      return;  // the receiver answered: no reason to slow down
+    }
+    if (expired_) {
+      drop_batch_locked(std::move(b), drop_reason::shutdown);
+    } else if (b.attempts >= max_attempts_) {
+      log_locked(log_level::error,
+                 "entry batch was already tried " + std::to_string(b.attempts) + " times, dropping it");
+      drop_batch_locked(std::move(b), drop_reason::retries_exhausted);
+    } else if (opt_.max_retry_time.count() > 0 && now - b.first_attempt >= opt_.max_retry_time) {
+      log_locked(log_level::error, "could not send entries due to max_retry_time exceeded. " +
+                                       std::to_string(b.entries.size()) + " queue entries were lost");
+      drop_batch_locked(std::move(b), drop_reason::retry_time_exceeded);
+    } else {
+      log_locked(log_level::warn, "failed to process entries: " + b.last_error);
+      ++retried_;
+      ready_.push_back(std::move(b));  // behind newer batches, as Kong does
+    }
+    // One backoff for the whole queue; it grows on the dropping failure too.
+    duration wait;
+    if (opt_.backoff == backoff_policy::kong_quadratic) {
+      ++kong_counter_;
+      wait = std::chrono::seconds(kong_counter_ * kong_counter_);
+    } else {
+      ++failures_;
+      const int shift = static_cast<int>(std::min<std::uint64_t>(failures_ - 1, 40));
+      wait = opt_.initial_retry_delay * (std::int64_t{1} << shift);
+    }
+    wait = std::min<duration>(wait, opt_.max_retry_delay);
+    if (opt_.jitter && wait.count() > 0) {
+      std::uniform_int_distribution<duration::rep> pick(0, wait.count());
+      wait = duration(pick(rng_));
+    }
+    wait = std::max<duration>(wait, r.retry_after);
+    next_send_at_ = now + wait;
+    waiting_ = wait_kind::backoff;
+  }
+
+  void drop_batch_locked(batch b, drop_reason why) {
+    const std::size_t n = b.entries.size();
+    if (n == 0) return;
+    dropped_[static_cast<std::size_t>(why)] += n;
+    count_removed(n, b.bytes);
+    event e;
+    e.is_drop = true;
+    e.entries = std::move(b.entries);
+    e.info.reason = why;
+    e.info.attempts = b.attempts;
+    e.text = std::move(b.last_error);
+    events_.push_back(std::move(e));
+  }
+
+  void count_removed(std::size_t n, std::size_t bytes) {
+    removed_.fetch_add(n, std::memory_order_relaxed);
+    if (opt_.max_bytes) bytes_out_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+
+  void log_locked(log_level level, std::string text) {
+    if (!cb_.on_log) return;
+    event e;
+    e.level = level;
+    e.text = std::move(text);
+    events_.push_back(std::move(e));
+  }
+
+  // Hands pending drops and log lines to their callbacks, in order, with mu_
+  // released. cb_mu_ keeps deliveries from two workers from interleaving.
+  void deliver_events_locked(std::unique_lock<std::mutex>& lk) {
+    if (events_.empty()) return;
+    lk.unlock();
+    {
+      std::lock_guard<std::mutex> order(cb_mu_);
+      std::vector<event> batch_of_events;
+      lk.lock();
+      batch_of_events.swap(events_);
+      ++delivering_;
+      lk.unlock();
+      for (auto& e : batch_of_events) {
+        try {
+          if (e.is_drop) {
+            if (cb_.on_drop) {
+              e.info.last_error = e.text;
+              cb_.on_drop(span<T>(e.entries.data(), e.entries.size()), e.info);
+            }
+          } else if (cb_.on_log) {
+            cb_.on_log(e.level, e.text);
+          }
+        } catch (...) {
+        }
+      }
+    }
+    lk.lock();
+    --delivering_;
+    cv_done_.notify_all();
+  }
+
+  // Every batch with id <= upto is finished and its drops were handed over.
+  bool settled_locked(std::uint64_t upto) const {
+    if (!events_.empty() || delivering_ != 0) return false;
+    for (auto id : in_flight_ids_)
+      if (id <= upto) return false;
+    for (const auto& b : ready_)
+      if (b.id <= upto) return false;
+    return true;
+  }
+
+  // ---- state -------------------------------------------------------------
+  const batch_queue_options opt_;
+  const batch_queue_callbacks<T> cb_;
+  const clock* clock_ = nullptr;
+  std::size_t max_attempts_ = 1;
+
+  // Intake (producers). Counters on their own cache lines.
+  std::unique_ptr<shard[]> shards_;
+  std::size_t shard_count_ = 0;
+  alignas(detail::cache_line) std::atomic<std::uint64_t> tickets_{0};
+  alignas(detail::cache_line) std::atomic<std::uint64_t> wake_at_{1};
+  std::atomic<bool> closed_{false};
+  alignas(detail::cache_line) std::atomic<std::uint64_t> removed_{0};
+  std::atomic<std::uint64_t> bytes_in_{0};
+  std::atomic<std::uint64_t> bytes_out_{0};
+  std::array<std::atomic<std::uint64_t>, 4> refused_{};
+
+  // Everything below is guarded by mu_.
+  alignas(detail::cache_line) mutable std::mutex mu_;
+  std::condition_variable cv_work_;  // workers wait here
+  std::condition_variable cv_done_;  // flush() / shutdown() wait here
+  std::vector<T> scratch_;
+  std::uint64_t drained_ = 0;
+  std::vector<T> open_;
+  std::size_t open_bytes_ = 0;
+  std::optional<time_point> flush_at_;
+  time_point last_activity_{};
+  std::deque<batch> ready_;
+  std::uint64_t next_batch_id_ = 0;
+  time_point next_send_at_{};
+  wait_kind waiting_ = wait_kind::none;
+  std::uint64_t kong_counter_ = 1;  // Kong's retry_delay
+  std::uint64_t failures_ = 0;      // consecutive failures (exponential)
+  std::mt19937_64 rng_;
+  std::size_t in_flight_batches_ = 0;
+  std::size_t in_flight_entries_ = 0;
+  std::size_t in_flight_bytes_ = 0;
+  std::vector<std::uint64_t> in_flight_ids_;
+  std::vector<event> events_;
+  std::size_t delivering_ = 0;
+  bool full_logged_ = false;
+  bool stop_ = false;
+  bool expired_ = false;
+  std::uint64_t delivered_ = 0;
+  std::array<std::uint64_t, drop_reason_count> dropped_{};
+  std::uint64_t batches_delivered_ = 0;
+  std::uint64_t attempts_ = 0;
+  std::uint64_t failed_attempts_ = 0;
+  std::uint64_t retried_ = 0;
+  std::atomic<bool> cancel_{false};
+
+  std::mutex cb_mu_;  // serialises on_drop / on_log
+  std::vector<std::thread> workers_;
+  std::mutex shutdown_mu_;
+  bool shut_down_ = false;
+  bool shutdown_result_ = false;
+};
+
+}  // namespace batchq
+
+#endif  // BATCHQ_BATCH_QUEUE_HPP

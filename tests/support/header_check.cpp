@@ -1,0 +1,7 @@
+// Every public header of the core, on its own, under -Wall -Wextra -Werror.
+#include "batchq/batch_queue.hpp"
+#include "batchq/clock.hpp"
+#include "batchq/types.hpp"
+#include "batchq/version.h"
+
+int batchq_header_check_dummy() { return BATCHQ_VERSION_NUMBER; }

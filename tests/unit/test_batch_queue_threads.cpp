@@ -1,0 +1,208 @@
+// The queue with its own worker threads and real producer threads: nothing
+// lost, nothing duplicated, the books balanced. Assertions are on counts and
+// contents only, never on how long anything took.
+#include "support/catch.hpp"
+
+#include <batchq/batch_queue.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using batchq::drop_reason;
+using batchq::enqueue_result;
+
+namespace {
+
+struct ledger {
+  std::mutex mu;
+  std::vector<int> delivered_count;
+  std::vector<int> dropped_count;
+  std::uint64_t drop_calls = 0;
+  explicit ledger(std::size_t n) : delivered_count(n, 0), dropped_count(n, 0) {}
+};
+
+// Entries are "<id>" padded; id indexes the ledger.
+std::size_t id_of(const std::string& s) { return std::stoul(s.substr(0, s.find(' '))); }
+
+}  // namespace
+
+TEST_CASE("several producers: every entry delivered exactly once or reported dropped", "[threads]") {
+  const int producers = 4;
+  const int per_producer = 20000;
+  const std::size_t total = static_cast<std::size_t>(producers) * per_producer;
+  const std::size_t concurrency = GENERATE(1, 3);
+  const bool bounded = GENERATE(false, true);
+
+  ledger led(total);
+  std::atomic<std::uint64_t> calls{0};
+  batchq::batch_queue_options o;
+  o.batch_max_size = 50;
+  o.flush_timeout = 5ms;
+  o.process_delay = 0ms;
+  o.retry_count = 3;
+  o.backoff = batchq::backoff_policy::exponential;
+  o.initial_retry_delay = 1ms;
+  o.max_retry_delay = 2ms;
+  o.concurrency = concurrency;
+  o.max_entries = bounded ? 500 : 0;
+
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+    thread_local std::mt19937 rng(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+    ++calls;
+    if (rng() % 10 == 0) return batchq::process_result::failure("flaky");
+    std::lock_guard<std::mutex> g(led.mu);
+    for (const auto& e : b) ++led.delivered_count[id_of(e)];
+    return batchq::process_result::success();
+  };
+  cb.on_drop = [&](batchq::span<std::string> b, const batchq::drop_info& info) {
+    std::lock_guard<std::mutex> g(led.mu);
+    ++led.drop_calls;
+    for (const auto& e : b) ++led.dropped_count[id_of(e)];
+    CHECK((info.reason == drop_reason::retries_exhausted || info.reason == drop_reason::queue_full));
+  };
+
+  batchq::queue_stats s;
+  {
+    batchq::batch_queue<std::string> q(o, cb);
+    std::vector<std::thread> threads;
+    std::atomic<std::uint64_t> refused{0};
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        for (int i = 0; i < per_producer; ++i) {
+          auto id = static_cast<std::size_t>(p) * per_producer + i;
+          if (q.enqueue(std::to_string(id) + " payload") != enqueue_result::accepted) ++refused;
+        }
+      });
+    }
+    // Read stats while the producers run: every snapshot balances.
+    for (int i = 0; i < 50; ++i) {
+      auto mid = q.stats();
+      REQUIRE(mid.balanced());
+      std::this_thread::yield();
+    }
+    for (auto& t : threads) t.join();
+    CHECK(refused == 0);
+    REQUIRE(q.flush(60s));
+    s = q.stats();
+    CHECK(q.shutdown(10s));
+  }
+  CHECK(s.balanced());
+  CHECK(s.enqueued == total);
+  CHECK(s.pending == 0);
+  CHECK(s.in_flight == 0);
+  std::uint64_t delivered = 0, dropped = 0;
+  for (std::size_t i = 0; i < total; ++i) {
+    const int seen = led.delivered_count[i] + led.dropped_count[i];
+    if (seen != 1) FAIL("entry " << i << " delivered " << led.delivered_count[i] << " dropped " << led.dropped_count[i]);
+    delivered += led.delivered_count[i];
+    dropped += led.dropped_count[i];
+  }
+  CHECK(delivered == s.delivered);
+  CHECK(dropped == s.dropped_total());
+  if (!bounded) CHECK(s.dropped_for(drop_reason::queue_full) == 0);
+}
+
+TEST_CASE("shutdown with a dead endpoint returns at its deadline and reports the rest", "[threads][shutdown]") {
+  std::atomic<int> dropped{0};
+  std::atomic<int> shutdown_drops{0};
+  batchq::batch_queue_options o;
+  o.batch_max_size = 10;
+  o.process_delay = 0ms;
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [](batchq::span<const std::string>, const batchq::attempt_context&) {
+    return batchq::process_result::failure("connection refused");
+  };
+  cb.on_drop = [&](batchq::span<std::string> b, const batchq::drop_info& info) {
+    dropped += static_cast<int>(b.size());
+    if (info.reason == drop_reason::shutdown) shutdown_drops += static_cast<int>(b.size());
+  };
+  batchq::batch_queue<std::string> q(o, cb);
+  for (int i = 0; i < 95; ++i) REQUIRE(q.enqueue("e" + std::to_string(i)) == enqueue_result::accepted);
+  CHECK_FALSE(q.shutdown(200ms));
+  CHECK(dropped == 95);
+  CHECK(shutdown_drops == 95);
+  CHECK(q.enqueue(std::string("late")) == enqueue_result::shut_down);
+  auto s = q.stats();
+  CHECK(s.balanced());
+  CHECK(s.dropped_for(drop_reason::shutdown) == 95);
+}
+
+TEST_CASE("a slow attempt is told to cancel at the shutdown deadline", "[threads][shutdown]") {
+  std::atomic<bool> saw_cancel{false};
+  batchq::batch_queue_options o;
+  o.batch_max_size = 1;
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [&](batchq::span<const std::string>, const batchq::attempt_context& ctx) {
+    // A transfer that would take "forever" unless cancelled (bounded for safety).
+    for (int i = 0; i < 20000 && !ctx.cancelled(); ++i) std::this_thread::sleep_for(1ms);
+    saw_cancel = ctx.cancelled();
+    return batchq::process_result::failure("aborted");
+  };
+  std::atomic<int> shutdown_drops{0};
+  cb.on_drop = [&](batchq::span<std::string> b, const batchq::drop_info& info) {
+    if (info.reason == drop_reason::shutdown) shutdown_drops += static_cast<int>(b.size());
+  };
+  batchq::batch_queue<std::string> q(o, cb);
+  q.enqueue(std::string("slow"));
+  q.enqueue(std::string("waiting"));
+  CHECK_FALSE(q.shutdown(100ms));
+  CHECK(saw_cancel);
+  CHECK(shutdown_drops == 2);
+  CHECK(q.stats().balanced());
+}
+
+TEST_CASE("the destructor delivers what is queued", "[threads][shutdown]") {
+  std::atomic<int> delivered{0};
+  {
+    batchq::batch_queue_options o;
+    o.batch_max_size = 1000;  // nothing closes by size
+    o.flush_timeout = 1h;     // nor by time
+    o.process_delay = 1h;     // shutdown skips it
+    batchq::batch_queue_callbacks<std::string> cb;
+    cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+      delivered += static_cast<int>(b.size());
+      return batchq::process_result::success();
+    };
+    batchq::batch_queue<std::string> q(o, cb);
+    for (int i = 0; i < 123; ++i) q.enqueue("e" + std::to_string(i));
+  }
+  CHECK(delivered == 123);
+}
+
+TEST_CASE("callbacks may enqueue and read stats without deadlock", "[threads]") {
+  std::atomic<int> drops{0};
+  batchq::batch_queue_options o;
+  o.batch_max_size = 1;
+  o.retry_count = 1;
+  o.process_delay = 0ms;
+  o.max_retry_delay = 10ms;
+  o.initial_retry_delay = 1ms;
+  o.backoff = batchq::backoff_policy::exponential;
+  batchq::batch_queue<std::string>* self = nullptr;
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [](batchq::span<const std::string> b, const batchq::attempt_context&) {
+    return b[0].rfind("retry:", 0) == 0 ? batchq::process_result::success() : batchq::process_result::failure("x");
+  };
+  cb.on_drop = [&](batchq::span<std::string> b, const batchq::drop_info&) {
+    ++drops;
+    (void)self->stats();
+    for (auto& e : b) self->enqueue("retry:" + e);
+  };
+  batchq::batch_queue<std::string> q(o, cb);
+  self = &q;
+  for (int i = 0; i < 20; ++i) q.enqueue("e" + std::to_string(i));
+  REQUIRE(q.flush(30s));
+  REQUIRE(q.flush(30s));
+  auto s = q.stats();
+  CHECK(drops == 20);
+  CHECK(s.delivered == 20);
+  CHECK(s.enqueued == 40);
+  CHECK(s.balanced());
+}

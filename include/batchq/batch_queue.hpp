@@ -279,6 +279,12 @@ class batch_queue {
 
   const batch_queue_options& options() const noexcept { return opt_; }
 
+  /// Counts a refusal decided outside the queue (http_log's JSON check), so
+  /// that stats() shows every refused entry in one place.
+  void count_refused(enqueue_result why) noexcept {
+    refused_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+  }
+
   /// execution::manual only: does everything due at the clock's current time
   /// (drains entries, closes batches, calls process, delivers drops and log
   /// lines) on the calling thread, then returns when the next thing is due,
@@ -324,7 +330,7 @@ class batch_queue {
   enqueue_result add(T& entry) {
     const std::size_t sz = size_of(entry);
     if (opt_.max_bytes && sz > opt_.max_bytes) return refuse(enqueue_result::too_large);
-    if (opt_.overflow == overflow_policy::refuse_new && over_bounds(0, 0)) return refuse(enqueue_result::queue_full);
+    if (opt_.overflow == overflow_policy::refuse_new && over_bounds(0, sz)) return refuse(enqueue_result::queue_full);
     {
       shard& s = shards_[detail::thread_slot() & (shard_count_ - 1)];
       std::lock_guard<std::mutex> g(s.mu);
@@ -346,7 +352,7 @@ class batch_queue {
   }
 
   enqueue_result refuse(enqueue_result why) {
-    refused_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+    count_refused(why);
     return why;
   }
 
@@ -792,7 +798,7 @@ class batch_queue {
   alignas(detail::cache_line) std::atomic<std::uint64_t> removed_{0};
   std::atomic<std::uint64_t> bytes_in_{0};
   std::atomic<std::uint64_t> bytes_out_{0};
-  std::array<std::atomic<std::uint64_t>, 4> refused_{};
+  std::array<std::atomic<std::uint64_t>, 5> refused_{};
 
   // Everything below is guarded by mu_.
   alignas(detail::cache_line) mutable std::mutex mu_;

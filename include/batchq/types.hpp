@@ -4,12 +4,15 @@
 #define BATCHQ_TYPES_HPP
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include "batchq/clock.hpp"
 
@@ -79,6 +82,7 @@ enum class enqueue_result : int {
   too_large = 1,   ///< the entry alone is larger than max_bytes
   queue_full = 2,  ///< overflow == refuse_new and the queue is at max_entries / max_bytes
   shut_down = 3,   ///< shutdown() has begun
+  invalid_json = 4,  ///< not valid JSON (http_log with validate_json on; the core never returns it)
 };
 
 constexpr const char* to_string(enqueue_result r) noexcept {
@@ -87,6 +91,7 @@ constexpr const char* to_string(enqueue_result r) noexcept {
     case enqueue_result::too_large: return "too_large";
     case enqueue_result::queue_full: return "queue_full";
     case enqueue_result::shut_down: return "shut_down";
+    case enqueue_result::invalid_json: return "invalid_json";
   }
   return "unknown";
 }
@@ -318,7 +323,7 @@ struct queue_stats {
   std::uint64_t failed_attempts = 0;    ///< process calls that failed (or threw)
   std::uint64_t retried = 0;            ///< failed batches put back for another attempt
   /// Entries refused by enqueue(), indexed by enqueue_result (accepted stays 0).
-  std::array<std::uint64_t, 4> refused{};
+  std::array<std::uint64_t, 5> refused{};
 
   std::uint64_t dropped_total() const noexcept {
     std::uint64_t s = 0;

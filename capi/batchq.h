@@ -1,0 +1,269 @@
+/*
+ * batchq.h - the C ABI of batchq (libbatchq.so).
+ *
+ * A batchq_queue is an HTTP log shipper: entries (already-serialized JSON,
+ * typically one per request) are batched, sent to an HTTP endpoint with
+ * Kong http-log's semantics (batch size, flush timeout, retry count with
+ * backoff), and every entry that cannot be delivered is handed back to the
+ * host - pulled with batchq_poll_dropped() or pushed to a C callback - and,
+ * when a spool directory is configured, kept on disk.
+ *
+ * Conventions (every function):
+ *  - Returns int: 0 (BATCHQ_OK) on success, a negative BATCHQ_E* code on
+ *    failure; batchq_strerror(code) names it. Functions that can explain more
+ *    take a caller-owned `char *errbuf, size_t errbuf_len` (may be NULL/0),
+ *    always NUL-terminated when errbuf_len > 0.
+ *  - Never throws, never aborts on bad input: a NULL handle or pointer gives
+ *    BATCHQ_EINVAL.
+ *  - Input buffers are copied before the call returns (LuaJIT only keeps a
+ *    passed string alive for the duration of the call).
+ *  - Thread-safety is stated per function. No function calls back into the
+ *    caller except the optional C callbacks of batchq_new_with_callbacks(),
+ *    which run on the queue's sending thread and must not call into Lua.
+ *  - Enums and error codes are append-only; struct types that can grow start
+ *    with `size_t struct_size`, which the caller sets to sizeof(the struct).
+ *
+ * Only <stddef.h> and <stdint.h> are needed; C89-compatible declarations.
+ */
+#ifndef BATCHQ_H
+#define BATCHQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batchq/version.h" /* BATCHQ_VERSION_MAJOR/MINOR/PATCH/NUMBER/STRING */
+
+#if defined(_WIN32)
+#if defined(BATCHQ_BUILDING_CAPI)
+#define BATCHQ_API __declspec(dllexport)
+#else
+#define BATCHQ_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define BATCHQ_API __attribute__((visibility("default")))
+#else
+#define BATCHQ_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------ */
+
+enum batchq_error {
+  BATCHQ_OK = 0,
+  BATCHQ_EINVAL = -1,     /* a NULL handle/pointer, or a bad argument value */
+  BATCHQ_ECONFIG = -2,    /* configuration refused: errbuf names the key and what is allowed */
+  BATCHQ_EFULL = -3,      /* queue full and overflow is "refuse_new": entry not taken */
+  BATCHQ_ETOOLARGE = -4,  /* entry larger than max_bytes: entry not taken */
+  BATCHQ_EJSON = -5,      /* entry is not valid JSON (validate_json on): entry not taken */
+  BATCHQ_ESHUTDOWN = -6,  /* the queue was shut down: entry not taken */
+  BATCHQ_ETIMEDOUT = -7,  /* flush/shutdown did not finish within its timeout */
+  BATCHQ_ENOMEM = -8,     /* out of memory */
+  BATCHQ_ESPOOL = -9,     /* the spool could not be opened (errbuf: path and system error) */
+  BATCHQ_ESMALLBUF = -10, /* output buffer too small: *out_len holds the size needed */
+  BATCHQ_EINTERNAL = -11  /* an unexpected internal error (a bug: please report) */
+};
+
+/* The name of an error code: "BATCHQ_EFULL: queue full". Static storage; never
+ * NULL ("unknown error" for unknown codes). Thread-safe. */
+BATCHQ_API const char *batchq_strerror(int code);
+
+/* ---- version ------------------------------------------------------------ */
+
+/* The library's version, "MAJOR.MINOR.PATCH". Static storage. Thread-safe.
+ * Compare with BATCHQ_VERSION_STRING to detect a header/library mismatch. */
+BATCHQ_API const char *batchq_version(void);
+/* BATCHQ_VERSION_NUMBER of the library (MAJOR*10000 + MINOR*100 + PATCH). */
+BATCHQ_API int batchq_version_number(void);
+
+/* ---- drop reasons -------------------------------------------------------- */
+
+enum batchq_drop_reason {
+  BATCHQ_DROP_RETRIES_EXHAUSTED = 0,   /* every attempt (retry_count) failed */
+  BATCHQ_DROP_RETRY_TIME_EXCEEDED = 1, /* still failing after max_retry_time */
+  BATCHQ_DROP_QUEUE_FULL = 2,          /* pushed out by newer entries (max_entries/max_bytes) */
+  BATCHQ_DROP_TOO_LARGE = 3,           /* receiver answered 413 (with drop_permanent_4xx) */
+  BATCHQ_DROP_SHUTDOWN = 4,            /* shutdown's deadline passed first */
+  BATCHQ_DROP_REJECTED = 5             /* receiver answered another 4xx (with drop_permanent_4xx) */
+};
+
+/* "retries_exhausted", ... Static storage; "unknown" for unknown values. */
+BATCHQ_API const char *batchq_drop_reason_name(int reason);
+
+/* ---- the queue ------------------------------------------------------------ */
+
+typedef struct batchq_queue batchq_queue;
+
+/*
+ * Creates a queue (and its sending thread) from a JSON object.
+ *
+ * Keys (Kong http-log's names and units, plus batchq's own); every key is
+ * optional except http_endpoint:
+ *   http_endpoint  string   http:// or https:// URL; userinfo becomes Basic auth
+ *   method         string   "POST" (default), "PUT", "PATCH"
+ *   content_type   string   "application/json"
+ *   headers        object   name -> string value; not Host/Content-Length/Content-Type
+ *   timeout        integer  ms, default 10000 (whole request)
+ *   keepalive      integer  ms, default 60000 (idle connection reuse)
+ *   connect_timeout integer ms, default min(timeout, 5000)
+ *   queue_size     integer  entries per batch, default 1
+ *   retry_count    integer  total attempts per batch, default 10
+ *   flush_timeout  number   s, default 2
+ *   process_delay  number   s, default 0
+ *   ... and the batchq keys listed in the README's configuration reference
+ *   (bounds, backoff, format, gzip, TLS, spool, drop buffer).
+ * An unknown key, a wrong type or a value out of range gives BATCHQ_ECONFIG
+ * and a message naming the key and what is allowed, e.g.
+ *   "queue_sise: unknown key (did you mean queue_size?)".
+ *
+ * config_json: not NUL-terminated necessarily; `len` bytes are read and copied.
+ * On success *out receives the queue, owned by the caller (batchq_free).
+ * Thread-safety: may be called from any thread. Create queues after fork():
+ * the sending thread does not survive a fork.
+ */
+BATCHQ_API int batchq_new(const char *config_json, size_t len, batchq_queue **out, char *errbuf,
+                          size_t errbuf_len);
+
+/* One dropped entry, as handed out by batchq_poll_dropped() and the C drop
+ * callback. Pointers stay valid until the next batchq_poll_dropped() on the
+ * same queue, batchq_free(), or the callback's return. */
+typedef struct batchq_dropped {
+  size_t struct_size;     /* set by the caller to sizeof(batchq_dropped) */
+  int reason;             /* enum batchq_drop_reason */
+  uint32_t attempts;      /* attempts made at the entry's batch (0 = never attempted) */
+  int64_t time_ms;        /* when it was dropped, Unix time in milliseconds */
+  const char *data;       /* the entry's bytes (not NUL-terminated) */
+  size_t len;
+  const char *last_error; /* the last attempt's error text, "" if none */
+  size_t last_error_len;
+  int spooled;            /* 1 if the entry is also in the dead-letter spool */
+} batchq_dropped;
+
+typedef void (*batchq_drop_fn)(void *user, const batchq_dropped *entries, size_t count);
+typedef void (*batchq_log_fn)(void *user, int level /* 0 debug .. 3 error */, const char *msg, size_t len);
+
+typedef struct batchq_callbacks {
+  size_t struct_size; /* sizeof(batchq_callbacks) */
+  /* Receives dropped entries instead of the poll buffer. Runs on the queue's
+   * sending thread (or the thread calling shutdown/free); must not call into
+   * Lua or block for long; may call batchq_stats(). NULL: use the buffer. */
+  batchq_drop_fn on_drop;
+  /* Receives the queue's log lines in Kong's wording. Same thread rules.
+   * NULL: lines go to the buffer read by batchq_poll_log(). */
+  batchq_log_fn on_log;
+  void *user;
+} batchq_callbacks;
+
+/* batchq_new() with C callbacks (for C/C++ hosts, never for LuaJIT). cb may be
+ * NULL. */
+BATCHQ_API int batchq_new_with_callbacks(const char *config_json, size_t len, const batchq_callbacks *cb,
+                                         batchq_queue **out, char *errbuf, size_t errbuf_len);
+
+/*
+ * Adds one entry: `len` bytes at `data` are copied. Returns 0, or
+ * BATCHQ_EFULL / BATCHQ_ETOOLARGE / BATCHQ_EJSON / BATCHQ_ESHUTDOWN (the entry
+ * was not taken: the caller still has it), BATCHQ_EINVAL (NULL queue, or NULL
+ * data with len > 0; len == 0 is refused too: an empty entry is not JSON).
+ * With validate_json on, errbuf receives the parse error and its offset.
+ *
+ * Never blocks on sending, takes no lock held during a send, and makes no
+ * system call in the default (memory) mode; with a write-ahead spool it makes
+ * one write(2). Thread-safe: any number of threads may enqueue at once.
+ */
+BATCHQ_API int batchq_enqueue(batchq_queue *q, const char *data, size_t len);
+/* batchq_enqueue() with an error buffer for the reason of a refusal. */
+BATCHQ_API int batchq_enqueue_ex(batchq_queue *q, const char *data, size_t len, char *errbuf, size_t errbuf_len);
+
+/* Closes the open batch and waits up to timeout_ms (>= 0) until everything
+ * enqueued before the call is delivered or dropped. 0 or BATCHQ_ETIMEDOUT
+ * (nothing is lost on a timeout: entries stay queued). Blocks the caller:
+ * never call it from an nginx request handler; use it from a timer or at
+ * worker exit. Thread-safe. */
+BATCHQ_API int batchq_flush(batchq_queue *q, int64_t timeout_ms);
+
+/* Stops accepting entries, tries to deliver what is queued until timeout_ms,
+ * then drops (reason BATCHQ_DROP_SHUTDOWN; spooled if a spool is configured)
+ * what is left, and stops the sending thread. 0 if everything was delivered,
+ * BATCHQ_ETIMEDOUT otherwise. Dropped entries can still be polled afterwards.
+ * Idempotent. Thread-safe, but not concurrently with batchq_free(). */
+BATCHQ_API int batchq_shutdown(batchq_queue *q, int64_t timeout_ms);
+
+/* Shuts down (with the configured shutdown_timeout, default 5 s, if not done
+ * yet) and frees the queue. batchq_free(NULL) is a no-op. After it, `q` must
+ * not be used; a second batchq_free() of the same pointer is undefined (the
+ * Lua module guards against it). */
+BATCHQ_API void batchq_free(batchq_queue *q);
+
+/* ---- dropped entries and log lines (pull) ----------------------------------- */
+
+/*
+ * Moves up to `max` dropped entries, oldest first, out of the queue's bounded
+ * drop buffer into out[0..*count). out[i].struct_size must be set by the
+ * caller (at least for out[0]; the library uses out[0].struct_size for all).
+ * The memory the records point to stays valid until the next call on this
+ * queue or batchq_free(). The buffer holds at most drop_buffer_entries entries
+ * / drop_buffer_bytes bytes (configuration); what does not fit is counted in
+ * batchq_stats.drop_buffer_overflow (and is in the spool if one is set).
+ * Thread-safety: one poller at a time per queue; concurrent with enqueue.
+ */
+BATCHQ_API int batchq_poll_dropped(batchq_queue *q, batchq_dropped *out, size_t max, size_t *count);
+
+/*
+ * Moves the oldest buffered log line into buf (NUL-terminated, truncated to
+ * buf_len - 1) and its level into *level. *len receives the line's length;
+ * 0 with *len == 0 means no line was waiting. Holds the last 256 lines;
+ * older ones are counted in batchq_stats.log_overflow. One poller at a time.
+ */
+BATCHQ_API int batchq_poll_log(batchq_queue *q, int *level, char *buf, size_t buf_len, size_t *len);
+
+/* ---- statistics -------------------------------------------------------------- */
+
+typedef struct batchq_stats_t {
+  size_t struct_size; /* set by the caller to sizeof(batchq_stats_t) */
+  /* enqueued == delivered + dropped + pending + in_flight, in every snapshot */
+  uint64_t enqueued;
+  uint64_t delivered;
+  uint64_t dropped;     /* all reasons */
+  uint64_t pending;
+  uint64_t in_flight;
+  uint64_t bytes_held;
+  uint64_t dropped_by_reason[16]; /* indexed by enum batchq_drop_reason */
+  uint64_t batches_queued;
+  uint64_t batches_in_flight;
+  uint64_t batches_delivered;
+  uint64_t attempts;
+  uint64_t failed_attempts;
+  uint64_t retried;
+  uint64_t refused_full;
+  uint64_t refused_too_large;
+  uint64_t refused_invalid_json;
+  uint64_t refused_shutdown;
+  uint64_t drop_buffer_pending;  /* dropped entries waiting for batchq_poll_dropped */
+  uint64_t drop_buffer_overflow; /* dropped entries the buffer could not keep */
+  uint64_t log_overflow;         /* log lines the buffer could not keep */
+  /* spool (0 when no spool is configured) */
+  uint64_t spool_records;        /* records appended */
+  uint64_t spool_bytes;          /* bytes on disk */
+  uint64_t spool_durable_seq;    /* highest record known to be fsync'ed */
+  uint64_t spool_errors;         /* failed writes (e.g. ENOSPC) */
+} batchq_stats_t;
+
+/* Fills *out with a consistent snapshot. out->struct_size must be set; a
+ * smaller (older) struct gets only the fields it has. Thread-safe. */
+BATCHQ_API int batchq_stats(batchq_queue *q, batchq_stats_t *out);
+
+/* The same figures as a JSON object / Prometheus text exposition (metric names
+ * prefixed "batchq_", label queue="<name>" from the `name` config key).
+ * Writes at most buf_len bytes including a NUL; *out_len receives the length
+ * needed (excluding the NUL). BATCHQ_ESMALLBUF if buf_len <= *out_len: call
+ * again with a larger buffer. buf may be NULL with buf_len 0 to ask the size. */
+BATCHQ_API int batchq_stats_json(batchq_queue *q, char *buf, size_t buf_len, size_t *out_len);
+BATCHQ_API int batchq_stats_prometheus(batchq_queue *q, char *buf, size_t buf_len, size_t *out_len);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* BATCHQ_H */

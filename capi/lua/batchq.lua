@@ -1,0 +1,667 @@
+-- batchq.lua - LuaJIT FFI binding of libbatchq.so (capi/batchq.h).
+--
+--   local batchq = require "batchq"
+--   local q, err = batchq.new({ http_endpoint = "http://127.0.0.1:9000/logs" })
+--   local ok, err, code = q:enqueue('{"status":200}')
+--   for _, d in ipairs(q:poll_dropped(256)) do ... d.data, d.reason ... end
+--   q:close(5000)
+--
+-- Rules that come from LuaJIT and nginx (see /work/shared/house-style.md):
+--  * Nothing here is called back from the library's threads: dropped entries,
+--    log lines and statistics are pulled (poll_dropped, poll_log, stats).
+--  * Create queues in the nginx worker (init_worker or lazily), never in
+--    init_by_lua: the sending thread does not survive fork().
+--  * flush(), shutdown() and close() block the calling thread up to their
+--    timeout: call them from a timer or at worker exit, never from a request.
+--  * Every function returns nil plus an error string (and the numeric
+--    BATCHQ_E* code where there is one) instead of raising, except require()
+--    when the library cannot be found.
+local ffi = require "ffi"
+local cjson = require "cjson.safe"
+
+local ffi_new = ffi.new
+local ffi_string = ffi.string
+local ffi_gc = ffi.gc
+local ffi_sizeof = ffi.sizeof
+local type = type
+local tonumber = tonumber
+local tostring = tostring
+local pairs = pairs
+local ipairs = ipairs
+local next = next
+local setmetatable = setmetatable
+local error = error
+local pcall = pcall
+local concat = table.concat
+local floor = math.floor
+local getenv = os.getenv
+local io_open = io.open
+
+-- The declarations of capi/batchq.h that this module uses (no #define: the
+-- FFI parser does not take them; the C callbacks are left out on purpose,
+-- they must never be used from Lua). Guarded so that loading the module a
+-- second time (package.loaded cleared) does not redefine the types.
+if not pcall(ffi.typeof, "batchq_stats_t") then
+  ffi.cdef [[
+typedef struct batchq_queue batchq_queue;
+
+typedef struct batchq_dropped {
+  size_t struct_size;
+  int reason;
+  uint32_t attempts;
+  int64_t time_ms;
+  const char *data;
+  size_t len;
+  const char *last_error;
+  size_t last_error_len;
+  int spooled;
+} batchq_dropped;
+
+typedef struct batchq_stats_t {
+  size_t struct_size;
+  uint64_t enqueued;
+  uint64_t delivered;
+  uint64_t dropped;
+  uint64_t pending;
+  uint64_t in_flight;
+  uint64_t bytes_held;
+  uint64_t dropped_by_reason[16];
+  uint64_t batches_queued;
+  uint64_t batches_in_flight;
+  uint64_t batches_delivered;
+  uint64_t attempts;
+  uint64_t failed_attempts;
+  uint64_t retried;
+  uint64_t refused_full;
+  uint64_t refused_too_large;
+  uint64_t refused_invalid_json;
+  uint64_t refused_shutdown;
+  uint64_t drop_buffer_pending;
+  uint64_t drop_buffer_overflow;
+  uint64_t log_overflow;
+  uint64_t spool_records;
+  uint64_t spool_bytes;
+  uint64_t spool_durable_seq;
+  uint64_t spool_errors;
+} batchq_stats_t;
+
+const char *batchq_strerror(int code);
+const char *batchq_version(void);
+int batchq_version_number(void);
+const char *batchq_drop_reason_name(int reason);
+
+int batchq_new(const char *config_json, size_t len, batchq_queue **out,
+               char *errbuf, size_t errbuf_len);
+int batchq_enqueue_ex(batchq_queue *q, const char *data, size_t len,
+                      char *errbuf, size_t errbuf_len);
+int batchq_flush(batchq_queue *q, int64_t timeout_ms);
+int batchq_shutdown(batchq_queue *q, int64_t timeout_ms);
+void batchq_free(batchq_queue *q);
+int batchq_poll_dropped(batchq_queue *q, batchq_dropped *out, size_t max,
+                        size_t *count);
+int batchq_poll_log(batchq_queue *q, int *level, char *buf, size_t buf_len,
+                    size_t *len);
+int batchq_stats(batchq_queue *q, batchq_stats_t *out);
+int batchq_stats_json(batchq_queue *q, char *buf, size_t buf_len,
+                      size_t *out_len);
+int batchq_stats_prometheus(batchq_queue *q, char *buf, size_t buf_len,
+                            size_t *out_len);
+]]
+end
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Error codes of batchq.h (enum batchq_error); append-only there, so a new
+-- code simply shows up as its batchq_strerror() text.
+local E = {
+  OK = 0, EINVAL = -1, ECONFIG = -2, EFULL = -3, ETOOLARGE = -4, EJSON = -5,
+  ESHUTDOWN = -6, ETIMEDOUT = -7, ENOMEM = -8, ESPOOL = -9, ESMALLBUF = -10,
+  EINTERNAL = -11,
+}
+_M.errors = E
+
+local EINVAL = E.EINVAL
+local ETIMEDOUT = E.ETIMEDOUT
+local ESMALLBUF = E.ESMALLBUF
+
+local LOG_LEVELS = { [0] = "debug", [1] = "info", [2] = "warn", [3] = "error" }
+
+-- Finding the library ------------------------------------------------------
+
+-- Candidate file names for one package.cpath template such as
+-- "/usr/local/lib/lua/5.1/?.so": both the Lua-module name (batchq.so) and the
+-- CMake target's name (libbatchq.so) are accepted, the latter also with its
+-- SOVERSION suffix so that an installed runtime-only package works.
+local function candidates(template)
+  local out = {}
+  if not template:find("?", 1, true) then
+    return out
+  end
+  for _, name in ipairs({ "batchq", "libbatchq" }) do
+    local p = template:gsub("%?", name)
+    out[#out + 1] = p
+    if name == "libbatchq" and p:sub(-3) == ".so" then
+      out[#out + 1] = p .. ".0"
+    end
+  end
+  return out
+end
+
+local function file_exists(path)
+  local f = io_open(path, "rb")
+  if f then
+    f:close()
+    return true
+  end
+  return false
+end
+
+local function load_library()
+  local tried = {}
+
+  local function try(path, must_exist)
+    if must_exist and not file_exists(path) then
+      tried[#tried + 1] = path .. " (no such file)"
+      return nil
+    end
+    local ok, lib = pcall(ffi.load, path)
+    if ok then
+      return lib, path
+    end
+    tried[#tried + 1] = path .. " (" .. tostring(lib) .. ")"
+    return nil
+  end
+
+  -- An explicit path wins and is the only one tried: a test or a deployment
+  -- that names a file must not silently get another copy from the cpath.
+  local override = getenv("BATCHQ_LIB")
+  if override and override ~= "" then
+    local lib, path = try(override, false)
+    if lib then
+      return lib, path
+    end
+    error("batchq: could not load the library named by BATCHQ_LIB: "
+          .. concat(tried, "; "), 2)
+  end
+
+  local seen = {}
+  for template in package.cpath:gmatch("[^;]+") do
+    for _, path in ipairs(candidates(template)) do
+      if not seen[path] then
+        seen[path] = true
+        local lib, found = try(path, true)
+        if lib then
+          return lib, found
+        end
+      end
+    end
+  end
+
+  -- Last: the dynamic linker's own search (LD_LIBRARY_PATH, ld.so.cache).
+  local lib, found = try("batchq", false)
+  if lib then
+    return lib, found
+  end
+
+  error("batchq: could not find libbatchq.so (set BATCHQ_LIB or add its "
+        .. "directory to package.cpath / lua_package_cpath); tried:\n  "
+        .. concat(tried, "\n  "), 2)
+end
+
+-- Kept referenced by the module (and by every finalizer closure below) so the
+-- library is never unloaded while a queue handle exists.
+local lib, lib_path = load_library()
+_M.library_path = lib_path
+
+-- Module-level scratch buffers ----------------------------------------------
+-- One nginx worker runs one Lua VM on one thread and nothing here yields, so
+-- module-level buffers are never used by two calls at once.
+
+local ERRBUF_LEN = 1024
+local errbuf = ffi_new("char[?]", ERRBUF_LEN)
+local queue_out = ffi_new("batchq_queue *[1]")
+local size_out = ffi_new("size_t[1]")
+local level_out = ffi_new("int[1]")
+local stats_buf = ffi_new("batchq_stats_t")
+local STATS_SIZE = ffi_sizeof("batchq_stats_t")
+local DROPPED_SIZE = ffi_sizeof("batchq_dropped")
+
+-- Grown on demand (stats text, dropped records); never shrunk.
+local text_buf_len = 8192
+local text_buf = ffi_new("char[?]", text_buf_len)
+local dropped_cap = 0
+local dropped_buf
+
+-- Log lines are moved out of the library by batchq_poll_log() and cannot be
+-- asked for again, so the buffer is large enough for any line the library
+-- writes in practice (error texts quote at most max_error_body bytes);
+-- a longer line is marked as cut.
+local LOG_BUF_LEN = 16384
+local log_buf = ffi_new("char[?]", LOG_BUF_LEN)
+
+-- Names of the drop reasons, read from the library so a reason appended to
+-- the enum later is named without touching this file.
+local REASONS = {}
+for i = 0, 15 do
+  local name = ffi_string(lib.batchq_drop_reason_name(i))
+  if name ~= "unknown" then
+    REASONS[i] = name
+  end
+end
+_M.drop_reasons = REASONS
+
+local function strerror(code)
+  return ffi_string(lib.batchq_strerror(code))
+end
+_M.strerror = strerror
+
+-- errbuf's text when the library wrote one, else the code's name.
+local function errmsg(code)
+  if errbuf[0] ~= 0 then
+    return ffi_string(errbuf)
+  end
+  return strerror(code)
+end
+
+function _M.version()
+  return ffi_string(lib.batchq_version())
+end
+
+function _M.version_number()
+  return tonumber(lib.batchq_version_number())
+end
+
+-- Finalizer of a handle the Lua side forgot to close. A closure (not
+-- lib.batchq_free itself) so that it keeps `lib` alive. batchq_free() shuts
+-- the queue down with the configured shutdown_timeout first, which blocks
+-- the collecting thread; dropped entries nobody polled are gone with it, so
+-- hosts should close() queues explicitly.
+local function free_handle(p)
+  lib.batchq_free(p)
+end
+
+-- Timeouts: the C side takes int64 milliseconds >= 0.
+local function check_ms(ms, default)
+  if ms == nil then
+    return default
+  end
+  if type(ms) ~= "number" or ms ~= ms then
+    return nil
+  end
+  if ms < 0 then
+    return 0
+  end
+  return floor(ms)
+end
+
+-- The queue object -------------------------------------------------------------
+
+local methods = {}
+local mt = { __index = methods }
+
+local DEFAULT_TIMEOUT_MS = 5000
+
+-- new(conf): conf is a Lua table with batchq.h's configuration keys. The
+-- encoder is a private cjson instance so that a host's global cjson settings
+-- (e.g. encode_empty_table_as_object(false) in OpenResty) cannot change the
+-- JSON the library sees.
+local json = cjson.new()
+json.encode_sparse_array(false)
+
+function _M.new(conf)
+  if type(conf) ~= "table" then
+    return nil, "configuration must be a table", EINVAL
+  end
+
+  -- An empty Lua table cannot say whether it is an object or an array; an
+  -- empty `headers` means "no headers", so it is simply left out.
+  local headers = conf.headers
+  if type(headers) == "table" and next(headers) == nil then
+    local copy = {}
+    for k, v in pairs(conf) do
+      if k ~= "headers" then
+        copy[k] = v
+      end
+    end
+    conf = copy
+  end
+
+  local s, jerr = json.encode(conf)
+  if not s then
+    return nil, "configuration cannot be encoded as JSON: " .. tostring(jerr),
+           EINVAL
+  end
+
+  errbuf[0] = 0
+  queue_out[0] = nil
+  local rc = lib.batchq_new(s, #s, queue_out, errbuf, ERRBUF_LEN)
+  if rc ~= 0 then
+    return nil, errmsg(rc), rc
+  end
+  local h = ffi_gc(queue_out[0], free_handle)
+  queue_out[0] = nil
+
+  return setmetatable({ h = h }, mt)
+end
+
+-- true, or nil + message + code. Refused entries stay with the caller.
+function methods.enqueue(self, entry)
+  local h = self.h
+  if not h then
+    return nil, "closed", E.ESHUTDOWN
+  end
+  if type(entry) ~= "string" then
+    return nil, "entry must be a string", EINVAL
+  end
+  errbuf[0] = 0
+  local rc = lib.batchq_enqueue_ex(h, entry, #entry, errbuf, ERRBUF_LEN)
+  if rc == 0 then
+    return true
+  end
+  return nil, errmsg(rc), rc
+end
+
+-- Blocks up to ms (default 5000) until everything enqueued before the call is
+-- delivered or dropped: true, or nil + "timeout" (nothing is lost then).
+function methods.flush(self, ms)
+  local h = self.h
+  if not h then
+    return nil, "closed"
+  end
+  local t = check_ms(ms, DEFAULT_TIMEOUT_MS)
+  if not t then
+    return nil, "timeout must be a number of milliseconds", EINVAL
+  end
+  local rc = lib.batchq_flush(h, t)
+  if rc == 0 then
+    return true
+  end
+  if rc == ETIMEDOUT then
+    return nil, "timeout", rc
+  end
+  return nil, strerror(rc), rc
+end
+
+-- Stops accepting entries and delivers what it can within ms (default 5000);
+-- the rest is dropped with reason "shutdown" and can still be polled.
+-- true when everything was delivered, else nil + "timeout". Idempotent.
+function methods.shutdown(self, ms)
+  local h = self.h
+  if not h then
+    return nil, "closed"
+  end
+  local t = check_ms(ms, DEFAULT_TIMEOUT_MS)
+  if not t then
+    return nil, "timeout must be a number of milliseconds", EINVAL
+  end
+  local rc = lib.batchq_shutdown(h, t)
+  if rc == 0 then
+    return true
+  end
+  if rc == ETIMEDOUT then
+    return nil, "timeout", rc
+  end
+  return nil, strerror(rc), rc
+end
+
+local function u64(v)
+  return tonumber(v)
+end
+
+-- A Lua table of batchq_stats_t (numbers; exact up to 2^53).
+function methods.stats(self)
+  local h = self.h
+  if not h then
+    return nil, "closed"
+  end
+  local s = stats_buf
+  s.struct_size = STATS_SIZE
+  local rc = lib.batchq_stats(h, s)
+  if rc ~= 0 then
+    return nil, strerror(rc), rc
+  end
+  local by_reason = {}
+  for i, name in pairs(REASONS) do
+    by_reason[name] = u64(s.dropped_by_reason[i])
+  end
+  return {
+    enqueued = u64(s.enqueued),
+    delivered = u64(s.delivered),
+    dropped = u64(s.dropped),
+    pending = u64(s.pending),
+    in_flight = u64(s.in_flight),
+    bytes_held = u64(s.bytes_held),
+    dropped_by_reason = by_reason,
+    batches_queued = u64(s.batches_queued),
+    batches_in_flight = u64(s.batches_in_flight),
+    batches_delivered = u64(s.batches_delivered),
+    attempts = u64(s.attempts),
+    failed_attempts = u64(s.failed_attempts),
+    retried = u64(s.retried),
+    refused_full = u64(s.refused_full),
+    refused_too_large = u64(s.refused_too_large),
+    refused_invalid_json = u64(s.refused_invalid_json),
+    refused_shutdown = u64(s.refused_shutdown),
+    drop_buffer_pending = u64(s.drop_buffer_pending),
+    drop_buffer_overflow = u64(s.drop_buffer_overflow),
+    log_overflow = u64(s.log_overflow),
+    spool_records = u64(s.spool_records),
+    spool_bytes = u64(s.spool_bytes),
+    spool_durable_seq = u64(s.spool_durable_seq),
+    spool_errors = u64(s.spool_errors),
+  }
+end
+
+-- Calls a "fill this buffer" function, growing the shared buffer when the
+-- library says it is too small. The text can grow between two calls (new
+-- counters), hence a few rounds rather than one.
+local function read_text(h, fn)
+  for _ = 1, 4 do
+    size_out[0] = 0
+    local rc = fn(h, text_buf, text_buf_len, size_out)
+    if rc == 0 then
+      return ffi_string(text_buf, size_out[0])
+    end
+    if rc ~= ESMALLBUF then
+      return nil, strerror(rc), rc
+    end
+    local need = tonumber(size_out[0]) + 1
+    local n = text_buf_len
+    while n < need do
+      n = n * 2
+    end
+    text_buf = ffi_new("char[?]", n)
+    text_buf_len = n
+  end
+  return nil, strerror(ESMALLBUF), ESMALLBUF
+end
+
+function methods.stats_json(self)
+  local h = self.h
+  if not h then
+    return nil, "closed"
+  end
+  return read_text(h, lib.batchq_stats_json)
+end
+
+function methods.stats_prometheus(self)
+  local h = self.h
+  if not h then
+    return nil, "closed"
+  end
+  return read_text(h, lib.batchq_stats_prometheus)
+end
+
+-- Copies n records out of the library's memory at once: the pointers are
+-- only valid until the next call on this queue.
+local function copy_dropped(buf, n, out)
+  for i = 0, n - 1 do
+    local d = buf[i]
+    local err = ""
+    if d.last_error ~= nil and d.last_error_len > 0 then
+      err = ffi_string(d.last_error, d.last_error_len)
+    end
+    out[#out + 1] = {
+      data = d.data ~= nil and ffi_string(d.data, d.len) or "",
+      reason = REASONS[d.reason] or tostring(d.reason),
+      attempts = tonumber(d.attempts),
+      error = err,
+      time_ms = tonumber(d.time_ms),
+      spooled = d.spooled ~= 0,
+    }
+  end
+  return out
+end
+
+local DEFAULT_POLL_MAX = 256
+
+local function poll_dropped_c(h, max, out)
+  if max > dropped_cap then
+    dropped_buf = ffi_new("batchq_dropped[?]", max)
+    dropped_cap = max
+  end
+  -- The library reads out[0].struct_size for all records.
+  dropped_buf[0].struct_size = DROPPED_SIZE
+  size_out[0] = 0
+  local rc = lib.batchq_poll_dropped(h, dropped_buf, max, size_out)
+  if rc ~= 0 then
+    return nil, strerror(rc), rc
+  end
+  return copy_dropped(dropped_buf, tonumber(size_out[0]), out)
+end
+
+local function poll_log_c(h, max, out)
+  for _ = 1, max do
+    size_out[0] = 0
+    level_out[0] = 0
+    local rc = lib.batchq_poll_log(h, level_out, log_buf, LOG_BUF_LEN,
+                                   size_out)
+    if rc ~= 0 then
+      return nil, strerror(rc), rc
+    end
+    local len = tonumber(size_out[0])
+    if len == 0 then
+      break
+    end
+    local msg
+    if len >= LOG_BUF_LEN then
+      msg = ffi_string(log_buf, LOG_BUF_LEN - 1) .. " [line cut, "
+            .. len .. " bytes]"
+    else
+      msg = ffi_string(log_buf, len)
+    end
+    out[#out + 1] = { level = LOG_LEVELS[level_out[0]] or "error", msg = msg }
+  end
+  return out
+end
+
+-- Returns an array (possibly empty) of up to max (default 256) dropped
+-- entries, oldest first:
+--   { data=<entry>, reason=<name>, attempts=<n>, error=<last error or "">,
+--     time_ms=<Unix ms>, spooled=<boolean> }
+-- After close(), returns what close() drained and nobody polled yet.
+function methods.poll_dropped(self, max)
+  max = max or DEFAULT_POLL_MAX
+  if type(max) ~= "number" or max < 1 then
+    return nil, "max must be a positive number", EINVAL
+  end
+  max = floor(max)
+  local h = self.h
+  if not h then
+    return self:_take_leftover("left_dropped", max)
+  end
+  return poll_dropped_c(h, max, {})
+end
+
+-- Returns an array (possibly empty) of up to max (default 256) log lines of
+-- the queue, oldest first: { level = "debug"|"info"|"warn"|"error", msg = }.
+function methods.poll_log(self, max)
+  max = max or DEFAULT_POLL_MAX
+  if type(max) ~= "number" or max < 1 then
+    return nil, "max must be a positive number", EINVAL
+  end
+  max = floor(max)
+  local h = self.h
+  if not h then
+    return self:_take_leftover("left_log", max)
+  end
+  return poll_log_c(h, max, {})
+end
+
+function methods._take_leftover(self, field, max)
+  local left = self[field]
+  if not left then
+    return {}
+  end
+  local out = {}
+  local n = #left
+  local take = n < max and n or max
+  for i = 1, take do
+    out[i] = left[i]
+  end
+  if take == n then
+    self[field] = nil
+  else
+    local rest = {}
+    for i = take + 1, n do
+      rest[#rest + 1] = left[i]
+    end
+    self[field] = rest
+  end
+  return out
+end
+
+-- Shuts down (ms, default 5000), moves whatever the library still holds for
+-- the host (dropped entries, log lines) into Lua tables that poll_dropped()
+-- and poll_log() keep returning afterwards, and frees the queue. Returns
+-- like shutdown(); a second close() returns true and does nothing.
+function methods.close(self, ms)
+  local h = self.h
+  if not h then
+    return true
+  end
+  local t = check_ms(ms, DEFAULT_TIMEOUT_MS)
+  if not t then
+    return nil, "timeout must be a number of milliseconds", EINVAL
+  end
+  local rc = lib.batchq_shutdown(h, t)
+
+  -- Drain before freeing: the library's drop buffer dies with the queue.
+  -- The buffer is bounded (drop_buffer_entries), so this loop ends.
+  local dropped = self.left_dropped or {}
+  while true do
+    local before = #dropped
+    if not poll_dropped_c(h, DEFAULT_POLL_MAX, dropped) or #dropped == before
+    then
+      break
+    end
+  end
+  local logs = self.left_log or {}
+  poll_log_c(h, 1024, logs)
+  self.left_dropped = dropped[1] and dropped or nil
+  self.left_log = logs[1] and logs or nil
+
+  self.h = nil
+  lib.batchq_free(ffi_gc(h, nil))
+
+  if rc == 0 then
+    return true
+  end
+  if rc == ETIMEDOUT then
+    return nil, "timeout", rc
+  end
+  return nil, strerror(rc), rc
+end
+
+function methods.closed(self)
+  return self.h == nil
+end
+
+mt.__tostring = function(self)
+  if self.h then
+    return "batchq queue (" .. tostring(self.h) .. ")"
+  end
+  return "batchq queue (closed)"
+end
+
+return _M

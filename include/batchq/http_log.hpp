@@ -1,0 +1,167 @@
+// batchq/http_log.hpp - Kong's http-log, done properly: a batch_queue of JSON
+// strings whose batches go to an HTTP endpoint through an http_sender.
+//
+//   batchq::http_log_options o;                  // http-log's defaults
+//   o.http.http_endpoint = "https://logs.example.com/ingest";
+//   batchq::http_log log(o, {.on_drop = keep});  // throws options_error naming the field
+//   log.enqueue(R"({"request":{"uri":"/"}})");
+//
+// Sending happens on the queue's worker thread(s), never on the caller's
+// enqueue path. This is the object the C ABI wraps.
+#ifndef BATCHQ_HTTP_LOG_HPP
+#define BATCHQ_HTTP_LOG_HPP
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "batchq/export.hpp"
+#include "batchq/http_sender.hpp"
+#include "batchq/payload.hpp"
+#include "batchq/spool.hpp"
+#include "batchq/types.hpp"
+
+namespace batchq {
+
+/// Queue options with Kong http-log's defaults: queue_size 1 (batch_max_size),
+/// retry_count 10, flush_timeout 2 s, process_delay 0 (first attempt at once).
+inline batch_queue_options http_log_queue_defaults() {
+  batch_queue_options q;
+  q.batch_max_size = 1;
+  q.retry_count = 10;
+  q.flush_timeout = std::chrono::seconds(2);
+  q.process_delay = std::chrono::milliseconds(0);
+  return q;
+}
+
+/// Everything an http_log needs, in one struct.
+struct http_log_options {
+  /// Batching, retries and bounds; see batch_queue_options. http-log defaults.
+  batch_queue_options queue = http_log_queue_defaults();
+  /// Where and how to send; see http_sender_options. http_endpoint is required.
+  http_sender_options http;
+  /// Body of a request: kong (1 entry → the entry; N → [e1,...,eN]), json_array, ndjson.
+  payload_format format = payload_format::kong;
+  /// Parse each entry with RapidJSON at enqueue and refuse invalid JSON.
+  /// Off by default (Kong does not re-parse its entries either).
+  bool validate_json = false;
+  /// A name for logs and metrics labels.
+  std::string name = "batchq";
+
+  /// Spool (see batchq/spool.hpp). Off unless spool_dir is set.
+  std::string spool_dir;
+  /// dead_letter: dropped entries are appended (replay later with
+  /// batchq-replay); write_ahead: every accepted entry is appended before
+  /// enqueue() returns and replayed after a crash.
+  spool_mode spool = spool_mode::dead_letter;
+  std::uint64_t spool_max_bytes = std::uint64_t{1} << 30;  ///< cap on disk; oldest segment evicted (reported)
+  std::size_t spool_segment_bytes = std::size_t{16} << 20;
+  fsync_policy spool_fsync = fsync_policy::interval;
+  std::chrono::milliseconds spool_fsync_interval{1000};
+
+  /// Pull mode (no on_drop callback given): dropped entries wait in a bounded
+  /// buffer for poll_dropped(); what does not fit is counted as overflow.
+  std::size_t drop_buffer_entries = 10000;
+  std::size_t drop_buffer_bytes = std::size_t{16} << 20;
+  /// Pull mode (no on_log callback): the last this-many log lines are kept.
+  std::size_t log_buffer_lines = 256;
+};
+
+/// Checks every part; "" when valid, else "<field>: <problem> (allowed: ...)".
+BATCHQ_CXX_API std::string validate(const http_log_options& o, std::string* field = nullptr);
+
+/// Parses the JSON configuration of the C ABI / Kong plugin (http-log's keys
+/// and units plus batchq's; see capi/batchq.h and the README) and validates
+/// the result. Throws options_error whose field() is the key at fault, for
+/// invalid JSON (field ""), an unknown key (with a suggestion), a wrong type
+/// or a value out of range.
+BATCHQ_CXX_API http_log_options parse_http_log_config(std::string_view json);
+
+/// The host's view of what leaves undelivered, and of the queue's log lines.
+/// Thread rules as batch_queue_callbacks::on_drop / on_log.
+struct http_log_callbacks {
+  std::function<void(span<std::string> entries, const drop_info& info, bool spooled)> on_drop;
+  std::function<void(log_level level, std::string_view message)> on_log;
+};
+
+/// A dropped entry kept for poll_dropped() (pull mode).
+struct dropped_entry {
+  std::string data;
+  drop_reason reason = drop_reason::retries_exhausted;
+  std::size_t attempts = 0;
+  std::string last_error;
+  std::int64_t time_ms = 0;  ///< Unix time in ms when it was dropped
+  bool spooled = false;      ///< also written to the dead-letter spool
+};
+
+/// Pull-mode buffer figures.
+struct buffer_figures {
+  std::uint64_t drop_pending = 0;   ///< dropped entries waiting for poll_dropped()
+  std::uint64_t drop_overflow = 0;  ///< dropped entries the buffer could not keep
+  std::uint64_t log_overflow = 0;   ///< log lines the buffer could not keep
+};
+
+/// Spool figures (zeros without a spool).
+struct spool_figures {
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t durable_seq = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t replayed = 0;  ///< entries re-enqueued from the spool at start (write_ahead)
+};
+
+class BATCHQ_CXX_API http_log {
+ public:
+  /// Validates everything (throws options_error naming the field), opens the
+  /// spool if configured (throws std::runtime_error with the path and the
+  /// system error), and starts the queue's worker thread(s).
+  explicit http_log(http_log_options options, http_log_callbacks callbacks = {});
+  /// shutdown(options().queue.shutdown_timeout)
+  ~http_log();
+  http_log(const http_log&) = delete;
+  http_log& operator=(const http_log&) = delete;
+
+  /// Takes an entry (a serialized JSON value). Thread-safe; never blocks on
+  /// sending. Refusals: too_large, queue_full, shut_down, invalid_json (with
+  /// validate_json; *error receives the parse error and its offset).
+  enqueue_result enqueue(std::string entry, std::string* error = nullptr);
+
+  /// See batch_queue::flush / shutdown. noexcept.
+  bool flush(std::chrono::milliseconds timeout) noexcept;
+  bool shutdown(std::chrono::milliseconds timeout) noexcept;
+
+  /// A consistent snapshot of the queue's counters.
+  queue_stats stats() const;
+  spool_figures spool_stats() const;
+  /// The counters as a JSON object / Prometheus text (label queue="<name>").
+  std::string stats_json() const;
+  std::string stats_prometheus() const;
+
+  /// Pull mode: moves up to `max` dropped entries, oldest first, into `out`
+  /// (appended). Returns how many. Thread-safe.
+  std::size_t poll_dropped(std::vector<dropped_entry>& out, std::size_t max);
+  /// Pull mode: the oldest buffered log line, if any. Thread-safe.
+  bool poll_log(log_level& level, std::string& line);
+  buffer_figures buffer_stats() const;
+
+  const http_log_options& options() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// JSON / Prometheus renderings of any queue's stats (used by http_log).
+BATCHQ_CXX_API std::string stats_to_json(const queue_stats& s, const spool_figures& sp, const buffer_figures& b,
+                                         std::string_view name);
+BATCHQ_CXX_API std::string stats_to_prometheus(const queue_stats& s, const spool_figures& sp,
+                                               const buffer_figures& b, std::string_view name);
+
+}  // namespace batchq
+
+#endif  // BATCHQ_HTTP_LOG_HPP

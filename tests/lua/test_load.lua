@@ -1,0 +1,99 @@
+-- tests/lua/test_load.lua - how capi/lua/batchq.lua finds libbatchq.so.
+--
+-- Runs child luajit processes with different environments:
+--   * found through package.cpath (LUA_CPATH), as OpenResty's
+--     lua_package_cpath would give it, with BATCHQ_LIB unset;
+--   * BATCHQ_LIB naming a missing file: require fails and says so;
+--   * nothing on the cpath: require fails listing every path it tried.
+-- Needs BATCHQ_LIB (the built library; its directory is used) and LUA_PATH
+-- (to find batchq.lua) in the environment, as ctest sets them.
+local fmt = string.format
+
+local lib = assert(os.getenv("BATCHQ_LIB"), "BATCHQ_LIB must name the built library")
+local lib_dir = lib:match("^(.*)/[^/]+$") or "."
+local lua_path = os.getenv("LUA_PATH") or ""
+local luajit = arg and arg[-1] or "luajit"
+
+local passed, failed = 0, 0
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Runs `code` in a fresh luajit with the given environment overrides;
+-- returns (ok, output).
+local function run(env, code)
+  local parts = { "env -u BATCHQ_LIB" }
+  for k, v in pairs(env) do
+    parts[#parts + 1] = k .. "=" .. shell_quote(v)
+  end
+  parts[#parts + 1] = shell_quote(luajit)
+  parts[#parts + 1] = "-e " .. shell_quote(code)
+  parts[#parts + 1] = "2>&1; echo \"exit=$?\""
+  local p = assert(io.popen(table.concat(parts, " ")))
+  local out = p:read("*a")
+  p:close()
+  local status = tonumber(out:match("exit=(%d+)%s*$"))
+  return status == 0, out
+end
+
+local function test(name, fn)
+  local ok, err = pcall(fn)
+  if ok then
+    passed = passed + 1
+    print("ok - " .. name)
+  else
+    failed = failed + 1
+    print("not ok - " .. name .. "\n  " .. tostring(err))
+  end
+end
+
+local PRINT_PATH = [[
+local b = require "batchq"
+io.write("path=", b.library_path, " version=", b.version(), "\n")
+]]
+
+test("found through package.cpath (batchq.so or libbatchq.so)", function()
+  local ok, out = run({ LUA_PATH = lua_path,
+                        LUA_CPATH = lib_dir .. "/?.so;;" }, PRINT_PATH)
+  assert(ok, out)
+  local path = out:match("path=(%S+)")
+  assert(path and path:sub(1, #lib_dir) == lib_dir,
+         "loaded from the cpath directory: " .. out)
+end)
+
+test("BATCHQ_LIB overrides the cpath and must exist", function()
+  local ok, out = run({ LUA_PATH = lua_path, LUA_CPATH = lib_dir .. "/?.so;;",
+                        BATCHQ_LIB = "/nonexistent/libbatchq.so" }, PRINT_PATH)
+  assert(not ok, "require must fail: " .. out)
+  assert(out:find("BATCHQ_LIB", 1, true), out)
+  assert(out:find("/nonexistent/libbatchq.so", 1, true), out)
+end)
+
+test("not found: the error lists every path tried", function()
+  local ok, out = run({ LUA_PATH = lua_path,
+                        LUA_CPATH = "/nonexistent-a/?.so;/nonexistent-b/?.so;;" },
+                      PRINT_PATH)
+  assert(not ok, "require must fail: " .. out)
+  for _, p in ipairs({ "/nonexistent-a/batchq.so",
+                       "/nonexistent-a/libbatchq.so",
+                       "/nonexistent-b/libbatchq.so" }) do
+    assert(out:find(p, 1, true), "mentions " .. p .. ": " .. out)
+  end
+end)
+
+test("loading the module twice does not redefine the C types", function()
+  local ok, out = run({ LUA_PATH = lua_path, BATCHQ_LIB = lib }, [[
+local a = require "batchq"
+package.loaded.batchq = nil
+local b = require "batchq"
+assert(a ~= b)
+local q = assert(b.new({ http_endpoint = "http://127.0.0.1:1/" }))
+assert(q:close(0))
+print("twice ok")
+]])
+  assert(ok and out:find("twice ok", 1, true), out)
+end)
+
+print(fmt("%d passed, %d failed", passed, failed))
+os.exit(failed == 0 and 0 or 1)

@@ -34,6 +34,10 @@ class span {
   constexpr span(T* data, size_type size) noexcept : data_(data), size_(size) {}
   template <class Container, class = decltype(std::declval<Container&>().data())>
   constexpr span(Container& c) noexcept : data_(c.data()), size_(c.size()) {}  // NOLINT: implicit like std::span
+  /// From a const container (or a temporary) when the elements are const, as std::span<const T>.
+  template <class Container, class U = T, class = std::enable_if_t<std::is_const_v<U>>,
+            class = decltype(std::declval<const Container&>().data())>
+  constexpr span(const Container& c) noexcept : data_(c.data()), size_(c.size()) {}  // NOLINT
 
   constexpr T* data() const noexcept { return data_; }
   constexpr size_type size() const noexcept { return size_; }

@@ -2,6 +2,12 @@
 #include "batchq/batch_queue.hpp"
 #include "batchq/clock.hpp"
 #include "batchq/types.hpp"
+#include "batchq/sender.hpp"
+#include "batchq/http_sender.hpp"
+#include "batchq/payload.hpp"
+#include "batchq/http_log.hpp"
+#include "batchq/spool.hpp"
+#include "batchq/version.hpp"
 #include "batchq/version.h"
 
 int batchq_header_check_dummy() { return BATCHQ_VERSION_NUMBER; }

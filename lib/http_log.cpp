@@ -1,12 +1,27 @@
 // http_log: composes the queue (batch_queue.hpp), the sender (http_sender),
-// the payload builder and the spool. The rooms do not know each other; this
+// the payload builder and the spools. The rooms do not know each other; this
 // file is where they meet.
+//
+// Spool layout under spool_dir (which must exist):
+//   dead-letter/   every dropped entry, with reason, attempts, last error, time
+//   write-ahead/   (write_ahead mode) every accepted entry until delivered or dropped
+// Two spools rather than one: a dead letter must stay until a person replays
+// it, while write-ahead records are acknowledged within seconds; in one file
+// sequence the dead letters would hold the acknowledgement mark back forever.
 #include "batchq/http_log.hpp"
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "batchq/batch_queue.hpp"
@@ -18,6 +33,29 @@ namespace {
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// Where a queued entry's on-disk copy is, if it has one.
+enum class origin : std::uint8_t { none, wal, dead };
+
+// An entry as the queue holds it: the bytes and the seq of its record in the
+// write-ahead spool (or, when re-queued at start, in the dead-letter spool).
+struct log_record {
+  std::string data;
+  std::uint64_t seq = 0;
+  origin from = origin::none;
+  std::size_t size() const noexcept { return data.size(); }
+};
+
+spool_options spool_opts(const http_log_options& o, const std::string& dir, spool_mode mode) {
+  spool_options so;
+  so.dir = dir;
+  so.mode = mode;
+  so.max_bytes = o.spool_max_bytes;
+  so.segment_bytes = o.spool_segment_bytes;
+  so.fsync = o.spool_fsync;
+  so.fsync_interval = o.spool_fsync_interval;
+  return so;
 }
 
 }  // namespace
@@ -34,15 +72,8 @@ std::string validate(const http_log_options& o, std::string* field) {
   if (static_cast<int>(o.format) < 0 || static_cast<int>(o.format) > 2)
     return fail("format", "is not a payload_format (allowed: kong, json_array, ndjson)");
   if (!o.spool_dir.empty()) {
-    spool_options so;
-    so.dir = o.spool_dir;
-    so.mode = o.spool;
-    so.max_bytes = o.spool_max_bytes;
-    so.segment_bytes = o.spool_segment_bytes;
-    so.fsync = o.spool_fsync;
-    so.fsync_interval = o.spool_fsync_interval;
     std::string f;
-    err = validate(so, &f);
+    err = validate(spool_opts(o, o.spool_dir, o.spool), &f);
     if (!err.empty()) {
       // The spool names its fields without the prefix the configuration uses.
       const std::string key = f == "dir" ? "spool_dir" : f == "mode" ? "spool_mode" : f == "fsync" ? "spool_fsync"
@@ -74,10 +105,21 @@ struct http_log::impl {
   std::deque<std::pair<log_level, std::string>> lines;
   std::uint64_t log_overflow = 0;
 
-  std::unique_ptr<spool> sp;
+  // Spools. Opened at construction; a spool another process still holds
+  // (an old nginx worker draining after a reload) is taken over by the
+  // opener thread once that process lets go. Until then the queue works in
+  // memory only. The raw pointers are what the hot paths read.
+  std::unique_ptr<spool> dead_owner, wal_owner;
+  std::atomic<spool*> dead{nullptr}, wal{nullptr};
   std::atomic<std::uint64_t> replayed{0};
+  std::atomic<std::uint64_t> wal_unprotected{0};  // accepted while the WAL was not open
+  std::atomic<std::uint64_t> evicted{0};
+  std::thread opener;
+  std::mutex opener_mu;
+  std::condition_variable opener_cv;
+  bool stopping = false;
 
-  std::unique_ptr<batch_queue<std::string>> q;
+  std::unique_ptr<batch_queue<log_record>> q;
 
   std::unique_ptr<http_sender> take_sender() {
     {
@@ -95,11 +137,15 @@ struct http_log::impl {
     idle.push_back(std::move(s));
   }
 
-  process_result process(span<const std::string> batch, const attempt_context& ctx) {
-    // A body buffer per worker thread: a 10 MB batch is built once into
-    // memory that is reused, not reallocated, by the next batch.
+  process_result process(span<const log_record> batch, const attempt_context& ctx) {
+    // Buffers per worker thread: a 10 MB batch is built into memory that the
+    // next batch reuses.
     thread_local std::string body;
-    build_payload(batch, opt.format, body);
+    thread_local std::vector<std::string_view> views;
+    views.clear();
+    for (const auto& r : batch) views.emplace_back(r.data);
+    build_payload(span<const std::string_view>(views.data(), views.size()), opt.format, body);
+    if (spool* w = wal.load(); w && opt.spool_fsync == fsync_policy::always) w->sync();
     auto s = take_sender();
     send_result r = s->send(body, &ctx);
     give_back(std::move(s));
@@ -107,33 +153,67 @@ struct http_log::impl {
     return r.to_process_result();
   }
 
-  void on_drop(span<std::string> entries, const drop_info& info) {
-    bool spooled = false;
-    if (sp && opt.spool == spool_mode::dead_letter) {
-      spooled = true;
-      record_meta meta;
-      meta.kind = record_kind::dropped;
-      meta.reason = static_cast<std::uint8_t>(info.reason);
-      meta.attempts = static_cast<std::uint16_t>(std::min<std::size_t>(info.attempts, 65535));
-      meta.time_ms = unix_ms();
-      meta.last_error = info.last_error;
-      for (const auto& e : entries)
-        if (sp->append(e, meta) == 0) spooled = false;
-      if (opt.spool_fsync == fsync_policy::always) sp->sync();
+  // Acknowledges the on-disk copies of these entries, merging consecutive
+  // seqs into ranges.
+  void ack(span<const log_record> batch) {
+    for (origin o : {origin::wal, origin::dead}) {
+      spool* sp = (o == origin::wal ? wal : dead).load();
+      if (!sp) continue;
+      thread_local std::vector<std::uint64_t> seqs;
+      seqs.clear();
+      for (const auto& r : batch)
+        if (r.seq && r.from == o) seqs.push_back(r.seq);
+      std::sort(seqs.begin(), seqs.end());
+      for (std::size_t i = 0; i < seqs.size();) {
+        std::size_t j = i;
+        while (j + 1 < seqs.size() && seqs[j + 1] == seqs[j] + 1) ++j;
+        sp->ack(seqs[i], seqs[j]);
+        i = j + 1;
+      }
     }
+  }
+
+  void on_drop(span<log_record> entries, const drop_info& info) {
+    bool spooled = true;
+    spool* d = dead.load();
+    record_meta meta;
+    meta.kind = record_kind::dropped;
+    meta.reason = static_cast<std::uint8_t>(info.reason);
+    meta.attempts = static_cast<std::uint16_t>(std::min<std::size_t>(info.attempts, 65535));
+    meta.time_ms = unix_ms();
+    meta.last_error = info.last_error;
+    thread_local std::vector<log_record> done;
+    done.clear();
+    for (auto& e : entries) {
+      // Cut short by a shutdown (nginx reload/quit) with a copy on disk: the
+      // copy stays as it is and the next owner sends it.
+      if (info.reason == drop_reason::shutdown && e.from != origin::none) continue;
+      if (d && d->append(e.data, meta) != 0) {
+        if (e.seq) done.push_back(log_record{std::string(), e.seq, e.from});  // the older copy is replaced
+      } else {
+        spooled = false;
+        if (e.seq) done.push_back(log_record{std::string(), e.seq, e.from});
+      }
+    }
+    if (d && opt.spool_fsync == fsync_policy::always) d->sync();
+    ack(span<const log_record>(done.data(), done.size()));
+
     if (cb.on_drop) {
-      cb.on_drop(entries, info, spooled);
+      std::vector<std::string> plain;
+      plain.reserve(entries.size());
+      for (auto& e : entries) plain.push_back(std::move(e.data));
+      cb.on_drop(span<std::string>(plain.data(), plain.size()), info, spooled);
       return;
     }
     std::lock_guard<std::mutex> g(buf_mu);
     const auto now = unix_ms();
     for (auto& e : entries) {
-      if (drops.size() >= opt.drop_buffer_entries || drop_bytes + e.size() > opt.drop_buffer_bytes) {
+      if (drops.size() >= opt.drop_buffer_entries || drop_bytes + e.data.size() > opt.drop_buffer_bytes) {
         ++drop_overflow;
         continue;
       }
-      drop_bytes += e.size();
-      drops.push_back(dropped_entry{std::move(e), info.reason, info.attempts, std::string(info.last_error), now,
+      drop_bytes += e.data.size();
+      drops.push_back(dropped_entry{std::move(e.data), info.reason, info.attempts, std::string(info.last_error), now,
                                     spooled});
     }
   }
@@ -154,6 +234,92 @@ struct http_log::impl {
     }
     lines.emplace_back(level, std::string(text));
   }
+
+  // Opens one spool; creates its directory (0700) under spool_dir if missing.
+  // Returns nullptr with *locked = true when another process holds it.
+  std::unique_ptr<spool> open_spool(const char* sub, spool_mode mode, bool* locked) {
+    const std::string dir = opt.spool_dir + "/" + sub;
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      throw std::runtime_error("spool_dir: cannot create \"" + dir + "\": " + std::strerror(errno));
+    spool_options so = spool_opts(opt, dir, mode);
+    const bool is_wal = mode == spool_mode::write_ahead;
+    so.on_evict = [this, is_wal, dir](const spool_record& r) {
+      if (evicted.fetch_add(1) == 0)
+        on_log(log_level::error, std::string("spool cap (spool_max_bytes) reached in ") + dir + ": the oldest " +
+                                     (is_wal ? "write-ahead records are no longer protected against a crash"
+                                             : "dead letters are being deleted") +
+                                     " (first seq " + std::to_string(r.seq) + ")");
+    };
+    spool_error why;
+    auto sp = spool::open(so, &why);
+    if (!sp) {
+      if (why.code == spool_errc::locked) {
+        *locked = true;
+        return nullptr;
+      }
+      throw std::runtime_error("spool_dir: " + why.message);
+    }
+    return sp;
+  }
+
+  // Re-queues what a previous owner left: every unacknowledged entry of the
+  // write-ahead spool, and the dead letters that a shutdown (not a failing
+  // endpoint) put there. Refused ones stay on disk for the next owner.
+  void replay(spool& sp, origin from) {
+    sp.for_each([&](const spool_record& r) {
+      const bool wanted = from == origin::wal ? r.kind == record_kind::entry
+                                              : r.reason == static_cast<std::uint8_t>(drop_reason::shutdown);
+      if (!wanted) return true;
+      if (q->enqueue(log_record{std::string(r.payload), r.seq, from}) == enqueue_result::accepted)
+        replayed.fetch_add(1);
+      return true;
+    });
+  }
+
+  // Tries to open what could not be opened because another process held it.
+  void open_later(bool want_dead, bool want_wal) {
+    opener = std::thread([this, want_dead, want_wal] {
+      bool need_dead = want_dead, need_wal = want_wal;
+      std::unique_lock<std::mutex> lk(opener_mu);
+      while (!stopping && (need_dead || need_wal)) {
+        opener_cv.wait_for(lk, std::chrono::seconds(1));
+        if (stopping) break;
+        try {
+          bool locked = false;
+          if (need_dead) {
+            if (auto d = open_spool("dead-letter", spool_mode::dead_letter, &locked)) {
+              dead_owner = std::move(d);
+              dead.store(dead_owner.get());
+              replay(*dead_owner, origin::dead);
+              need_dead = false;
+            }
+          }
+          if (need_wal) {
+            locked = false;
+            if (auto w = open_spool("write-ahead", spool_mode::write_ahead, &locked)) {
+              wal_owner = std::move(w);
+              replay(*wal_owner, origin::wal);
+              wal.store(wal_owner.get());
+              need_wal = false;
+            }
+          }
+          if (!need_dead && !need_wal) on_log(log_level::info, "spool taken over from its previous owner");
+        } catch (const std::exception& e) {
+          on_log(log_level::error, e.what());
+          break;
+        }
+      }
+    });
+  }
+
+  void stop_opener() {
+    {
+      std::lock_guard<std::mutex> g(opener_mu);
+      stopping = true;
+    }
+    opener_cv.notify_all();
+    if (opener.joinable()) opener.join();
+  }
 };
 
 http_log::http_log(http_log_options options, http_log_callbacks callbacks) : impl_(std::make_unique<impl>()) {
@@ -167,27 +333,43 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   // Fail now, with the sender's own message, rather than on the first send.
   m.idle.push_back(std::make_unique<http_sender>(m.opt.http));
 
+  bool dead_locked = false, wal_locked = false;
   if (!m.opt.spool_dir.empty()) {
-    spool_options so;
-    so.dir = m.opt.spool_dir;
-    so.mode = m.opt.spool;
-    so.max_bytes = m.opt.spool_max_bytes;
-    so.segment_bytes = m.opt.spool_segment_bytes;
-    so.fsync = m.opt.spool_fsync;
-    so.fsync_interval = m.opt.spool_fsync_interval;
-    spool_error why;
-    m.sp = spool::open(so, &why);
-    if (!m.sp) throw std::runtime_error("spool_dir: " + why.message);
+    struct stat st {};
+    if (::stat(m.opt.spool_dir.c_str(), &st) != 0)
+      throw std::runtime_error("spool_dir: cannot use \"" + m.opt.spool_dir + "\": " + std::strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+      throw std::runtime_error("spool_dir: \"" + m.opt.spool_dir + "\" is not a directory");
+    m.dead_owner = m.open_spool("dead-letter", spool_mode::dead_letter, &dead_locked);
+    m.dead.store(m.dead_owner.get());
+    if (m.opt.spool == spool_mode::write_ahead) m.wal_owner = m.open_spool("write-ahead", spool_mode::write_ahead, &wal_locked);
   }
 
-  batch_queue_callbacks<std::string> qcb;
-  qcb.process = [&m](span<const std::string> b, const attempt_context& ctx) { return m.process(b, ctx); };
-  qcb.on_drop = [&m](span<std::string> e, const drop_info& info) { m.on_drop(e, info); };
+  batch_queue_callbacks<log_record> qcb;
+  qcb.process = [&m](span<const log_record> b, const attempt_context& ctx) { return m.process(b, ctx); };
+  qcb.on_delivered = [&m](span<const log_record> b) { m.ack(b); };
+  qcb.on_drop = [&m](span<log_record> e, const drop_info& info) { m.on_drop(e, info); };
   qcb.on_log = [&m](log_level l, std::string_view t) { m.on_log(l, t); };
-  m.q = std::make_unique<batch_queue<std::string>>(m.opt.queue, std::move(qcb));
+  m.q = std::make_unique<batch_queue<log_record>>(m.opt.queue, std::move(qcb));
+
+  if (m.wal_owner) {
+    m.replay(*m.wal_owner, origin::wal);
+    m.wal.store(m.wal_owner.get());
+  }
+  if (m.dead_owner) m.replay(*m.dead_owner, origin::dead);
+  if (dead_locked || wal_locked) {
+    m.on_log(log_level::warn, "spool in " + m.opt.spool_dir +
+                                  " is held by another process (an old worker?); working in memory until it "
+                                  "lets go");
+    m.open_later(dead_locked, wal_locked);
+  }
 }
 
-http_log::~http_log() { shutdown(impl_->opt.queue.shutdown_timeout); }
+http_log::~http_log() {
+  impl_->stop_opener();  // it may be re-queueing into the queue
+  shutdown(impl_->opt.queue.shutdown_timeout);
+  impl_->q.reset();  // joins the workers before the spools close
+}
 
 enqueue_result http_log::enqueue(std::string entry, std::string* error) {
   impl& m = *impl_;
@@ -200,7 +382,20 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
     }
   }
   const std::size_t n = entry.size();
-  const enqueue_result r = m.q->enqueue(std::move(entry));
+  log_record rec{std::move(entry), 0, origin::none};
+  spool* w = m.wal.load(std::memory_order_acquire);
+  if (w && !(m.opt.queue.max_bytes && n > m.opt.queue.max_bytes)) {
+    // In the page cache before enqueue returns: a kill -9 from here on loses nothing.
+    record_meta meta;
+    meta.time_ms = unix_ms();
+    rec.seq = w->append(rec.data, meta);
+    if (rec.seq) rec.from = origin::wal;
+  } else if (m.opt.spool == spool_mode::write_ahead && !m.opt.spool_dir.empty()) {
+    m.wal_unprotected.fetch_add(1, std::memory_order_relaxed);
+  }
+  const std::uint64_t seq = rec.seq;
+  const enqueue_result r = m.q->enqueue(std::move(rec));
+  if (r != enqueue_result::accepted && seq) w->ack(seq, seq);  // refused: the caller keeps it
   if (r != enqueue_result::accepted && error) {
     switch (r) {
       case enqueue_result::too_large:
@@ -222,12 +417,8 @@ bool http_log::flush(std::chrono::milliseconds timeout) noexcept { return impl_-
 
 bool http_log::shutdown(std::chrono::milliseconds timeout) noexcept {
   const bool ok = impl_->q->shutdown(timeout);
-  if (impl_->sp) {
-    try {
-      impl_->sp->sync();
-    } catch (...) {
-    }
-  }
+  for (spool* s : {impl_->dead.load(), impl_->wal.load()})
+    if (s) s->sync();
   return ok;
 }
 
@@ -235,12 +426,14 @@ queue_stats http_log::stats() const { return impl_->q->stats(); }
 
 spool_figures http_log::spool_stats() const {
   spool_figures f;
-  if (!impl_->sp) return f;
-  const batchq::spool_stats s = impl_->sp->stats();
-  f.records = s.appended;
-  f.bytes = s.bytes;
-  f.durable_seq = s.durable_seq;
-  f.errors = s.write_errors;
+  for (spool* sp : {impl_->dead.load(), impl_->wal.load()}) {
+    if (!sp) continue;
+    const batchq::spool_stats s = sp->stats();
+    f.records += s.appended;
+    f.bytes += s.bytes;
+    f.durable_seq = s.durable_seq;  // the write-ahead spool's, when there is one (it comes last)
+    f.errors += s.write_errors;
+  }
   f.replayed = impl_->replayed.load();
   return f;
 }

@@ -6,7 +6,11 @@
 
 namespace batchq {
 
-std::size_t payload_size(span<const std::string> entries, payload_format format) noexcept {
+namespace {
+
+// One implementation for entries held as std::string or as std::string_view.
+template <class S>
+std::size_t size_of_payload(span<const S> entries, payload_format format) noexcept {
   std::size_t bytes = 0;
   for (const auto& e : entries) bytes += e.size();
   const std::size_t n = entries.size();
@@ -22,9 +26,10 @@ std::size_t payload_size(span<const std::string> entries, payload_format format)
   return bytes;
 }
 
-void build_payload(span<const std::string> entries, payload_format format, std::string& out) {
+template <class S>
+void build_into(span<const S> entries, payload_format format, std::string& out) {
   out.clear();
-  out.reserve(payload_size(entries, format));
+  out.reserve(size_of_payload(entries, format));
   if (format == payload_format::ndjson) {
     for (const auto& e : entries) {
       out += e;
@@ -42,6 +47,21 @@ void build_payload(span<const std::string> entries, payload_format format, std::
     out += entries[i];
   }
   out += ']';
+}
+
+}  // namespace
+
+std::size_t payload_size(span<const std::string> entries, payload_format format) noexcept {
+  return size_of_payload(entries, format);
+}
+std::size_t payload_size(span<const std::string_view> entries, payload_format format) noexcept {
+  return size_of_payload(entries, format);
+}
+void build_payload(span<const std::string> entries, payload_format format, std::string& out) {
+  build_into(entries, format, out);
+}
+void build_payload(span<const std::string_view> entries, payload_format format, std::string& out) {
+  build_into(entries, format, out);
 }
 
 std::string build_payload(span<const std::string> entries, payload_format format) {

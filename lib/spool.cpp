@@ -454,6 +454,10 @@ struct spool::impl {
   }
   bool ack(std::uint64_t first, std::uint64_t last) {
     if (opt.read_only) return false;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (closed) return false;  // LOCK is released: the files may have a new owner
+    }
     last = std::min(last, last_seq.load(std::memory_order_acquire));
     if (first == 0) first = 1;
     if (first > last) return true;

@@ -46,12 +46,15 @@ constexpr const char* to_string(payload_format f) noexcept {
 /// grown once to the exact size needed. Entries are copied, never parsed or
 /// modified. Thread-safe for distinct `out` buffers; `entries` are only read.
 BATCHQ_CXX_API void build_payload(span<const std::string> entries, payload_format format, std::string& out);
+/// The same from views of the entries (the caller keeps the bytes alive).
+BATCHQ_CXX_API void build_payload(span<const std::string_view> entries, payload_format format, std::string& out);
 
 /// Convenience: the body as a new string.
 BATCHQ_CXX_API std::string build_payload(span<const std::string> entries, payload_format format);
 
 /// The exact number of bytes build_payload() produces for these entries.
 BATCHQ_CXX_API std::size_t payload_size(span<const std::string> entries, payload_format format) noexcept;
+BATCHQ_CXX_API std::size_t payload_size(span<const std::string_view> entries, payload_format format) noexcept;
 
 /// true if `s` is exactly one JSON value (RFC 8259) with nothing but
 /// whitespace around it: trailing garbage, a second value, invalid UTF-8,

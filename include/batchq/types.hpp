@@ -32,11 +32,14 @@ class span {
 
   constexpr span() noexcept = default;
   constexpr span(T* data, size_type size) noexcept : data_(data), size_(size) {}
-  template <class Container, class = decltype(std::declval<Container&>().data())>
+  /// From any contiguous container whose data() converts to T* (as std::span).
+  template <class Container,
+            class = std::enable_if_t<std::is_convertible_v<decltype(std::declval<Container&>().data()), T*>>>
   constexpr span(Container& c) noexcept : data_(c.data()), size_(c.size()) {}  // NOLINT: implicit like std::span
   /// From a const container (or a temporary) when the elements are const, as std::span<const T>.
-  template <class Container, class U = T, class = std::enable_if_t<std::is_const_v<U>>,
-            class = decltype(std::declval<const Container&>().data())>
+  template <class Container, class U = T,
+            class = std::enable_if_t<std::is_const_v<U> &&
+                                     std::is_convertible_v<decltype(std::declval<const Container&>().data()), T*>>>
   constexpr span(const Container& c) noexcept : data_(c.data()), size_(c.size()) {}  // NOLINT
 
   constexpr T* data() const noexcept { return data_; }

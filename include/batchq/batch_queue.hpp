@@ -172,18 +172,8 @@ class batch_queue {
   bool flush(milliseconds timeout) noexcept {
     try {
       std::unique_lock<std::mutex> lk(mu_);
-      auto now = clock_->now();
-      drain_locked(now);
-      close_open_locked(now);
-      if (waiting_ == wait_kind::process_delay) next_send_at_ = now;
-      const std::uint64_t upto = next_batch_id_;
-      if (opt_.exec == execution::manual) {
-        run_locked(lk);
-        return settled_locked(upto);
-      }
-      cv_work_.notify_all();
-      auto deadline = std::chrono::steady_clock::now() + timeout;
-      return cv_done_.wait_until(lk, deadline, [&] { return settled_locked(upto); });
+      const std::uint64_t upto = settle_all_locked(lk, timeout);
+      return settled_locked(upto);
     } catch (...) {
       return false;
     }
@@ -205,19 +195,8 @@ class batch_queue {
       for (std::size_t i = 0; i < shard_count_; ++i) std::lock_guard<std::mutex> g(shards_[i].mu);
 
       std::unique_lock<std::mutex> lk(mu_);
-      auto now = clock_->now();
       const std::uint64_t drops_before = dropped_[static_cast<std::size_t>(drop_reason::shutdown)];
-      drain_locked(now);
-      close_open_locked(now);
-      if (waiting_ == wait_kind::process_delay) next_send_at_ = now;
-      const std::uint64_t upto = next_batch_id_;
-      if (opt_.exec == execution::manual) {
-        run_locked(lk);
-      } else {
-        cv_work_.notify_all();
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        cv_done_.wait_until(lk, deadline, [&] { return settled_locked(upto); });
-      }
+      settle_all_locked(lk, timeout);
       // Deadline (or nothing left): cancel what runs, drop what waits.
       expired_ = true;
       cancel_.store(true);
@@ -448,6 +427,25 @@ class batch_queue {
     e.text = std::move(last_error);
     events_.push_back(std::move(e));
     cv_done_.notify_all();
+  }
+
+  // flush() and shutdown(): close the open batch, skip a pending
+  // process_delay, then wait (own_threads) or run what is due (manual) until
+  // every batch closed so far has settled or the timeout passes. Returns the
+  // id of the last batch it waited for.
+  std::uint64_t settle_all_locked(std::unique_lock<std::mutex>& lk, milliseconds timeout) {
+    const time_point now = clock_->now();
+    drain_locked(now);
+    close_open_locked(now);
+    if (waiting_ == wait_kind::process_delay) next_send_at_ = now;
+    const std::uint64_t upto = next_batch_id_;
+    if (opt_.exec == execution::manual) {
+      run_locked(lk);
+    } else {
+      cv_work_.notify_all();
+      cv_done_.wait_until(lk, std::chrono::steady_clock::now() + timeout, [&] { return settled_locked(upto); });
+    }
+    return upto;
   }
 
   // ---- worker ------------------------------------------------------------

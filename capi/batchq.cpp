@@ -313,6 +313,8 @@ BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
     f.spool_bytes = sp.bytes;
     f.spool_durable_seq = sp.durable_seq;
     f.spool_errors = sp.errors;
+    f.spool_evicted = sp.evicted;
+    f.spool_replayed = sp.replayed;
     copy_prefix(out, f);
     return BATCHQ_OK;
   } catch (...) {

@@ -248,6 +248,8 @@ typedef struct batchq_stats_t {
   uint64_t spool_bytes;          /* bytes on disk */
   uint64_t spool_durable_seq;    /* highest record known to be fsync'ed */
   uint64_t spool_errors;         /* failed writes (e.g. ENOSPC) */
+  uint64_t spool_evicted;        /* records deleted by the spool_max_bytes cap */
+  uint64_t spool_replayed;       /* entries re-queued from the spools at start */
 } batchq_stats_t;
 
 /* Fills *out with a consistent snapshot. out->struct_size must be set; a

@@ -114,6 +114,7 @@ struct http_log::impl {
   std::atomic<std::uint64_t> replayed{0};
   std::atomic<std::uint64_t> wal_unprotected{0};  // accepted while the WAL was not open
   std::atomic<std::uint64_t> evicted{0};
+  std::atomic<std::uint64_t> replay_refused{0};
   std::thread opener;
   std::mutex opener_mu;
   std::condition_variable opener_cv;
@@ -244,7 +245,7 @@ struct http_log::impl {
     spool_options so = spool_opts(opt, dir, mode);
     const bool is_wal = mode == spool_mode::write_ahead;
     so.on_evict = [this, is_wal, dir](const spool_record& r) {
-      if (evicted.fetch_add(1) == 0)
+      if (evicted.fetch_add(1) % 10000 == 0)
         on_log(log_level::error, std::string("spool cap (spool_max_bytes) reached in ") + dir + ": the oldest " +
                                      (is_wal ? "write-ahead records are no longer protected against a crash"
                                              : "dead letters are being deleted") +
@@ -270,8 +271,22 @@ struct http_log::impl {
       const bool wanted = from == origin::wal ? r.kind == record_kind::entry
                                               : r.reason == static_cast<std::uint8_t>(drop_reason::shutdown);
       if (!wanted) return true;
-      if (q->enqueue(log_record{std::string(r.payload), r.seq, from}) == enqueue_result::accepted)
+      const enqueue_result res = q->enqueue(log_record{std::string(r.payload), r.seq, from});
+      if (res == enqueue_result::accepted) {
         replayed.fetch_add(1);
+      } else if (res != enqueue_result::shut_down && from == origin::wal) {
+        // The queue is full (refuse_new) or the entry is over max_bytes: it
+        // becomes a dead letter rather than holding the acknowledgement mark.
+        spool* d = dead.load();
+        record_meta meta;
+        meta.kind = record_kind::dropped;
+        meta.reason = static_cast<std::uint8_t>(res == enqueue_result::too_large ? drop_reason::too_large
+                                                                                  : drop_reason::queue_full);
+        meta.time_ms = unix_ms();
+        meta.last_error = "refused when re-queued from the write-ahead spool";
+        if (d && d->append(r.payload, meta) != 0) sp.ack(r.seq, r.seq);
+        replay_refused.fetch_add(1);
+      }
       return true;
     });
   }
@@ -435,6 +450,8 @@ spool_figures http_log::spool_stats() const {
     f.errors += s.write_errors;
   }
   f.replayed = impl_->replayed.load();
+  f.evicted = impl_->evicted.load();
+  f.replay_refused = impl_->replay_refused.load();
   return f;
 }
 

@@ -226,7 +226,7 @@ std::string to_json_line(const spool_record& r, reason_namer namer) {
   else
     out += std::to_string(static_cast<unsigned>(r.kind));
   out += ",\"reason\":" + std::to_string(static_cast<unsigned>(r.reason));
-  if (namer != nullptr) {
+  if (namer != nullptr && r.kind == record_kind::dropped) {  // entries carry no reason
     const char* name = namer(r.reason);
     out += ",\"reason_name\":";
     append_json_string(&out, name != nullptr ? name : "");

@@ -50,6 +50,8 @@ std::string stats_to_json(const queue_stats& s, const spool_figures& sp, const b
   u("durable_seq", sp.durable_seq);
   u("errors", sp.errors);
   u("replayed", sp.replayed);
+  u("replay_refused", sp.replay_refused);
+  u("evicted", sp.evicted);
   w.EndObject();
   w.Key("balanced");
   w.Bool(s.balanced());
@@ -116,6 +118,8 @@ std::string stats_to_prometheus(const queue_stats& s, const spool_figures& sp, c
   metric("spool_records_total", "counter", "Records appended to the spool.", sp.records);
   metric("spool_bytes", "gauge", "Bytes of spool segment files.", sp.bytes);
   metric("spool_errors_total", "counter", "Failed spool writes.", sp.errors);
+  metric("spool_evicted_total", "counter", "Spool records deleted by the spool_max_bytes cap.", sp.evicted);
+  metric("spool_replayed_total", "counter", "Entries re-queued from the spools at start.", sp.replayed);
   return out;
 }
 

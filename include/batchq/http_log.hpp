@@ -112,7 +112,9 @@ struct spool_figures {
   std::uint64_t bytes = 0;
   std::uint64_t durable_seq = 0;
   std::uint64_t errors = 0;
-  std::uint64_t replayed = 0;  ///< entries re-enqueued from the spool at start (write_ahead)
+  std::uint64_t replayed = 0;  ///< entries re-queued from the spools at start (write-ahead, shutdown dead letters)
+  std::uint64_t replay_refused = 0;  ///< ... refused by the queue then, kept as dead letters
+  std::uint64_t evicted = 0;   ///< records the spool_max_bytes cap deleted (oldest first)
 };
 
 class BATCHQ_CXX_API http_log {

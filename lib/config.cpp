@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <string>
@@ -49,6 +50,12 @@ std::int64_t get_int(const std::string& key, const Value& v, std::int64_t lo, st
   if (v.IsInt64()) d = static_cast<double>(v.GetInt64());
   if (!v.IsInt64() && !v.IsUint64() && std::floor(d) != d) bad(key, "must be " + range + ", got " + std::to_string(d));
   if (v.IsUint64() && !v.IsInt64()) bad(key, "must be " + range + ", got " + std::to_string(v.GetUint64()));
+  // A double such as 1e300 has no int64 value: converting it would be UB.
+  if (!v.IsInt64() && !(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) {
+    char shown[32];
+    std::snprintf(shown, sizeof shown, "%g", d);
+    bad(key, "must be " + range + ", got " + shown);
+  }
   const std::int64_t n = v.IsInt64() ? v.GetInt64() : static_cast<std::int64_t>(d);
   if (n < lo || n > hi) bad(key, "must be " + range + ", got " + std::to_string(n));
   return n;
@@ -247,8 +254,14 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
 }  // namespace
 
 http_log_options parse_http_log_config(std::string_view json) {
+  // JSON text never holds a raw NUL byte; RapidJSON would take one for the
+  // end of the input and ignore whatever follows it.
+  const std::size_t nul = json.find('\0');
+  if (nul != std::string_view::npos)
+    throw options_error("", "configuration is not valid JSON at offset " + std::to_string(nul) + ": NUL byte in the input");
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
+  // Iterative: "[[[[..." a million deep is an error, not a stack overflow.
+  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
   if (doc.HasParseError())
     throw options_error("", "configuration is not valid JSON at offset " + std::to_string(doc.GetErrorOffset()) + ": " +
                                 rapidjson::GetParseError_En(doc.GetParseError()));

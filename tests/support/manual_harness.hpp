@@ -120,6 +120,13 @@ class harness {
 
   batchq::manual_clock& clock() { return clock_; }
 
+  // The queue goes first: its destructor shuts down, which reads clock_ and
+  // may call the callbacks above (members are destroyed in reverse order,
+  // so without this clock_ would already be gone; UBSan: invalid vptr).
+  ~harness() { q.reset(); }
+  harness(const harness&) = delete;
+  harness& operator=(const harness&) = delete;
+
   std::unique_ptr<batchq::batch_queue<std::string>> q;
 
  private:

@@ -80,6 +80,7 @@ int write_text(const std::string& text, char* buf, std::size_t buf_len, std::siz
 int create(const char* json, std::size_t len, const batchq_callbacks* cb, batchq_queue** out, char* errbuf,
            std::size_t errbuf_len) {
   if (out) *out = nullptr;
+  set_err(errbuf, errbuf_len, "");  // NUL-terminated on every path, "" on success
   if (!out) {
     set_err(errbuf, errbuf_len, "out: must not be NULL");
     return BATCHQ_EINVAL;
@@ -203,7 +204,8 @@ BATCHQ_API int batchq_enqueue_ex(batchq_queue* q, const char* data, size_t len, 
   try {
     std::string why;
     const auto r = q->log->enqueue(std::string(data, len), errbuf ? &why : nullptr);
-    if (r != batchq::enqueue_result::accepted) set_err(errbuf, errbuf_len, why);
+    // errbuf is NUL-terminated on every path (batchq.h): "" when accepted.
+    set_err(errbuf, errbuf_len, r != batchq::enqueue_result::accepted ? why : std::string());
     return code_of(r);
   } catch (const std::bad_alloc&) {
     set_err(errbuf, errbuf_len, "out of memory");
@@ -268,9 +270,12 @@ BATCHQ_API int batchq_poll_log(batchq_queue* q, int* level, char* buf, size_t bu
   try {
     batchq::log_level l;
     std::string line;
-    if (!q->log->poll_log(l, line)) {
+    std::size_t needed = 0;
+    if (!q->log->poll_log(l, line, buf_len, &needed)) {
       if (buf && buf_len) buf[0] = '\0';
-      return BATCHQ_OK;
+      if (needed == 0) return BATCHQ_OK;  // nothing waiting
+      *len = needed;                       // too long for buf: left in place
+      return BATCHQ_ESMALLBUF;
     }
     *level = static_cast<int>(l);
     *len = line.size();

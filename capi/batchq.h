@@ -184,10 +184,13 @@ BATCHQ_API int batchq_enqueue_ex(batchq_queue *q, const char *data, size_t len, 
 BATCHQ_API int batchq_flush(batchq_queue *q, int64_t timeout_ms);
 
 /* Stops accepting entries, tries to deliver what is queued until timeout_ms,
- * then drops (reason BATCHQ_DROP_SHUTDOWN; spooled if a spool is configured)
- * what is left, and stops the sending thread. 0 if everything was delivered,
- * BATCHQ_ETIMEDOUT otherwise. Dropped entries can still be polled afterwards.
- * Idempotent. Thread-safe, but not concurrently with batchq_free(). */
+ * then drops what is left (reason BATCHQ_DROP_SHUTDOWN; with a spool_dir it
+ * is kept in <spool_dir>/write-ahead for the next owner) and stops the
+ * sending thread. Returns 0 if nothing was left at the deadline (entries
+ * dropped earlier for other reasons do not count: see batchq_stats), else
+ * BATCHQ_ETIMEDOUT. Dropped entries can still be polled afterwards.
+ * Idempotent. Blocks up to timeout_ms. Thread-safe, but not concurrently with
+ * batchq_free(). */
 BATCHQ_API int batchq_shutdown(batchq_queue *q, int64_t timeout_ms);
 
 /* Shuts down (with the configured shutdown_timeout, default 5 s, if not done
@@ -211,10 +214,13 @@ BATCHQ_API void batchq_free(batchq_queue *q);
 BATCHQ_API int batchq_poll_dropped(batchq_queue *q, batchq_dropped *out, size_t max, size_t *count);
 
 /*
- * Moves the oldest buffered log line into buf (NUL-terminated, truncated to
- * buf_len - 1) and its level into *level. *len receives the line's length;
- * 0 with *len == 0 means no line was waiting. Holds the last 256 lines;
- * older ones are counted in batchq_stats.log_overflow. One poller at a time.
+ * Moves the oldest buffered log line into buf (NUL-terminated) and its level
+ * (0 debug .. 3 error) into *level; *len receives the line's length. Returns
+ * 0 with *len == 0 when no line is waiting, and BATCHQ_ESMALLBUF with *len =
+ * the line's length when it does not fit in buf_len - 1 bytes: the line stays
+ * for a call with a larger buffer (buf may be NULL with buf_len 0 to ask).
+ * Holds the last log_buffer_lines lines (default 256); older ones are counted
+ * in batchq_stats_t.log_overflow. One poller at a time per queue.
  */
 BATCHQ_API int batchq_poll_log(batchq_queue *q, int *level, char *buf, size_t buf_len, size_t *len);
 

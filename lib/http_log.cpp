@@ -3,13 +3,21 @@
 // file is where they meet.
 //
 // Spool layout under spool_dir (which must exist):
-//   dead-letter/   every dropped entry, with reason, attempts, last error, time
-//   write-ahead/   (write_ahead mode) every accepted entry until delivered or dropped
-// Two spools rather than one: a dead letter must stay until a person replays
-// it, while write-ahead records are acknowledged within seconds; in one file
-// sequence the dead letters would hold the acknowledgement mark back forever.
+//   dead-letter/   every entry dropped for good, with reason, attempts, last
+//                  error and time; sent later with batchq-replay
+//   write-ahead/   entries still to be sent: in write_ahead mode every accepted
+//                  entry until it is delivered or dead-lettered; in both modes
+//                  the entries a shutdown (nginx reload/quit) cut short. The
+//                  next owner re-queues them.
+// Two spools rather than one: a dead letter stays until a person replays it,
+// while write-ahead records are acknowledged within seconds; in one sequence
+// the dead letters would hold the acknowledgement mark back forever. And only
+// write-ahead records are ever re-queued, so a dead letter is never both
+// re-sent and kept.
 #include "batchq/http_log.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -35,15 +43,11 @@ std::int64_t unix_ms() {
       .count();
 }
 
-// Where a queued entry's on-disk copy is, if it has one.
-enum class origin : std::uint8_t { none, wal, dead };
-
 // An entry as the queue holds it: the bytes and the seq of its record in the
-// write-ahead spool (or, when re-queued at start, in the dead-letter spool).
+// write-ahead spool (0: it has none).
 struct log_record {
   std::string data;
   std::uint64_t seq = 0;
-  origin from = origin::none;
   std::size_t size() const noexcept { return data.size(); }
 };
 
@@ -57,6 +61,26 @@ spool_options spool_opts(const http_log_options& o, const std::string& dir, spoo
   so.fsync_interval = o.spool_fsync_interval;
   return so;
 }
+
+// Threads started while this lives block every signal: in an nginx worker a
+// signal meant for the worker must not run nginx's handler on our thread.
+class block_signals {
+ public:
+  block_signals() noexcept {
+    sigset_t all;
+    sigfillset(&all);
+    ok_ = pthread_sigmask(SIG_BLOCK, &all, &old_) == 0;
+  }
+  ~block_signals() {
+    if (ok_) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  block_signals(const block_signals&) = delete;
+  block_signals& operator=(const block_signals&) = delete;
+
+ private:
+  sigset_t old_{};
+  bool ok_ = false;
+};
 
 }  // namespace
 
@@ -154,24 +178,24 @@ struct http_log::impl {
     return r.to_process_result();
   }
 
-  // Acknowledges the on-disk copies of these entries, merging consecutive
-  // seqs into ranges.
-  void ack(span<const log_record> batch) {
-    for (origin o : {origin::wal, origin::dead}) {
-      spool* sp = (o == origin::wal ? wal : dead).load();
-      if (!sp) continue;
-      thread_local std::vector<std::uint64_t> seqs;
-      seqs.clear();
-      for (const auto& r : batch)
-        if (r.seq && r.from == o) seqs.push_back(r.seq);
-      std::sort(seqs.begin(), seqs.end());
-      for (std::size_t i = 0; i < seqs.size();) {
-        std::size_t j = i;
-        while (j + 1 < seqs.size() && seqs[j + 1] == seqs[j] + 1) ++j;
-        sp->ack(seqs[i], seqs[j]);
-        i = j + 1;
-      }
+  // Acknowledges write-ahead records, merging consecutive seqs into ranges.
+  void ack_seqs(std::vector<std::uint64_t>& seqs) {
+    spool* w = wal.load();
+    if (!w || seqs.empty()) return;
+    std::sort(seqs.begin(), seqs.end());
+    for (std::size_t i = 0; i < seqs.size();) {
+      std::size_t j = i;
+      while (j + 1 < seqs.size() && seqs[j + 1] == seqs[j] + 1) ++j;
+      w->ack(seqs[i], seqs[j]);
+      i = j + 1;
     }
+  }
+  void ack(span<const log_record> batch) {
+    thread_local std::vector<std::uint64_t> seqs;
+    seqs.clear();
+    for (const auto& r : batch)
+      if (r.seq) seqs.push_back(r.seq);
+    ack_seqs(seqs);
   }
 
   void on_drop(span<log_record> entries, const drop_info& info) {
@@ -183,21 +207,25 @@ struct http_log::impl {
     meta.attempts = static_cast<std::uint16_t>(std::min<std::size_t>(info.attempts, 65535));
     meta.time_ms = unix_ms();
     meta.last_error = info.last_error;
-    thread_local std::vector<log_record> done;
+    thread_local std::vector<std::uint64_t> done;  // write-ahead copies no longer needed
     done.clear();
+    spool* w = wal.load();
     for (auto& e : entries) {
-      // Cut short by a shutdown (nginx reload/quit) with a copy on disk: the
-      // copy stays as it is and the next owner sends it.
-      if (info.reason == drop_reason::shutdown && e.from != origin::none) continue;
-      if (d && d->append(e.data, meta) != 0) {
-        if (e.seq) done.push_back(log_record{std::string(), e.seq, e.from});  // the older copy is replaced
-      } else {
-        spooled = false;
-        if (e.seq) done.push_back(log_record{std::string(), e.seq, e.from});
+      if (info.reason == drop_reason::shutdown && w) {
+        // Cut short by a shutdown (nginx reload/quit), not by the endpoint:
+        // the entry waits in the write-ahead spool for the next owner. One
+        // that is already there keeps its record.
+        if (e.seq) continue;
+        record_meta pending;
+        pending.time_ms = meta.time_ms;
+        pending.attempts = meta.attempts;
+        if (w->append(e.data, pending) != 0) continue;
       }
+      if (!d || d->append(e.data, meta) == 0) spooled = false;
+      if (e.seq) done.push_back(e.seq);
     }
     if (d && opt.spool_fsync == fsync_policy::always) d->sync();
-    ack(span<const log_record>(done.data(), done.size()));
+    ack_seqs(done);
 
     if (cb.on_drop) {
       std::vector<std::string> plain;
@@ -263,20 +291,17 @@ struct http_log::impl {
     return sp;
   }
 
-  // Re-queues what a previous owner left: every unacknowledged entry of the
-  // write-ahead spool, and the dead letters that a shutdown (not a failing
-  // endpoint) put there. Refused ones stay on disk for the next owner.
-  void replay(spool& sp, origin from) {
-    sp.for_each([&](const spool_record& r) {
-      const bool wanted = from == origin::wal ? r.kind == record_kind::entry
-                                              : r.reason == static_cast<std::uint8_t>(drop_reason::shutdown);
-      if (!wanted) return true;
-      const enqueue_result res = q->enqueue(log_record{std::string(r.payload), r.seq, from});
+  // Re-queues what a previous owner left in the write-ahead spool. Entries
+  // the queue refuses now (full with refuse_new, over max_bytes) become dead
+  // letters rather than holding the acknowledgement mark; with the queue shut
+  // down they stay for the next owner.
+  void replay(spool& w) {
+    w.for_each([&](const spool_record& r) {
+      if (r.kind != record_kind::entry) return true;
+      const enqueue_result res = q->enqueue(log_record{std::string(r.payload), r.seq});
       if (res == enqueue_result::accepted) {
         replayed.fetch_add(1);
-      } else if (res != enqueue_result::shut_down && from == origin::wal) {
-        // The queue is full (refuse_new) or the entry is over max_bytes: it
-        // becomes a dead letter rather than holding the acknowledgement mark.
+      } else if (res != enqueue_result::shut_down) {
         spool* d = dead.load();
         record_meta meta;
         meta.kind = record_kind::dropped;
@@ -284,7 +309,7 @@ struct http_log::impl {
                                                                                   : drop_reason::queue_full);
         meta.time_ms = unix_ms();
         meta.last_error = "refused when re-queued from the write-ahead spool";
-        if (d && d->append(r.payload, meta) != 0) sp.ack(r.seq, r.seq);
+        if (d && d->append(r.payload, meta) != 0) w.ack(r.seq, r.seq);
         replay_refused.fetch_add(1);
       }
       return true;
@@ -305,7 +330,6 @@ struct http_log::impl {
             if (auto d = open_spool("dead-letter", spool_mode::dead_letter, &locked)) {
               dead_owner = std::move(d);
               dead.store(dead_owner.get());
-              replay(*dead_owner, origin::dead);
               need_dead = false;
             }
           }
@@ -313,7 +337,7 @@ struct http_log::impl {
             locked = false;
             if (auto w = open_spool("write-ahead", spool_mode::write_ahead, &locked)) {
               wal_owner = std::move(w);
-              replay(*wal_owner, origin::wal);
+              replay(*wal_owner);
               wal.store(wal_owner.get());
               need_wal = false;
             }
@@ -344,6 +368,7 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   impl_->opt = std::move(options);
   impl_->cb = std::move(callbacks);
   impl& m = *impl_;
+  const block_signals no_signals_in_our_threads;  // queue workers, spool fsync thread, opener
 
   // Fail now, with the sender's own message, rather than on the first send.
   m.idle.push_back(std::make_unique<http_sender>(m.opt.http));
@@ -357,7 +382,7 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
       throw std::runtime_error("spool_dir: \"" + m.opt.spool_dir + "\" is not a directory");
     m.dead_owner = m.open_spool("dead-letter", spool_mode::dead_letter, &dead_locked);
     m.dead.store(m.dead_owner.get());
-    if (m.opt.spool == spool_mode::write_ahead) m.wal_owner = m.open_spool("write-ahead", spool_mode::write_ahead, &wal_locked);
+    m.wal_owner = m.open_spool("write-ahead", spool_mode::write_ahead, &wal_locked);
   }
 
   batch_queue_callbacks<log_record> qcb;
@@ -368,10 +393,9 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   m.q = std::make_unique<batch_queue<log_record>>(m.opt.queue, std::move(qcb));
 
   if (m.wal_owner) {
-    m.replay(*m.wal_owner, origin::wal);
+    m.replay(*m.wal_owner);
     m.wal.store(m.wal_owner.get());
   }
-  if (m.dead_owner) m.replay(*m.dead_owner, origin::dead);
   if (dead_locked || wal_locked) {
     m.on_log(log_level::warn, "spool in " + m.opt.spool_dir +
                                   " is held by another process (an old worker?); working in memory until it "
@@ -397,14 +421,13 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
     }
   }
   const std::size_t n = entry.size();
-  log_record rec{std::move(entry), 0, origin::none};
-  spool* w = m.wal.load(std::memory_order_acquire);
+  log_record rec{std::move(entry), 0};
+  spool* w = m.opt.spool == spool_mode::write_ahead ? m.wal.load(std::memory_order_acquire) : nullptr;
   if (w && !(m.opt.queue.max_bytes && n > m.opt.queue.max_bytes)) {
     // In the page cache before enqueue returns: a kill -9 from here on loses nothing.
     record_meta meta;
     meta.time_ms = unix_ms();
     rec.seq = w->append(rec.data, meta);
-    if (rec.seq) rec.from = origin::wal;
   } else if (m.opt.spool == spool_mode::write_ahead && !m.opt.spool_dir.empty()) {
     m.wal_unprotected.fetch_add(1, std::memory_order_relaxed);
   }
@@ -485,8 +508,17 @@ std::size_t http_log::poll_dropped(std::vector<dropped_entry>& out, std::size_t 
 }
 
 bool http_log::poll_log(log_level& level, std::string& line) {
+  return poll_log(level, line, std::string::npos, nullptr);
+}
+
+bool http_log::poll_log(log_level& level, std::string& line, std::size_t max_size, std::size_t* needed) {
   std::lock_guard<std::mutex> g(impl_->buf_mu);
+  if (needed) *needed = 0;
   if (impl_->lines.empty()) return false;
+  if (impl_->lines.front().second.size() >= max_size) {
+    if (needed) *needed = impl_->lines.front().second.size();
+    return false;
+  }
   level = impl_->lines.front().first;
   line = std::move(impl_->lines.front().second);
   impl_->lines.pop_front();

@@ -83,6 +83,8 @@ typedef struct batchq_stats_t {
   uint64_t spool_bytes;
   uint64_t spool_durable_seq;
   uint64_t spool_errors;
+  uint64_t spool_evicted;
+  uint64_t spool_replayed;
 } batchq_stats_t;
 
 const char *batchq_strerror(int code);
@@ -232,12 +234,10 @@ local text_buf = ffi_new("char[?]", text_buf_len)
 local dropped_cap = 0
 local dropped_buf
 
--- Log lines are moved out of the library by batchq_poll_log() and cannot be
--- asked for again, so the buffer is large enough for any line the library
--- writes in practice (error texts quote at most max_error_body bytes);
--- a longer line is marked as cut.
-local LOG_BUF_LEN = 16384
-local log_buf = ffi_new("char[?]", LOG_BUF_LEN)
+-- Log lines: batchq_poll_log() leaves a line that does not fit in place and
+-- says how long it is (BATCHQ_ESMALLBUF); the buffer then grows to fit.
+local log_buf_len = 4096
+local log_buf = ffi_new("char[?]", log_buf_len)
 
 -- Names of the drop reasons, read from the library so a reason appended to
 -- the enum later is named without touching this file.
@@ -280,7 +280,10 @@ local function free_handle(p)
   lib.batchq_free(p)
 end
 
--- Timeouts: the C side takes int64 milliseconds >= 0.
+-- Timeouts: the C side takes int64 milliseconds >= 0. Negative means "do
+-- not wait"; huge values (math.huge) are capped rather than handed to a
+-- double -> int64 conversion that C leaves undefined.
+local MAX_MS = 2 ^ 53
 local function check_ms(ms, default)
   if ms == nil then
     return default
@@ -290,6 +293,9 @@ local function check_ms(ms, default)
   end
   if ms < 0 then
     return 0
+  end
+  if ms > MAX_MS then
+    return MAX_MS
   end
   return floor(ms)
 end
@@ -306,7 +312,6 @@ local DEFAULT_TIMEOUT_MS = 5000
 -- (e.g. encode_empty_table_as_object(false) in OpenResty) cannot change the
 -- JSON the library sees.
 local json = cjson.new()
-json.encode_sparse_array(false)
 
 function _M.new(conf)
   if type(conf) ~= "table" then
@@ -449,6 +454,8 @@ function methods.stats(self)
     spool_bytes = u64(s.spool_bytes),
     spool_durable_seq = u64(s.spool_durable_seq),
     spool_errors = u64(s.spool_errors),
+    spool_evicted = u64(s.spool_evicted),
+    spool_replayed = u64(s.spool_replayed),
   }
 end
 
@@ -531,26 +538,26 @@ local function poll_dropped_c(h, max, out)
 end
 
 local function poll_log_c(h, max, out)
-  for _ = 1, max do
+  local n = 0
+  while n < max do
     size_out[0] = 0
     level_out[0] = 0
-    local rc = lib.batchq_poll_log(h, level_out, log_buf, LOG_BUF_LEN,
+    local rc = lib.batchq_poll_log(h, level_out, log_buf, log_buf_len,
                                    size_out)
-    if rc ~= 0 then
+    if rc == ESMALLBUF then
+      log_buf_len = tonumber(size_out[0]) + 1
+      log_buf = ffi_new("char[?]", log_buf_len)
+    elseif rc ~= 0 then
       return nil, strerror(rc), rc
-    end
-    local len = tonumber(size_out[0])
-    if len == 0 then
-      break
-    end
-    local msg
-    if len >= LOG_BUF_LEN then
-      msg = ffi_string(log_buf, LOG_BUF_LEN - 1) .. " [line cut, "
-            .. len .. " bytes]"
     else
-      msg = ffi_string(log_buf, len)
+      local len = tonumber(size_out[0])
+      if len == 0 then
+        break
+      end
+      n = n + 1
+      out[#out + 1] = { level = LOG_LEVELS[level_out[0]] or "error",
+                        msg = ffi_string(log_buf, len) }
     end
-    out[#out + 1] = { level = LOG_LEVELS[level_out[0]] or "error", msg = msg }
   end
   return out
 end

@@ -149,6 +149,9 @@ class BATCHQ_CXX_API http_log {
   std::size_t poll_dropped(std::vector<dropped_entry>& out, std::size_t max);
   /// Pull mode: the oldest buffered log line, if any. Thread-safe.
   bool poll_log(log_level& level, std::string& line);
+  /// The same, but only if the line is shorter than `max_size` bytes; when it
+  /// is not, nothing is taken and *needed receives its length. Thread-safe.
+  bool poll_log(log_level& level, std::string& line, std::size_t max_size, std::size_t* needed);
   buffer_figures buffer_stats() const;
 
   const http_log_options& options() const noexcept;

@@ -8,186 +8,16 @@
 -- ctest runs it (label capi). Without BATCHQ_RECEIVER the tests that need a
 -- receiver are reported as skipped. Exits non-zero when a test fails; the
 -- last line is "N passed, N failed".
-local ffi = require "ffi"
+-- helpers.lua sits next to this file.
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+
 local cjson = require "cjson.safe"
+local h = require "helpers"
 
 local fmt = string.format
 local concat = table.concat
-
-ffi.cdef [[
-int poll(void *fds, unsigned long nfds, int timeout);
-char *mkdtemp(char *template);
-]]
-
--- helpers ---------------------------------------------------------------------
-
-local function sleep_ms(ms)
-  ffi.C.poll(nil, 0, ms)
-end
-
--- Waits until pred() is true or about `ms` elapsed (counted in sleeps:
--- os.clock is CPU time, not wall time).
-local function wait_for(pred, ms)
-  local step = 20
-  for _ = 0, math.ceil(ms / step) do
-    if pred() then
-      return true
-    end
-    sleep_ms(step)
-  end
-  return pred()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then
-    return nil
-  end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function read_lines(path)
-  local out = {}
-  local s = read_file(path)
-  if not s then
-    return out
-  end
-  for line in s:gmatch("[^\n]+") do
-    out[#out + 1] = line
-  end
-  return out
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == 0 or ok == true
-end
-
-local function mkdtemp()
-  local base = os.getenv("TMPDIR") or "/tmp"
-  local buf = ffi.new("char[?]", #base + 32)
-  ffi.copy(buf, base .. "/batchq-lua-XXXXXX")
-  local p = ffi.C.mkdtemp(buf)
-  assert(p ~= nil, "mkdtemp failed")
-  return ffi.string(p)
-end
-
-local TMP = mkdtemp()
-local RECEIVER = os.getenv("BATCHQ_RECEIVER")
-if RECEIVER == "" then
-  RECEIVER = nil
-end
-
-local receivers = {}
-
--- Starts batchq_receiver with extra flags; returns { port=, url=, out=,
--- stop= }.
-local seq = 0
-local function start_receiver(flags)
-  seq = seq + 1
-  local dir = fmt("%s/rx%d", TMP, seq)
-  assert(sh("mkdir -p " .. dir))
-  local r = {
-    out = dir .. "/entries",
-    stdout = dir .. "/stdout",
-    stderr = dir .. "/stderr",
-    pidfile = dir .. "/pid",
-  }
-  -- `timeout` is a safety net: if this script dies, the receiver does not
-  -- outlive it by more than two minutes.
-  assert(sh(fmt("exec timeout 120 %s --port 0 --out %s %s >%s 2>%s </dev/null & echo $! >%s",
-                RECEIVER, r.out, flags or "", r.stdout, r.stderr, r.pidfile)))
-  r.pid = tonumber((read_file(r.pidfile) or ""):match("%d+"))
-  assert(r.pid, "receiver did not start")
-  receivers[#receivers + 1] = r
-  local ok = wait_for(function()
-    local s = read_file(r.stdout) or ""
-    r.port = tonumber(s:match("listening on 127%.0%.0%.1:(%d+)"))
-    return r.port ~= nil
-  end, 10000)
-  assert(ok, "receiver did not print its port: " .. (read_file(r.stderr) or ""))
-  r.url = fmt("http://127.0.0.1:%d/logs", r.port)
-  function r.stop()
-    if r.pid then
-      sh("kill " .. r.pid .. " 2>/dev/null")
-      wait_for(function()
-        return not sh("kill -0 " .. r.pid .. " 2>/dev/null")
-      end, 5000)
-      r.pid = nil
-    end
-  end
-  function r.entries()
-    return read_lines(r.out)
-  end
-  return r
-end
-
--- A port nothing listens on: bind an ephemeral port, then close it.
-ffi.cdef [[
-struct bq_sockaddr_in { uint16_t family; uint16_t port; uint32_t addr; uint8_t zero[8]; };
-int socket(int domain, int type, int protocol);
-int bind(int fd, const void *addr, uint32_t len);
-int getsockname(int fd, void *addr, uint32_t *len);
-int close(int fd);
-uint16_t htons(uint16_t);
-uint16_t ntohs(uint16_t);
-uint32_t htonl(uint32_t);
-]]
-local function dead_port()
-  local fd = ffi.C.socket(2, 1, 0) -- AF_INET, SOCK_STREAM
-  assert(fd >= 0)
-  local sa = ffi.new("struct bq_sockaddr_in")
-  sa.family = 2
-  sa.port = 0
-  sa.addr = ffi.C.htonl(0x7f000001)
-  assert(ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0)
-  local len = ffi.new("uint32_t[1]", ffi.sizeof(sa))
-  assert(ffi.C.getsockname(fd, sa, len) == 0)
-  local port = ffi.C.ntohs(sa.port)
-  ffi.C.close(fd)
-  return port
-end
-
-local passed, failed, skipped = 0, 0, 0
-
-local function test(name, fn, needs_receiver)
-  if needs_receiver and not RECEIVER then
-    skipped = skipped + 1
-    print("skip - " .. name .. " (BATCHQ_RECEIVER not set)")
-    return
-  end
-  local ok, err = xpcall(fn, debug.traceback)
-  if ok then
-    passed = passed + 1
-    print("ok - " .. name)
-  else
-    failed = failed + 1
-    print("not ok - " .. name .. "\n  " .. tostring(err):gsub("\n", "\n  "))
-  end
-end
-
-local function check(cond, msg)
-  if not cond then
-    error(msg or "check failed", 2)
-  end
-  return cond
-end
-
-local function eq(got, want, what)
-  if got ~= want then
-    error(fmt("%s: expected %s, got %s", what or "value", tostring(want),
-              tostring(got)), 2)
-  end
-end
-
-local function has(s, needle, what)
-  if type(s) ~= "string" or not s:find(needle, 1, true) then
-    error(fmt("%s: %q does not contain %q", what or "text", tostring(s),
-              needle), 2)
-  end
-end
+local test, check, eq, has = h.test, h.check, h.eq, h.has
+local wait_for, start_receiver, dead_port = h.wait_for, h.start_receiver, h.dead_port
 
 local function balanced(s)
   return s.enqueued == s.delivered + s.dropped + s.pending + s.in_flight
@@ -600,20 +430,8 @@ test("poll arguments are checked", function()
   r, err = q:flush("soon")
   eq(r, nil, "flush with a string")
   assert(q:flush(-5)) -- negative is treated as 0; nothing queued
+  assert(q:flush(math.huge)) -- capped, not undefined; nothing queued
   assert(q:close(0))
 end)
 
--- cleanup and summary -----------------------------------------------------------
-
-for _, r in ipairs(receivers) do
-  r.stop()
-end
-if failed == 0 then
-  sh("rm -rf " .. TMP)
-else
-  print("kept " .. TMP .. " for inspection")
-end
-
-print(fmt("%d passed, %d failed%s", passed, failed,
-          skipped > 0 and fmt(" (%d skipped)", skipped) or ""))
-os.exit(failed == 0 and 0 or 1)
+h.finish()

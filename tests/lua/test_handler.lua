@@ -1,0 +1,492 @@
+-- tests/lua/test_handler.lua - the batchq-log Kong plugin handler under plain
+-- LuaJIT, with stand-ins for the few `ngx` and `kong` functions it calls and
+-- a clock the test moves, against the real libbatchq.so and receiver. The
+-- nginx tests (tests/nginx) run the same handler in a real nginx; this one
+-- reaches the paths that are slow or awkward there: the queue key, the
+-- once-per-configuration error, idle queues, refusals, the spool.
+--
+--   BATCHQ_LIB=... BATCHQ_RECEIVER=... \
+--   LUA_PATH="<src>/capi/lua/?.lua;<src>/examples/kong-plugin/?.lua;;" \
+--   luajit tests/lua/test_handler.lua
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+
+local cjson = require "cjson.safe"
+local h = require "helpers"
+
+local test, check, eq, has = h.test, h.check, h.eq, h.has
+local wait_for = h.wait_for
+
+-- stand-ins ---------------------------------------------------------------------------
+
+local clock = 1000
+local exiting = false
+local timers = {}
+local logged = {} -- { level, msg }
+
+_G.ngx = {
+  null = cjson.null, -- both are the NULL lightuserdata
+  now = function() return clock end,
+  update_time = function() end,
+  worker = {
+    id = function() return 0 end,
+    exiting = function() return exiting end,
+    pid = function() return 4242 end,
+  },
+  timer = {
+    every = function(interval, fn)
+      timers[#timers + 1] = { interval = interval, fn = fn }
+      return true
+    end,
+  },
+}
+
+local current_entry
+local function logger(level)
+  return function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do
+      parts[#parts + 1] = tostring((select(i, ...)))
+    end
+    logged[#logged + 1] = { level = level, msg = table.concat(parts) }
+  end
+end
+
+_G.kong = {
+  log = {
+    err = logger("err"), warn = logger("warn"), notice = logger("notice"),
+    info = logger("info"), debug = logger("debug"),
+    serialize = function() return current_entry end,
+  },
+}
+
+local handler = require "kong.plugins.batchq-log.handler"
+
+-- helpers -------------------------------------------------------------------------------
+
+local function tick(premature)
+  for _, t in ipairs(timers) do
+    t.fn(premature or false)
+  end
+end
+
+-- Log lines (since index `from`) whose message contains `needle`.
+local function find_logged(needle, from)
+  local out = {}
+  for i = from or 1, #logged do
+    if logged[i].msg:find(needle, 1, true) then
+      out[#out + 1] = logged[i]
+    end
+  end
+  return out
+end
+
+local function queue_count()
+  return #handler.stats()
+end
+
+local seq = 0
+local function log_request(conf, extra)
+  seq = seq + 1
+  current_entry = { request = { uri = "/t/" .. seq }, response = { status = 200 } }
+  for k, v in pairs(extra or {}) do
+    current_entry[k] = v
+  end
+  handler:log(conf)
+  return "/t/" .. seq
+end
+
+local function fast_fail(url, extra)
+  local c = {
+    http_endpoint = url, retry_count = 2, backoff = "exponential",
+    initial_retry_delay = 0.01, max_retry_delay = 0.05, timeout = 2000,
+    drop_poll_interval = 1,
+  }
+  for k, v in pairs(extra or {}) do
+    c[k] = v
+  end
+  return c
+end
+
+-- tests ------------------------------------------------------------------------------------
+
+test("init_worker starts one timer", function()
+  handler:init_worker()
+  handler:init_worker()
+  eq(#timers, 1, "timers")
+end)
+
+local rx
+test("entries reach the receiver; one queue per distinct configuration", function()
+  rx = h.start_receiver("--quiet")
+  local a = { http_endpoint = rx.url, queue_size = 1, method = "POST",
+              timeout = 10000, headers = {} }
+  -- the same settings in another table, built in another order, with what
+  -- Kong adds to a plugin's conf and unset (null) fields
+  local a2 = { headers = {}, timeout = 10000, method = "POST", queue_size = 1,
+               http_endpoint = rx.url, route_id = "r-1", service_id = cjson.null,
+               __key__ = "plugins:x", __seq__ = 3, ca_file = cjson.null,
+               drop_poll_interval = 1 }
+  -- another batch size: another queue (Kong issue #9272)
+  local b = { http_endpoint = rx.url, queue_size = 3, flush_timeout = 0.05 }
+
+  local paths = {}
+  for _ = 1, 5 do
+    paths[#paths + 1] = log_request(a)
+    paths[#paths + 1] = log_request(a2)
+  end
+  eq(queue_count(), 1, "a and a2 share a queue")
+  for _ = 1, 6 do
+    paths[#paths + 1] = log_request(b)
+  end
+  eq(queue_count(), 2, "b has its own queue")
+
+  check(wait_for(function() return #rx.entries() >= #paths end, 10000),
+        "receiver got " .. #rx.entries() .. " of " .. #paths)
+  local seen = {}
+  for _, l in ipairs(rx.entries()) do
+    local e = assert(cjson.decode(l))
+    check(not seen[e.request.uri], "twice: " .. e.request.uri)
+    seen[e.request.uri] = true
+  end
+  for _, p in ipairs(paths) do
+    check(seen[p], "missing " .. p)
+  end
+  eq(#find_logged("could not create"), 0, "no creation error")
+end, true)
+
+test("custom_fields_by_lua adds (nested) fields; a bad snippet is logged once", function()
+  local before = #rx.entries()
+  local conf = { http_endpoint = rx.url, custom_fields_by_lua = {
+    ["batchq.answer"] = "return 6 * 7",
+    ["who"] = "return kong ~= nil and 'kong' or 'none'",
+    ["broken"] = "return (",
+  } }
+  local mark = #logged
+  log_request(conf)
+  log_request(conf)
+  check(wait_for(function() return #rx.entries() >= before + 2 end, 10000),
+        "delivered")
+  local e = assert(cjson.decode(rx.entries()[before + 1]))
+  eq(e.batchq and e.batchq.answer, 42, "batchq.answer")
+  eq(e.who, "kong", "who")
+  eq(e.broken, nil, "broken field not set")
+  eq(#find_logged("custom_fields_by_lua: cannot compile", mark + 1), 1,
+     "compile error logged once")
+end, true)
+
+test("endpoint down: drops reported in Kong's wording with every payload", function()
+  local conf = fast_fail("http://127.0.0.1:" .. h.dead_port() .. "/x")
+  local mark = #logged
+  local paths = {}
+  for _ = 1, 4 do
+    paths[#paths + 1] = log_request(conf)
+  end
+  check(wait_for(function()
+    for _, q in ipairs(handler.stats()) do
+      if q.stats.dropped_by_reason.retries_exhausted == 4 then
+        return true
+      end
+    end
+  end, 10000), "4 drops")
+  clock = clock + 2
+  tick()
+  local summaries = find_logged("entry batch was already tried 2 times, dropping it:", mark + 1)
+  check(#summaries >= 1, "summary line")
+  has(summaries[1].msg, "reason retries_exhausted")
+  has(summaries[1].msg, "the entries are printed below")
+  eq(summaries[1].level, "err", "level")
+  local printed = find_logged("dropped entry (retries_exhausted): ", mark + 1)
+  eq(#printed, 4, "every payload printed")
+  for i, p in ipairs(paths) do
+    has(printed[i].msg, '"uri":"' .. p:gsub("/", "\\/") .. '"', "payload " .. i)
+  end
+  check(#find_logged("failed to process entries", mark + 1) > 0,
+        "the queue's own warnings are forwarded")
+end)
+
+test("drops beyond the library's drop buffer are still counted in the log", function()
+  local conf = fast_fail("http://127.0.0.1:" .. h.dead_port() .. "/",
+                         { drop_buffer_entries = 2, retry_count = 1 })
+  local mark = #logged
+  for _ = 1, 5 do
+    log_request(conf)
+  end
+  check(wait_for(function()
+    for _, q in ipairs(handler.stats()) do
+      if q.stats.drop_buffer_overflow == 3 then
+        return true
+      end
+    end
+  end, 10000), "3 drops overflowed")
+  clock = clock + 2
+  tick()
+  eq(#find_logged("dropped entry (", mark + 1), 2, "the 2 kept are printed")
+  local lost = find_logged("3 dropped entries for", mark + 1)
+  eq(#lost, 1, "the 3 others are counted")
+  has(lost[1].msg, "raise drop_buffer_entries")
+  clock = clock + 2
+  tick()
+  eq(#find_logged("could not be kept for reporting", mark + 1), 1,
+     "reported once")
+end)
+
+test("a bad configuration is logged once and its entries are counted", function()
+  local conf = { http_endpoint = "ftp://user:secret@x/", drop_poll_interval = 1 }
+  local mark = #logged
+  for _ = 1, 10 do
+    log_request(conf)
+  end
+  local errs = find_logged("could not create the log queue", mark + 1)
+  eq(#errs, 1, "one error line for 10 requests")
+  has(errs[1].msg, "http_endpoint")
+  check(not errs[1].msg:find("secret", 1, true), "no credentials in the log")
+  clock = clock + 61
+  tick()
+  local counted = find_logged("10 entries for ftp://x were not logged", mark + 1)
+  eq(#counted, 1, "count reported after the reminder interval")
+  -- a configuration with an unknown key: the key is named
+  log_request({ http_endpoint = rx and rx.url or "http://127.0.0.1:1/", queue_sise = 3 })
+  has(logged[#logged].msg, "queue_sise")
+end)
+
+test("refused entries are reported from the timer, with the payload", function()
+  local conf = { http_endpoint = "http://127.0.0.1:" .. h.dead_port() .. "/",
+                 max_bytes = 60, drop_poll_interval = 1 }
+  local mark = #logged
+  log_request(conf, { padding = string.rep("p", 100) })
+  eq(#find_logged("refused", mark + 1), 0, "nothing logged in the request")
+  clock = clock + 2
+  tick()
+  local lines = find_logged("refused 1 entry", mark + 1)
+  eq(#lines, 1, "summary")
+  eq(#find_logged("dropped entry (refused): ", mark + 1), 1, "payload printed")
+end)
+
+test("spool_dir: a directory per worker, drops kept there", function()
+  local base = h.TMP .. "/spool"
+  local conf = fast_fail("http://127.0.0.1:" .. h.dead_port() .. "/",
+                         { spool_dir = base, retry_count = 1 })
+  local mark = #logged
+  log_request(conf)
+  local errs = find_logged("could not create", mark + 1)
+  eq(#errs, 0, "created: " .. (errs[1] and errs[1].msg or ""))
+  check(h.sh("test -d " .. base .. "/worker-0"), "worker-0 created")
+  check(wait_for(function()
+    for _, q in ipairs(handler.stats()) do
+      if q.stats.spool_records > 0 then
+        return true
+      end
+    end
+  end, 10000), "spooled")
+  clock = clock + 2
+  tick()
+  local lines = find_logged("the entries are kept in the dead-letter spool under " .. base
+                            .. "/worker-0", mark + 1)
+  eq(#lines, 1, "summary names the spool")
+  eq(#find_logged("dropped entry (", mark + 1), 0, "spooled payloads not printed")
+end)
+
+test("spool still locked by the previous owner: the queue works in memory", function()
+  -- What a new worker meets after nginx -s reload while the old worker
+  -- still holds its spool: libbatchq starts without it and takes it over
+  -- when the old owner lets go.
+  local batchq = require "batchq"
+  local base = h.TMP .. "/spool-locked"
+  check(h.sh("mkdir -p " .. base .. "/worker-0 && chmod 700 " .. base .. "/worker-0"), "mkdir")
+  local rx2 = h.start_receiver("--quiet")
+  local old = assert(batchq.new({ http_endpoint = rx2.url,
+                                  spool_dir = base .. "/worker-0" }))
+  local conf = { http_endpoint = rx2.url, spool_dir = base, drop_poll_interval = 1 }
+  local mark = #logged
+  local paths = { log_request(conf), log_request(conf), log_request(conf) }
+  eq(#find_logged("could not create the log queue", mark + 1), 0, "created")
+  check(wait_for(function() return #rx2.entries() >= 3 end, 10000),
+        "delivered while the spool is held: " .. #rx2.entries())
+  clock = clock + 2
+  tick()
+  eq(#find_logged("held by another process", mark + 1), 1,
+     "the library's warning is forwarded")
+  assert(old:close(1000)) -- the old owner exits
+  check(wait_for(function()
+    clock = clock + 2
+    tick()
+    return #find_logged("spool taken over", mark + 1) == 1
+  end, 5000), "spool taken over")
+  rx2.stop()
+end, true)
+
+test("spool_dir unusable: entries held, queue made once it is fixed", function()
+  -- A spool directory libbatchq cannot use (here: a file is in the way)
+  -- gives ESPOOL; the handler holds entries and retries.
+  local base = h.TMP .. "/spool-blocked"
+  check(h.sh("mkdir -p " .. base .. " && touch " .. base .. "/worker-0"), "file in the way")
+  local rx2 = h.start_receiver("--quiet")
+  local conf = { http_endpoint = rx2.url, spool_dir = base, drop_poll_interval = 1 }
+  local mark = #logged
+  local before = queue_count()
+  local paths = { log_request(conf), log_request(conf), log_request(conf) }
+  local errs = find_logged("could not create the log queue", mark + 1)
+  eq(#errs, 1, "one creation error for 3 requests")
+  has(errs[1].msg, "spool_dir")
+  has(errs[1].msg, "retrying, entries are held meanwhile")
+  eq(queue_count(), before, "no queue yet")
+
+  check(h.sh("rm " .. base .. "/worker-0"), "fixed")
+  clock = clock + 2 -- past the retry delay
+  paths[#paths + 1] = log_request(conf)
+  eq(queue_count(), before + 1, "queue created on the next request")
+  eq(#find_logged("created after 1 failed attempts", mark + 1), 1, "notice")
+  check(wait_for(function() return #rx2.entries() >= 4 end, 10000),
+        "held entries delivered: " .. #rx2.entries())
+  local got = {}
+  for _, l in ipairs(rx2.entries()) do
+    got[assert(cjson.decode(l)).request.uri] = true
+  end
+  for _, p in ipairs(paths) do
+    check(got[p], "delivered " .. p)
+  end
+  rx2.stop()
+end, true)
+
+test("idle queues are closed; a new one comes when used again", function()
+  local n = queue_count()
+  check(n >= 2, "queues exist")
+  clock = clock + 601
+  tick()
+  clock = clock + 2
+  tick()
+  eq(queue_count(), 0, "idle queues closed")
+  log_request({ http_endpoint = rx and rx.url or "http://127.0.0.1:1/" })
+  eq(queue_count(), 1, "created again on use")
+end)
+
+test("worker exit: queues shut down, late entries reported", function()
+  local conf = { http_endpoint = "http://127.0.0.1:" .. h.dead_port() .. "/",
+                 shutdown_timeout = 0.2 } -- Kong's slow retries: stays queued
+  log_request(conf)
+  log_request(conf)
+  local mark = #logged
+  exiting = true
+  tick(true) -- the premature run
+  eq(queue_count(), 0, "all queues closed")
+  local lossy = find_logged("shut down before everything was delivered", mark + 1)
+  eq(#lossy, 1, "the dead endpoint's queue reports a lossy shutdown")
+  local dropped = find_logged("dropped entry (shutdown): ", mark + 1)
+  eq(#dropped, 2, "both entries printed")
+  -- a request finishing after the queues closed
+  mark = #logged
+  log_request(conf)
+  eq(#find_logged("worker is exiting", mark + 1), 1, "reported directly")
+  eq(#find_logged("dropped entry (worker exiting): ", mark + 1), 1, "payload printed")
+  eq(queue_count(), 0, "no queue made while exiting")
+  handler.exit_worker() -- the exit_worker_by_lua call: harmless now
+  if rx then
+    rx.stop()
+  end
+end)
+
+test("exit_worker hooked: queues stay open for requests after the premature run", function()
+  -- A fresh copy of the handler (the previous one has closed for good).
+  package.loaded["kong.plugins.batchq-log.handler"] = nil
+  handler = require "kong.plugins.batchq-log.handler"
+  exiting = false
+  timers = {}
+  handler.use_exit_worker_hook()
+  handler:init_worker()
+  local rx3 = h.start_receiver("--quiet")
+  local conf = { http_endpoint = rx3.url, queue_size = 10, flush_timeout = 30 }
+  local mark = #logged
+  local paths = { log_request(conf) }
+  exiting = true
+  tick(true) -- the premature run: nothing is closed
+  eq(queue_count(), 1, "queue still open")
+  paths[#paths + 1] = log_request(conf) -- a request finishing late
+  handler.exit_worker() -- exit_worker_by_lua: after the last request
+  eq(queue_count(), 0, "closed at exit")
+  eq(#find_logged("worker is exiting", mark + 1), 0, "no late entry printed")
+  eq(#find_logged("nothing was left to send", mark + 1), 1, "clean shutdown")
+  -- the open batch (30 s flush timeout) was sent by the shutdown
+  check(wait_for(function() return #rx3.entries() >= 2 end, 10000),
+        "both delivered: " .. #rx3.entries())
+  rx3.stop()
+end, true)
+
+test("schema: http-log's defaults, and every field is libbatchq's or the plugin's", function()
+  -- Kong's typedefs, reduced to what the schema file touches: each is a
+  -- field definition that can be called with overrides.
+  local function typedef(def)
+    return setmetatable(def, { __call = function(self, overrides)
+      local t = {}
+      for k, v in pairs(self) do t[k] = v end
+      for k, v in pairs(overrides or {}) do t[k] = v end
+      return t
+    end })
+  end
+  package.loaded["kong.db.schema.typedefs"] = {
+    url = typedef({ type = "string" }),
+    protocols = typedef({ type = "set" }),
+    header_name = typedef({ type = "string" }),
+    lua_code = typedef({ type = "map" }),
+  }
+  local schema = require "kong.plugins.batchq-log.schema"
+  eq(schema.name, "batchq-log", "name")
+  local config
+  for _, f in ipairs(schema.fields) do
+    if f.config then
+      config = f.config
+    end
+  end
+  check(config and config.type == "record", "config record")
+  local fields = {}
+  for _, f in ipairs(config.fields) do
+    local name, def = next(f)
+    fields[name] = def
+  end
+
+  -- http-log's names and defaults (kong-batch-queue.md)
+  local http_log = { method = "POST", content_type = "application/json",
+                     timeout = 10000, keepalive = 60000, retry_count = 10,
+                     queue_size = 1, flush_timeout = 2 }
+  for name, default in pairs(http_log) do
+    check(fields[name], "field " .. name)
+    eq(fields[name].default, default, name .. " default")
+  end
+  eq(fields.http_endpoint.required, true, "http_endpoint required")
+  check(fields.headers and fields.headers.type == "map", "headers map")
+  check(fields.custom_fields_by_lua, "custom_fields_by_lua")
+  eq(fields.headers.custom_validator({ ["content-TYPE"] = "x" }), nil,
+     "Content-Type header refused")
+
+  -- Kong fills every default: what the handler passes on must be accepted.
+  local batchq = require "batchq"
+  local conf = { http_endpoint = "http://127.0.0.1:1/" }
+  for name, def in pairs(fields) do
+    if def.default ~= nil then
+      conf[name] = def.default
+    end
+  end
+  local q, err = batchq.new(handler._queue_conf(conf))
+  check(q, "schema defaults refused by libbatchq: " .. tostring(err))
+  q:close(0)
+
+  -- Each field without a default, set: never an unknown key to libbatchq.
+  local samples = { ca_file = "/nonexistent/ca.pem", client_cert = "/nonexistent/c.pem",
+                    client_key = "/nonexistent/k.pem", spool_dir = h.TMP .. "/spool-schema",
+                    headers = { ["X-A"] = "1" },
+                    custom_fields_by_lua = { a = "return 1" } }
+  for name, def in pairs(fields) do
+    if def.default == nil and name ~= "http_endpoint" then
+      local c = { http_endpoint = "http://127.0.0.1:1/" }
+      c[name] = samples[name]
+      check(c[name] ~= nil, "no sample value for " .. name)
+      local q2, err2 = batchq.new(handler._queue_conf(c))
+      if q2 then
+        q2:close(0)
+      else
+        check(not err2:find("unknown key", 1, true), name .. ": " .. err2)
+      end
+    end
+  end
+end)
+
+h.finish()

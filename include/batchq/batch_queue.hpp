@@ -107,8 +107,13 @@ std::size_t default_size(const T& v) noexcept {
 // in the same intake shard, which keeps its entries in order.
 inline std::size_t thread_slot() noexcept {
   static std::atomic<std::size_t> next{0};
-  thread_local std::size_t slot = next.fetch_add(1, std::memory_order_relaxed);
-  return slot;
+  // Constant-initialised and assigned on first use (stored + 1, 0 = not yet):
+  // a thread_local with a dynamic initialiser needs a guard variable, i.e. a
+  // second TLS access per call, and in a shared library (libbatchq.so,
+  // global-dynamic TLS model) every TLS access is a call to __tls_get_addr.
+  thread_local std::size_t slot_plus_one = 0;
+  if (slot_plus_one == 0) slot_plus_one = next.fetch_add(1, std::memory_order_relaxed) + 1;
+  return slot_plus_one - 1;
 }
 
 inline constexpr std::size_t cache_line = 64;
@@ -382,7 +387,7 @@ class batch_queue {
 
   void trim_locked() {
     std::vector<T> gone;
-    std::size_t gone_bytes = 0, attempts = 0;
+    std::size_t attempts = 0;
     std::string last_error;
     const bool by_bytes = opt_.max_bytes && held_bytes_locked() > opt_.max_bytes;
     auto over = [&] {
@@ -393,7 +398,6 @@ class batch_queue {
       for (std::size_t i = 0; i < n; ++i) {
         std::size_t sz = size_of(from[i]);
         from_bytes -= sz;
-        gone_bytes += sz;
         count_removed(1, sz);
         gone.push_back(std::move(from[i]));
       }
@@ -415,18 +419,28 @@ class batch_queue {
     if (gone.empty()) return;
     const std::size_t n = gone.size();
     dropped_[static_cast<std::size_t>(drop_reason::queue_full)] += n;
+    // Once per overload episode (see process_one_locked), not once per push-out.
     if (!full_logged_) {
       full_logged_ = true;
       log_locked(log_level::error, "queue full, dropping old entries until processing is successful again");
+      if (by_bytes)
+        log_locked(log_level::error, "byte capacity exceeded, " + std::to_string(n) + " queue entries were dropped");
     }
-    if (by_bytes) log_locked(log_level::error, "byte capacity exceeded, " + std::to_string(n) + " queue entries were dropped");
-    event e;
-    e.is_drop = true;
-    e.entries = std::move(gone);
-    e.info.reason = drop_reason::queue_full;
-    e.info.attempts = attempts;
-    e.text = std::move(last_error);
-    events_.push_back(std::move(e));
+    // Push-outs in a row join the drop event still waiting for on_drop: one
+    // event (and one copy of the last error) per burst, not per entry.
+    if (!events_.empty() && events_.back().is_drop && events_.back().info.reason == drop_reason::queue_full &&
+        events_.back().info.attempts == attempts && events_.back().text == last_error) {
+      auto& into = events_.back().entries;
+      into.insert(into.end(), std::make_move_iterator(gone.begin()), std::make_move_iterator(gone.end()));
+    } else {
+      event e;
+      e.is_drop = true;
+      e.entries = std::move(gone);
+      e.info.reason = drop_reason::queue_full;
+      e.info.attempts = attempts;
+      e.text = std::move(last_error);
+      events_.push_back(std::move(e));
+    }
     cv_done_.notify_all();
   }
 
@@ -444,7 +458,10 @@ class batch_queue {
       run_locked(lk);
     } else {
       cv_work_.notify_all();
-      cv_done_.wait_until(lk, std::chrono::steady_clock::now() + timeout, [&] { return settled_locked(upto); });
+      // Ten years stands for "until done": now + a larger timeout (the C ABI
+      // takes any int64 of ms) would overflow steady_clock's nanoseconds.
+      const milliseconds bounded = std::min<milliseconds>(timeout, std::chrono::hours(24 * 365 * 10));
+      cv_done_.wait_until(lk, std::chrono::steady_clock::now() + bounded, [&] { return settled_locked(upto); });
     }
     return upto;
   }
@@ -709,7 +726,11 @@ class batch_queue {
       count_removed(n, b.bytes);
       kong_counter_ = 1;
       failures_ = 0;
-      full_logged_ = false;
+      // The overload episode ends when the queue has drained to half its
+      // bounds; re-arming on every success would log once per batch.
+      if ((!opt_.max_entries || held_entries_locked() * 2 <= opt_.max_entries) &&
+          (!opt_.max_bytes || held_bytes_locked() * 2 <= opt_.max_bytes))
+        full_logged_ = false;
       if (waiting_ != wait_kind::backoff || next_send_at_ < t) {
         next_send_at_ = t;
         waiting_ = wait_kind::none;

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# bench/nginx/run_nginx_bench.sh - case 4: nginx (one worker) + wrk, against
+# one loopback receiver (bench_receiver), in six modes:
+#
+#   none          no log phase
+#   entry_only    log phase builds the entry only: cjson.encode(kong.log.serialize())
+#   batchq_q1     the batchq-log Kong plugin (examples/kong-plugin), queue_size 1
+#   batchq_q100   the same, queue_size 100
+#   purelua_q1    a pure-Lua Kong 2.x style logger (purelua_logger.lua), queue_size 1
+#   purelua_q100  the same, queue_size 100
+#
+# For each mode: fresh receiver, fresh nginx, wrk for $BENCH_WRK_SECONDS (4)
+# with 1 thread / 16 connections, then `nginx -s quit`; once nginx has exited,
+# not received = requests nginx answered (access log) - entries the receiver
+# counted (marker "source":"kong_standin", one per serialized entry), split
+# into entries the plugin reported as dropped (error log, with the reason)
+# and entries lost silently. $BENCH_NGINX_ROUNDS (5) rounds; the modes
+# alternate within a round and ratios are taken within each round.
+#
+#   run_nginx_bench.sh OUT.json
+# Environment: BATCHQ_SRC, BATCHQ_LIB_DIR (libbatchq.so), BENCH_BIN
+# (bench_receiver), NGINX, BATCHQ_NGINX_MODULES as in tests/nginx.
+set -euo pipefail
+
+OUT=${1:?usage: run_nginx_bench.sh OUT.json}
+: "${BATCHQ_SRC:?}" "${BATCHQ_LIB_DIR:?}" "${BENCH_BIN:?}"
+NGINX=${NGINX:-nginx}
+MODULES=${BATCHQ_NGINX_MODULES:-/usr/lib/nginx/modules}
+SECS=${BENCH_WRK_SECONDS:-4}
+CONNS=${BENCH_WRK_CONNECTIONS:-16}
+HERE="$BATCHQ_SRC/bench/nginx"
+MODES=${BENCH_NGINX_MODES:-"none entry_only batchq_q1 batchq_q100 purelua_q1 purelua_q100"}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/batchq-bench-nginx-XXXXXX")
+MASTER_PID=
+RX_PID=
+
+log() { printf '[nginx-bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+wait_until() { # $1 = tenths of a second, rest = command
+  local limit=$1 i=0
+  shift
+  until "$@"; do
+    i=$((i + 1))
+    [ "$i" -ge "$limit" ] && return 1
+    sleep 0.1
+  done
+}
+
+stop_all() {
+  if [ -n "$MASTER_PID" ] && kill -0 "$MASTER_PID" 2>/dev/null; then
+    kill -TERM "$MASTER_PID" 2>/dev/null || true
+    wait_until 50 bash -c "! kill -0 $MASTER_PID 2>/dev/null" || kill -KILL "$MASTER_PID" 2>/dev/null || true
+  fi
+  if [ -n "$RX_PID" ] && kill -0 "$RX_PID" 2>/dev/null; then
+    kill -TERM "$RX_PID" 2>/dev/null || true
+    wait "$RX_PID" 2>/dev/null || true
+  fi
+}
+trap 'stop_all; if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi' EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+RX_OUT=
+start_receiver() { # $1 = a name for its output file (one file per run)
+  RX_OUT="$T/rx.$1.stdout"
+  rm -f "$RX_OUT"
+  "$BENCH_BIN/bench_receiver" --port 0 --marker '"source":"kong_standin"' >"$RX_OUT" 2>&1 &
+  RX_PID=$!
+  wait_until 50 grep -q "listening on" "$RX_OUT"
+  RX_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$RX_OUT")
+}
+
+stop_receiver() { # -> RX_ENTRIES
+  kill -TERM "$RX_PID"
+  wait "$RX_PID" || true
+  RX_PID=
+  RX_ENTRIES=$(tail -n 1 "$RX_OUT" | awk '{print $2}')
+}
+
+write_conf() { # $1 = mode
+  local mode=$1 load_modules="" user_line="" log_block="" worker_hooks=""
+  if [ -f "$MODULES/ngx_http_lua_module.so" ]; then
+    [ -f "$MODULES/ndk_http_module.so" ] && load_modules="load_module $MODULES/ndk_http_module.so;"
+    load_modules="$load_modules
+load_module $MODULES/ngx_http_lua_module.so;"
+  fi
+  if [ -z "$load_modules" ] && ! "$NGINX" -V 2>&1 | grep -q lua; then
+    log "no ngx_http_lua_module.so in $MODULES and nginx has no built-in Lua module"
+    exit 1
+  fi
+  [ "$(id -u)" = 0 ] && user_line="user root;"
+  case "$mode" in
+    none) ;;
+    entry_only) log_block='log_by_lua_block { local e = cjson.encode(kong.log.serialize()) }' ;;
+    batchq_q*)
+      log_block="log_by_lua_block { require(\"kong.plugins.batchq-log.handler\"):log(require(\"bench_conf\").$mode) }"
+      worker_hooks='init_worker_by_lua_block { require("kong.plugins.batchq-log.handler"):init_worker() }
+  exit_worker_by_lua_block { require("kong.plugins.batchq-log.handler").exit_worker() }' ;;
+    purelua_q*)
+      log_block="log_by_lua_block { require(\"purelua_logger\").log(require(\"bench_conf\").$mode) }" ;;
+  esac
+  cat >"$T/bench_conf.lua" <<EOF
+local ep = "http://127.0.0.1:$RX_PORT/logs"
+-- http-log's defaults (retry_count 10, flush_timeout 2 s) except queue_size.
+return {
+  batchq_q1 = { http_endpoint = ep, queue_size = 1 },
+  batchq_q100 = { http_endpoint = ep, queue_size = 100 },
+  purelua_q1 = { http_endpoint = ep, queue_size = 1 },
+  purelua_q100 = { http_endpoint = ep, queue_size = 100 },
+}
+EOF
+  mkdir -p "$T/tmp"
+  cat >"$T/nginx.conf" <<EOF
+$load_modules
+$user_line
+worker_processes 1;
+master_process on;
+daemon on;
+pid $T/nginx.pid;
+error_log $T/error.log warn;
+events { worker_connections 1024; }
+http {
+  log_format plain '\$status';
+  access_log $T/access.log plain buffer=64k;
+  client_body_temp_path $T/tmp/body;
+  proxy_temp_path $T/tmp/proxy;
+  fastcgi_temp_path $T/tmp/fastcgi;
+  uwsgi_temp_path $T/tmp/uwsgi;
+  scgi_temp_path $T/tmp/scgi;
+  lua_package_path "$T/?.lua;$HERE/?.lua;$BATCHQ_SRC/capi/lua/?.lua;$BATCHQ_SRC/examples/kong-plugin/?.lua;;";
+  lua_package_cpath "$BATCHQ_LIB_DIR/?.so;;";
+  init_by_lua_block {
+    require "kong_standin"
+    cjson = require "cjson.safe"
+    require "purelua_logger"
+    require "kong.plugins.batchq-log.handler"
+  }
+  $worker_hooks
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      return 200 "ok\n";
+      $log_block
+    }
+  }
+}
+EOF
+}
+
+nginx_cmd() { "$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/error.log" "$@"; }
+
+ROUNDS=${BENCH_NGINX_ROUNDS:-5}
+: >"$T/runs.jsonl"
+# The modes alternate within each round, so slow drifts of this shared
+# machine hit every mode alike; the table takes the median of the rounds.
+for round in $(seq 1 "$ROUNDS"); do
+for mode in $MODES; do
+  start_receiver "$mode.$round"
+  NGINX_PORT=$(free_port)
+  write_conf "$mode"
+  rm -f "$T/access.log" "$T/nginx.pid"
+  nginx_cmd -t -q
+  nginx_cmd
+  wait_until 50 test -s "$T/nginx.pid"
+  MASTER_PID=$(cat "$T/nginx.pid")
+  wait_until 50 curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/warmup"
+  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$NGINX_PORT/r" >"$T/wrk.$mode.$round" 2>&1
+  nginx_cmd -s quit
+  wait_until 300 bash -c "! kill -0 $MASTER_PID 2>/dev/null" || { log "nginx did not exit"; kill -KILL "$MASTER_PID" || true; }
+  MASTER_PID=
+  sleep 0.3
+  stop_receiver
+  answered=$(grep -c '^200$' "$T/access.log" || true)
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$T/wrk.$mode.$round")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$T/wrk.$mode.$round")
+  if [ "$mode" = none ] || [ "$mode" = entry_only ]; then
+    received=0; lost=0
+  else
+    received=$RX_ENTRIES
+    lost=$((answered - received))
+  fi
+  errs=$(grep -c '\[error\]' "$T/error.log" || true)
+  # Entries the plugin reported as dropped (each is printed in full with its
+  # reason, e.g. queue_full when the sender cannot keep up): not silent.
+  reported=$(grep -c 'dropped entry (' "$T/error.log" || true)
+  silent=$((lost - reported))
+  log "round $round $mode: $rps req/s, p99 $p99 ms, answered $answered, received $received, not received $lost (reported dropped $reported, silently lost $silent), error-log errors $errs"
+  echo "{\"round\":$round,\"mode\":\"$mode\",\"rps\":$rps,\"p99_ms\":$p99,\"answered\":$answered,\"received\":$received,\"lost\":$lost,\"reported\":$reported,\"silent\":$silent,\"errors\":$errs}" >>"$T/runs.jsonl"
+  cp "$T/error.log" "$T/error.$mode.$round.log"
+  : >"$T/error.log"
+done
+done
+
+python3 - "$T/runs.jsonl" "$OUT" "wrk -t1 -c$CONNS -d${SECS}s, $ROUNDS rounds, nginx 1 worker, return 200, access_log buffered" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+modes = []
+for r in runs:
+    if r["mode"] not in modes:
+        modes.append(r["mode"])
+by = {(r["mode"], r["round"]): r for r in runs}
+rounds = sorted({r["round"] for r in runs})
+
+def ratio(a, b):
+    # Median over rounds of the ratio measured within each round: the machine
+    # drifts between rounds far more than within one.
+    v = [by[(a, k)]["rps"] / by[(b, k)]["rps"] for k in rounds if (a, k) in by and (b, k) in by]
+    return statistics.median(v) if v else None
+
+out = []
+for m in modes:
+    rs = [r for r in runs if r["mode"] == m]
+    e = {"mode": m, "rps": statistics.median(r["rps"] for r in rs),
+         "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+         "answered": sum(r["answered"] for r in rs), "received": sum(r["received"] for r in rs),
+         "lost": sum(r["lost"] for r in rs), "reported": sum(r["reported"] for r in rs),
+         "silent": sum(r["silent"] for r in rs), "errors": sum(r["errors"] for r in rs), "rounds": len(rs),
+         "vs_entry_only": ratio(m, "entry_only")}
+    if m.startswith("batchq_q"):
+        e["vs_purelua"] = ratio(m, "purelua_q" + m[len("batchq_q"):])
+    out.append(e)
+json.dump({"wrk": sys.argv[3], "modes": out}, open(sys.argv[2], "w"))
+PY

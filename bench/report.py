@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""bench/report.py - turns the JSON files written by bench/run.sh into one
+markdown table: every figure next to its peer measured in the same run, the
+ratio, the target and whether it is met.
+
+    report.py <results-dir> <machine-line>
+"""
+import json
+import os
+import statistics
+import sys
+
+d = sys.argv[1]
+machine = sys.argv[2] if len(sys.argv) > 2 else ""
+out = []
+
+
+def load(name):
+    p = os.path.join(d, name)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        txt = f.read().strip()
+    if not txt:
+        return None
+    if name.endswith(".jsonl"):
+        return [json.loads(l) for l in txt.splitlines() if l.strip()]
+    return json.loads(txt)
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "n/a"
+    if x >= 1e6:
+        return f"{x/1e6:.2f} M{unit}"
+    if x >= 1e4:
+        return f"{x/1e3:.0f} k{unit}"
+    if x >= 100:
+        return f"{x:.0f}{unit}"
+    return f"{x:.1f}{unit}"
+
+
+def mib(b):
+    return f"{b/1048576:.1f} MiB"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+out.append("# batchq benchmarks\n")
+out.append(f"Machine: {machine}\n")
+out.append("Absolute numbers are noise on this shared machine; read the ratios "
+           "(each figure and its peer come from the same run, interleaved).\n")
+
+# ---- case 1 -----------------------------------------------------------------
+enq = load("enqueue.json")
+if enq:
+    med = {}
+    for b in enq["benchmarks"]:
+        if b.get("aggregate_name") != "median":
+            continue
+        # enqueue/<queue>/<producers>/<bytes>/iterations:..
+        parts = b["run_name"].split("/")
+        q, p, by = parts[1], int(parts[2]), int(parts[3])
+        med[(q, p, by)] = b["items_per_second"]
+    out.append("\n## 1. Enqueue throughput (P producers, 1 consumer draining)\n")
+    out.append("Median of 5 repetitions x 5 iterations; every entry consumed inside the timed region. "
+               "ns/entry = wall time / entries.\n")
+    out.append("| entry | producers | batchq | moodycamel | spdlog mpmc | batchq / moodycamel | batchq / spdlog | target |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for by in (64, 512, 4096):
+        for p in (1, 2, 4):
+            a, m, s = (med.get((q, p, by)) for q in ("batchq", "moodycamel", "spdlog"))
+            if a is None:
+                continue
+            rm, rs = a / m, a / s
+            tgt = ""
+            if p == 4:
+                tgt = f">= 1.0x moodycamel {verdict(rm >= 1.0)}; >= 3x spdlog {verdict(rs >= 3.0)}"
+            out.append(f"| {by} B | {p} | {fmt(a, '/s')} ({1e9/a:.0f} ns) | {fmt(m, '/s')} ({1e9/m:.0f} ns) | "
+                       f"{fmt(s, '/s')} ({1e9/s:.0f} ns) | {rm:.2f}x | {rs:.2f}x | {tgt} |")
+
+# ---- case 2 -----------------------------------------------------------------
+ffi = load("ffi.json")
+if ffi:
+    out.append("\n## 2. LuaJIT: C ABI enqueue via FFI vs pure-Lua Kong batch_queue:add\n")
+    out.append("Same LuaJIT process, same strings, batches of 1000; best of 5 after warm-up.\n")
+    out.append("| entry | batchq module `q:enqueue` | raw FFI `batchq_enqueue` | pure-Lua Kong add | module / pure-Lua | target |")
+    out.append("|---|---|---|---|---|---|")
+    for r in ffi:
+        ratio = r["module_ns"] / r["lua_ns"]
+        out.append(f"| {r['bytes']} B | {r['module_ns']:.0f} ns | {r['raw_ns']:.0f} ns | {r['lua_ns']:.1f} ns | "
+                   f"{ratio:.1f}x | <= 1.0x {verdict(ratio <= 1.0)} |")
+
+# ---- case 3 -----------------------------------------------------------------
+dl = load("delivery.json")
+if dl:
+    out.append("\n## 3. End-to-end delivery to a loopback receiver vs raw libcurl\n")
+    out.append("512 B entries, one connection each, same receiver; median of 5 interleaved rounds. batchq's time "
+               "runs from the first enqueue to the last entry delivered (enqueueing, payload building and sending "
+               "overlap); raw libcurl only posts bodies built before its clock starts.\n")
+    out.append("| batch size | entries | batchq http_log | raw libcurl (same payloads) | ratio | producer still enqueueing during | target |")
+    out.append("|---|---|---|---|---|---|---|")
+    for r in dl:
+        ratio = r["batchq_eps"] / r["curl_eps"]
+        note = "" if r["complete"] else " (entries missing!)"
+        share = r.get("enqueue_share")
+        share_s = f"{100 * share:.0f}% of batchq's time" if share is not None else ""
+        out.append(f"| {r['batch']} | {r['entries']} | {fmt(r['batchq_eps'], '/s')} | {fmt(r['curl_eps'], '/s')} | "
+                   f"{ratio:.2f}x | {share_s} | >= 0.9x {verdict(ratio >= 0.9)}{note} |")
+
+# ---- case 4 -----------------------------------------------------------------
+ng = load("nginx.json")
+if ng:
+    modes = {m["mode"]: m for m in ng["modes"]}
+    out.append("\n## 4. nginx (1 worker) + wrk against the same receiver\n")
+    out.append(f"{ng.get('wrk', '')}. req/s and p99: median of the rounds; ratios: median of the ratios measured "
+               "within each round. After `nginx -s quit`: not received = requests answered - entries the receiver "
+               "got, split into entries reported dropped (printed in the error log with their reason) and "
+               "entries lost silently.\n")
+    out.append("| mode | req/s | p99 latency | answered | received | reported dropped | lost silently | vs entry-only | vs pure-Lua (same queue size) | target |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for name, m in modes.items():
+        logging = name.startswith("batchq") or name.startswith("purelua")
+        r_base = m.get("vs_entry_only")
+        vs_base = f"{r_base:.2f}x" if r_base is not None and name not in ("none", "entry_only") else ""
+        r_lua = m.get("vs_purelua")
+        vs_lua = f"{r_lua:.2f}x" if r_lua is not None else ""
+        tgt = ""
+        if name.startswith("batchq_q"):
+            qs = name[len("batchq_q"):]
+            tgt = f">= 0.95x entry-only {verdict(r_base is not None and r_base >= 0.95)}"
+            if qs == "1":
+                tgt += f"; >= 3x pure-Lua {verdict(r_lua is not None and r_lua >= 3.0)}"
+            tgt += f"; 0 lost {verdict(m['lost'] == 0)}"
+        cols = [str(m["answered"]), str(m["received"]), str(m["reported"]), str(m["silent"])] if logging else ["", "", "", ""]
+        out.append(f"| {name} | {m['rps']:.0f} | {m['p99_ms']:.2f} ms | " + " | ".join(cols) +
+                   f" | {vs_base} | {vs_lua} | {tgt} |")
+
+# ---- case 5 -----------------------------------------------------------------
+mem = load("memory.jsonl")
+if mem:
+    out.append("\n## 5. Memory while the endpoint is down and entries keep coming\n")
+    out.append("512 B entries at 200k/s for 4 s into an http_log bounded by max_bytes (drop_oldest), endpoint "
+               "refusing connections. RSS sampled every 20 ms; growth = peak - RSS before the queue was made "
+               "(the process baseline, libcurl etc., is reported separately).\n")
+    out.append("| queue_size | drops taken by | max_bytes | bytes_held at end | RSS baseline | RSS peak | growth | growth / max_bytes | target growth <= 1.2 x max_bytes + 8 MiB |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for r in mem:
+        growth = r["rss_peak"] - r["rss_baseline"]
+        tgt = r["max_bytes"] * 1.2 + 8 * 1048576
+        out.append(f"| {r['queue_size']} | {'on_drop callback' if r['mode'] == 'push' else 'pull buffer, polled every 100 ms'} | "
+                   f"{mib(r['max_bytes'])} | {mib(r['bytes_held'])} | {mib(r['rss_baseline'])} | {mib(r['rss_peak'])} | "
+                   f"{mib(growth)} | {growth / r['max_bytes']:.2f}x | {mib(tgt)} {verdict(growth <= tgt)} |")
+
+text = "\n".join(out) + "\n"
+sys.stdout.write(text)

@@ -270,6 +270,10 @@ struct http_log::impl {
     const std::string dir = opt.spool_dir + "/" + sub;
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
       throw std::runtime_error("spool_dir: cannot create \"" + dir + "\": " + std::strerror(errno));
+    // A symlink planted there would send our records wherever it points.
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw std::runtime_error("spool_dir: \"" + dir + "\" is not a directory (a symlink is refused)");
     spool_options so = spool_opts(opt, dir, mode);
     const bool is_wal = mode == spool_mode::write_ahead;
     so.on_evict = [this, is_wal, dir](const spool_record& r) {

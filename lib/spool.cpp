@@ -29,6 +29,11 @@ namespace {
 constexpr std::size_t kHdr = spool_record_header_bytes;
 constexpr std::uint32_t kMaxRecord = std::uint32_t{1} << 30;
 constexpr std::size_t kMinSegment = 4096;
+// Highest seq a file may claim (segment name, record header, ACK mark). Real
+// spools never get near it (2^62 appends); a larger value can only come from a
+// damaged or planted file, and accepting it would wrap next_seq (and the mark)
+// around 2^64: acknowledgements stop working, seqs repeat.
+constexpr std::uint64_t kMaxSeq = std::uint64_t{1} << 62;
 constexpr std::uint32_t kAckMagic = 0x31415142u;  // "BQA1"
 constexpr std::size_t kAckBytes = 16;             // magic, crc32c of the mark, mark
 constexpr const char* kLockName = "LOCK";
@@ -90,7 +95,7 @@ bool parse_segment_name(const char* name, std::uint64_t* first_seq) noexcept {
     if (v > (UINT64_MAX - d) / 10) return false;
     v = v * 10 + d;
   }
-  if (v == 0) return false;
+  if (v == 0 || v > kMaxSeq) return false;
   *first_seq = v;
   return true;
 }
@@ -152,6 +157,7 @@ parse_status parse_record(const unsigned char* p, std::size_t avail, spool_recor
   const std::uint16_t elen = get16(p + 30);
   if (kHdr + elen > len) return parse_status::bad;
   rec->seq = get64(p + 12);
+  if (rec->seq == 0 || rec->seq > kMaxSeq) return parse_status::bad;
   rec->time_ms = static_cast<std::int64_t>(get64(p + 20));
   rec->attempts = get16(p + 28);
   rec->kind = static_cast<record_kind>(p[32]);
@@ -812,7 +818,8 @@ struct spool::impl {
     const ssize_t n = ::pread(fd, b, sizeof b, 0);
     ::close(fd);
     // An unreadable mark means replaying more, never losing anything.
-    if (n != static_cast<ssize_t>(sizeof b) || get32(b) != kAckMagic || get32(b + 4) != detail::crc32c(b + 8, 8)) {
+    if (n != static_cast<ssize_t>(sizeof b) || get32(b) != kAckMagic || get32(b + 4) != detail::crc32c(b + 8, 8) ||
+        get64(b + 8) > kMaxSeq) {
       io_errors.fetch_add(1, std::memory_order_relaxed);
       return;
     }

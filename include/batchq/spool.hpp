@@ -26,7 +26,7 @@
 //        0    4  magic      0x31515342, the bytes "BSQ1" (format version 1)
 //        4    4  crc        CRC-32C (Castagnoli, as iSCSI/ext4) - see below
 //        8    4  length     whole record in bytes, header included (36..2^30)
-//       12    8  seq        sequence number, >= 1, strictly increasing
+//       12    8  seq        sequence number, 1 .. 2^62, strictly increasing
 //       20    8  time_ms    record_meta::time_ms (signed, Unix ms)
 //       28    2  attempts   record_meta::attempts
 //       30    2  error_len  bytes of last_error that follow the header

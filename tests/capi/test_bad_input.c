@@ -81,6 +81,7 @@ static batchq_queue *make(int *rc, char *err, size_t errlen, const char *fmt, ..
 static batchq_queue *live(const char *extra) {
   char err[512];
   int rc;
+  memset(err, 'x', sizeof err);
   batchq_queue *q = make(&rc, err, sizeof err,
                          "{\"http_endpoint\":\"http://127.0.0.1:%d/\",\"shutdown_timeout\":0,"
                          "\"process_delay\":3600,\"queue_size\":1000,\"flush_timeout\":3600%s}",
@@ -88,6 +89,11 @@ static batchq_queue *live(const char *extra) {
   if (!q) {
     ++failed;
     fprintf(stderr, "cannot create a queue (%s): %s\n", extra, err);
+  } else if (err[0] != '\0') {
+    ++failed;
+    fprintf(stderr, "batchq_new succeeded but left errbuf unterminated/non-empty\n");
+  } else {
+    ++passed;
   }
   return q;
 }
@@ -189,7 +195,7 @@ static void test_null_and_zero(void) {
   d[0].struct_size = 3;
   CHECK_RC(batchq_poll_dropped(q, d, 2, &n), BATCHQ_EINVAL);
   level = -1;
-  CHECK_RC(batchq_poll_log(q, &level, NULL, 0, &len), BATCHQ_OK); /* no buffer: only ask */
+  CHECK_RC(batchq_poll_log(q, &level, NULL, 0, &len), BATCHQ_OK); /* no buffer, no line waiting */
   CHECK(len == 0);
   CHECK_RC(batchq_poll_log(q, &level, buf, sizeof buf, NULL), BATCHQ_EINVAL);
   CHECK_RC(batchq_poll_log(q, NULL, buf, sizeof buf, &len), BATCHQ_EINVAL);
@@ -293,9 +299,12 @@ static void test_entries(void) {
   CHECK(strstr(err, "max_bytes") != NULL);
   CHECK_RC(batchq_enqueue_ex(q, big, sizeof big, NULL, 0), BATCHQ_ETOOLARGE);
   CHECK_RC(batchq_enqueue(q, big, 256), BATCHQ_OK); /* exactly max_bytes fits (validation off: not JSON, taken) */
+  memset(err, 'x', sizeof err);
+  CHECK_RC(batchq_enqueue_ex(q, "{}", 2, err, sizeof err), BATCHQ_OK);
+  CHECK(err[0] == '\0'); /* errbuf is NUL-terminated on success too: empty */
   st.struct_size = sizeof st;
   CHECK_RC(batchq_stats(q, &st), BATCHQ_OK);
-  CHECK(st.refused_too_large == 3 && st.enqueued == 1);
+  CHECK(st.refused_too_large == 3 && st.enqueued == 2);
   batchq_free(q);
 
   /* invalid JSON with validate_json on: refused with the offset */

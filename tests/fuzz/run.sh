@@ -51,10 +51,10 @@ for t in "${targets[@]}"; do
       -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" ${FUZZ_ARGS:-}) >"$log" 2>&1
   rc=$?
   set -e
-  done_line=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || true)
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
   execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log" | tail -1)
   rate=$(awk '/stat::average_exec_per_sec/ {print $2}' "$log" | tail -1)
-  line="$t: rc=$rc execs=${execs:-?} exec/s=${rate:-?} corpus=$(ls "$work" | wc -l) ${done_line#*DONE   }"
+  line="$t: rc=$rc execs=${execs:-?} exec/s=${rate:-?} corpus=$(ls "$work" | wc -l) $(echo "$done_line" | sed -E 's/^#[0-9]+[[:space:]]+DONE[[:space:]]+//')"
   summary+=("$line")
   if [ "$rc" -ne 0 ]; then
     failed+=("$t")

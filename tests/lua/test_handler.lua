@@ -140,7 +140,7 @@ test("entries reach the receiver; one queue per distinct configuration", functio
   end
   eq(queue_count(), 2, "b has its own queue")
 
-  check(wait_for(function() return #rx.entries() >= #paths end, 10000),
+  check(wait_for(function() return #rx.entries() >= #paths end, 30000),
         "receiver got " .. #rx.entries() .. " of " .. #paths)
   local seen = {}
   for _, l in ipairs(rx.entries()) do
@@ -164,7 +164,7 @@ test("custom_fields_by_lua adds (nested) fields; a bad snippet is logged once", 
   local mark = #logged
   log_request(conf)
   log_request(conf)
-  check(wait_for(function() return #rx.entries() >= before + 2 end, 10000),
+  check(wait_for(function() return #rx.entries() >= before + 2 end, 30000),
         "delivered")
   local e = assert(cjson.decode(rx.entries()[before + 1]))
   eq(e.batchq and e.batchq.answer, 42, "batchq.answer")
@@ -187,7 +187,7 @@ test("endpoint down: drops reported in Kong's wording with every payload", funct
         return true
       end
     end
-  end, 10000), "4 drops")
+  end, 30000), "4 drops")
   clock = clock + 2
   tick()
   local summaries = find_logged("entry batch was already tried 2 times, dropping it:", mark + 1)
@@ -217,7 +217,7 @@ test("drops beyond the library's drop buffer are still counted in the log", func
         return true
       end
     end
-  end, 10000), "3 drops overflowed")
+  end, 30000), "3 drops overflowed")
   clock = clock + 2
   tick()
   eq(#find_logged("dropped entry (", mark + 1), 2, "the 2 kept are printed")
@@ -277,7 +277,7 @@ test("spool_dir: a directory per worker, drops kept there", function()
         return true
       end
     end
-  end, 10000), "spooled")
+  end, 30000), "spooled")
   clock = clock + 2
   tick()
   local lines = find_logged("the entries are kept in the dead-letter spool under " .. base
@@ -300,7 +300,7 @@ test("spool still locked by the previous owner: the queue works in memory", func
   local mark = #logged
   local paths = { log_request(conf), log_request(conf), log_request(conf) }
   eq(#find_logged("could not create the log queue", mark + 1), 0, "created")
-  check(wait_for(function() return #rx2.entries() >= 3 end, 10000),
+  check(wait_for(function() return #rx2.entries() >= 3 end, 30000),
         "delivered while the spool is held: " .. #rx2.entries())
   clock = clock + 2
   tick()
@@ -336,7 +336,7 @@ test("spool_dir unusable: entries held, queue made once it is fixed", function()
   paths[#paths + 1] = log_request(conf)
   eq(queue_count(), before + 1, "queue created on the next request")
   eq(#find_logged("created after 1 failed attempts", mark + 1), 1, "notice")
-  check(wait_for(function() return #rx2.entries() >= 4 end, 10000),
+  check(wait_for(function() return #rx2.entries() >= 4 end, 30000),
         "held entries delivered: " .. #rx2.entries())
   local got = {}
   for _, l in ipairs(rx2.entries()) do
@@ -406,7 +406,7 @@ test("exit_worker hooked: queues stay open for requests after the premature run"
   eq(#find_logged("worker is exiting", mark + 1), 0, "no late entry printed")
   eq(#find_logged("nothing was left to send", mark + 1), 1, "clean shutdown")
   -- the open batch (30 s flush timeout) was sent by the shutdown
-  check(wait_for(function() return #rx3.entries() >= 2 end, 10000),
+  check(wait_for(function() return #rx3.entries() >= 2 end, 30000),
         "both delivered: " .. #rx3.entries())
   rx3.stop()
 end, true)

@@ -1,4 +1,5 @@
-// Exponential backoff at its limits: many consecutive failures, large delays.
+// Time arithmetic at its limits: exponential backoff after many consecutive
+// failures or with large delays, flush/shutdown with huge timeouts.
 // initial_retry_delay x 2^n must saturate at max_retry_delay instead of
 // overflowing the clock's nanosecond count (signed overflow, UB: with the
 // default 10 ms it happened at the 42nd consecutive failure, and the wait came
@@ -61,4 +62,20 @@ TEST_CASE("a day-long initial_retry_delay does not overflow either", "[retry][li
     INFO("wait " << i);
     CHECK(g[i] == want);
   }
+}
+
+TEST_CASE("flush and shutdown accept any timeout, even milliseconds::max()", "[limits]") {
+  batchq::batch_queue_options o;
+  o.batch_max_size = 10;
+  o.process_delay = 0ms;
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [](batchq::span<const std::string>, const batchq::attempt_context&) {
+    return batchq::process_result::success();
+  };
+  batchq::batch_queue<std::string> q(o, cb);
+  REQUIRE(q.enqueue(std::string("a")) == batchq::enqueue_result::accepted);
+  CHECK(q.flush(ms::max()));                         // the C ABI passes any int64 of ms
+  CHECK(q.flush(ms(std::int64_t{1} << 53)));         // what LuaJIT passes for "forever"
+  CHECK(q.shutdown(ms::max()));
+  CHECK(q.stats().delivered == 1);
 }

@@ -154,5 +154,29 @@ if mem:
                    f"{mib(r['max_bytes'])} | {mib(r['bytes_held'])} | {mib(r['rss_baseline'])} | {mib(r['rss_peak'])} | "
                    f"{mib(growth)} | {growth / r['max_bytes']:.2f}x | {mib(tgt)} {verdict(growth <= tgt)} |")
 
+# ---- case 6 -----------------------------------------------------------------
+sp = load("spool.json")
+if sp:
+    e = sp["enqueue_ns"]
+    r = sp["records_per_s"]
+    out.append("\n## 6. The spool's cost\n")
+    out.append(f"{sp['entry_bytes']} B entries, {sp['entries']} per round, median of {sp['rounds']} interleaved rounds.\n")
+    out.append("http_log::enqueue, memory only vs write-ahead (the entry is in the spool's file, page cache, "
+               "before enqueue returns; nothing is sent during the loop):\n")
+    out.append("| mode | ns/enqueue | vs memory only |")
+    out.append("|---|---|---|")
+    for m, label in (("memory", "memory only"), ("wal_never", "write-ahead, fsync never"),
+                     ("wal_interval", "write-ahead, fsync interval"), ("wal_always", "write-ahead, fsync always")):
+        out.append(f"| {label} | {e[m]:.0f} | {e[m] / e['memory']:.2f}x |")
+    out.append("\nAppending records in batches of 100, per fsync policy, against the same bytes written raw "
+               "(one write() per record; fdatasync() per batch for `always`):\n")
+    out.append("| policy | spool records/s | raw records/s | ratio |")
+    out.append("|---|---|---|---|")
+    out.append(f"| always (fsync per batch) | {fmt(r['spool_always'])} | {fmt(r['raw_fsync'])} (write + fdatasync) | "
+               f"{r['spool_always'] / r['raw_fsync']:.2f}x |")
+    out.append(f"| interval (100 ms) | {fmt(r['spool_interval'])} | {fmt(r['raw'])} (write only) | "
+               f"{r['spool_interval'] / r['raw']:.2f}x |")
+    out.append(f"| never | {fmt(r['spool_never'])} | {fmt(r['raw'])} (write only) | {r['spool_never'] / r['raw']:.2f}x |")
+
 text = "\n".join(out) + "\n"
 sys.stdout.write(text)

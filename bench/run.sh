@@ -2,7 +2,7 @@
 # bench/run.sh - builds the benchmarks in Release and runs them (issue 7).
 #
 #   bash bench/run.sh                 every case, then the table
-#   bash bench/run.sh enqueue|ffi|delivery|nginx|memory   one case (+ table)
+#   bash bench/run.sh enqueue|ffi|delivery|nginx|memory|spool   one case (+ table)
 #
 # Installs the Debian packages it needs (apt-get, sudo when not root; set
 # BATCHQ_SKIP_APT=1 to skip), configures build-bench/ (Release,
@@ -19,7 +19,7 @@ BUILD=${BENCH_BUILD_DIR:-$SRC/build-bench}
 RES="$BUILD/bench-results"
 CASES=${1:-all}
 case "$CASES" in
-  all|enqueue|ffi|delivery|nginx|memory) ;;
+  all|enqueue|ffi|delivery|nginx|memory|spool) ;;
   *) echo "usage: bash bench/run.sh [all|enqueue|ffi|delivery|nginx|memory]" >&2; exit 2;;
 esac
 
@@ -34,7 +34,7 @@ trap cleanup EXIT
 # ---- packages -------------------------------------------------------------------
 PKGS=(build-essential cmake pkg-config libbenchmark-dev libconcurrentqueue-dev libspdlog-dev
       libcurl4-openssl-dev zlib1g-dev rapidjson-dev luajit2 lua-cjson nginx-light libnginx-mod-http-lua
-      libnginx-mod-http-ndk wrk curl)
+      libnginx-mod-http-ndk wrk curl python3)
 if [ "${BATCHQ_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${PKGS[@]}"; do
@@ -117,6 +117,12 @@ if want memory; then
     # shellcheck disable=SC2086
     "$B/bench_memory" $conf 4 200000 >>"$RES/memory.jsonl"
   done
+fi
+
+# ---- case 6: spool ----------------------------------------------------------------------------------
+if want spool; then
+  log "case 6: spool (write-ahead enqueue, fsync policies vs raw writes)"
+  "$B/bench_spool" --json "$RES/spool.json" --entries 100000 --rounds 5 >&2
 fi
 
 # ---- table -----------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ http {
   fastcgi_temp_path $T/tmp/fastcgi;
   uwsgi_temp_path $T/tmp/uwsgi;
   scgi_temp_path $T/tmp/scgi;
-  lua_package_path "$T/?.lua;$HERE/?.lua;$BATCHQ_SRC/capi/lua/?.lua;$BATCHQ_SRC/examples/kong-plugin/?.lua;;";
+  lua_package_path "$T/?.lua;$HERE/?.lua;$BATCHQ_SRC/tests/nginx/?.lua;$BATCHQ_SRC/capi/lua/?.lua;$BATCHQ_SRC/examples/kong-plugin/?.lua;;";
   lua_package_cpath "$BATCHQ_LIB_DIR/?.so;;";
   init_by_lua_block {
     require "kong_standin"

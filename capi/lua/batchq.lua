@@ -366,9 +366,8 @@ function methods.enqueue(self, entry)
   return nil, errmsg(rc), rc
 end
 
--- Blocks up to ms (default 5000) until everything enqueued before the call is
--- delivered or dropped: true, or nil + "timeout" (nothing is lost then).
-function methods.flush(self, ms)
+-- flush() and shutdown(): the same argument check and result mapping.
+local function timed_call(self, ms, fn)
   local h = self.h
   if not h then
     return nil, "closed"
@@ -377,7 +376,7 @@ function methods.flush(self, ms)
   if not t then
     return nil, "timeout must be a number of milliseconds", EINVAL
   end
-  local rc = lib.batchq_flush(h, t)
+  local rc = fn(h, t)
   if rc == 0 then
     return true
   end
@@ -387,26 +386,17 @@ function methods.flush(self, ms)
   return nil, strerror(rc), rc
 end
 
+-- Blocks up to ms (default 5000) until everything enqueued before the call is
+-- delivered or dropped: true, or nil + "timeout" (nothing is lost then).
+function methods.flush(self, ms)
+  return timed_call(self, ms, lib.batchq_flush)
+end
+
 -- Stops accepting entries and delivers what it can within ms (default 5000);
 -- the rest is dropped with reason "shutdown" and can still be polled.
--- true when everything was delivered, else nil + "timeout". Idempotent.
+-- true when nothing was left at the deadline, else nil + "timeout". Idempotent.
 function methods.shutdown(self, ms)
-  local h = self.h
-  if not h then
-    return nil, "closed"
-  end
-  local t = check_ms(ms, DEFAULT_TIMEOUT_MS)
-  if not t then
-    return nil, "timeout must be a number of milliseconds", EINVAL
-  end
-  local rc = lib.batchq_shutdown(h, t)
-  if rc == 0 then
-    return true
-  end
-  if rc == ETIMEDOUT then
-    return nil, "timeout", rc
-  end
-  return nil, strerror(rc), rc
+  return timed_call(self, ms, lib.batchq_shutdown)
 end
 
 local function u64(v)

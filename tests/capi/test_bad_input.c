@@ -20,29 +20,7 @@
 
 #include "batchq.h"
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (cond) {                                                              \
-      ++passed;                                                              \
-    } else {                                                                 \
-      ++failed;                                                              \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_RC(expr, want)                                                          \
-  do {                                                                                \
-    int rc_ = (expr);                                                                 \
-    if (rc_ == (want)) {                                                              \
-      ++passed;                                                                       \
-    } else {                                                                          \
-      ++failed;                                                                       \
-      fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d\n", __FILE__, __LINE__, \
-              #expr, rc_, batchq_strerror(rc_), (int)(want));                         \
-    }                                                                                 \
-  } while (0)
+#include "check.h"
 
 static int port;           /* closed port on 127.0.0.1 */
 static int keep_fd = -1;   /* bound, never listening: keeps the port ours */

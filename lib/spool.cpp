@@ -544,6 +544,9 @@ struct spool::impl {
     bool wake = false;
     std::unique_lock<std::mutex> lk(mu);
     if (closed) return fail(EBADF);
+    // Seqs above kMaxSeq read back as damage: a spool whose files claim seqs
+    // that high (only a crafted or corrupt file can) takes no more records.
+    if (next_seq > kMaxSeq) return fail(EOVERFLOW);
     if (!active || active->bytes + len > opt.segment_bytes) {
       if (const int e = rotate_locked()) {
         write_errors.fetch_add(1, std::memory_order_relaxed);

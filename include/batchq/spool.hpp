@@ -354,7 +354,8 @@ class BATCHQ_CXX_API spool {
   /// EIO... from the write (counted in write_errors; the spool stays usable
   /// and the next append tries again), E2BIG (record larger than
   /// segment_bytes, counted in rejected_too_large), EROFS (read_only), EBADF
-  /// (closed), ENOMEM. A failed write leaves no partial record behind.
+  /// (closed), ENOMEM, EOVERFLOW (the files claim seqs near 2^62: only a
+  /// crafted or corrupt spool can). A failed write leaves no partial record behind.
   /// Cost: one pwritev() and a CRC of the bytes; when a segment is full, also
   /// one file creation. Eviction work (max_bytes) is handed to the background
   /// thread, so append never reads old segments. Thread-safe; appends are

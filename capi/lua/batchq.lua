@@ -552,37 +552,34 @@ local function poll_log_c(h, max, out)
   return out
 end
 
+-- poll_dropped() and poll_log(): the same argument check, and after close()
+-- what close() drained into the object.
+local function poll(self, max, leftover_field, poll_c)
+  max = max or DEFAULT_POLL_MAX
+  if type(max) ~= "number" or max < 1 then
+    return nil, "max must be a positive number", EINVAL
+  end
+  max = floor(max)
+  local h = self.h
+  if not h then
+    return self:_take_leftover(leftover_field, max)
+  end
+  return poll_c(h, max, {})
+end
+
 -- Returns an array (possibly empty) of up to max (default 256) dropped
 -- entries, oldest first:
 --   { data=<entry>, reason=<name>, attempts=<n>, error=<last error or "">,
 --     time_ms=<Unix ms>, spooled=<boolean> }
 -- After close(), returns what close() drained and nobody polled yet.
 function methods.poll_dropped(self, max)
-  max = max or DEFAULT_POLL_MAX
-  if type(max) ~= "number" or max < 1 then
-    return nil, "max must be a positive number", EINVAL
-  end
-  max = floor(max)
-  local h = self.h
-  if not h then
-    return self:_take_leftover("left_dropped", max)
-  end
-  return poll_dropped_c(h, max, {})
+  return poll(self, max, "left_dropped", poll_dropped_c)
 end
 
 -- Returns an array (possibly empty) of up to max (default 256) log lines of
 -- the queue, oldest first: { level = "debug"|"info"|"warn"|"error", msg = }.
 function methods.poll_log(self, max)
-  max = max or DEFAULT_POLL_MAX
-  if type(max) ~= "number" or max < 1 then
-    return nil, "max must be a positive number", EINVAL
-  end
-  max = floor(max)
-  local h = self.h
-  if not h then
-    return self:_take_leftover("left_log", max)
-  end
-  return poll_log_c(h, max, {})
+  return poll(self, max, "left_log", poll_log_c)
 end
 
 function methods._take_leftover(self, field, max)

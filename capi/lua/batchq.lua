@@ -366,6 +366,17 @@ function methods.enqueue(self, entry)
   return nil, errmsg(rc), rc
 end
 
+-- The result of flush/shutdown/close: true, or nil + "timeout" / the error.
+local function timed_result(rc)
+  if rc == 0 then
+    return true
+  end
+  if rc == ETIMEDOUT then
+    return nil, "timeout", rc
+  end
+  return nil, strerror(rc), rc
+end
+
 -- flush() and shutdown(): the same argument check and result mapping.
 local function timed_call(self, ms, fn)
   local h = self.h
@@ -377,13 +388,7 @@ local function timed_call(self, ms, fn)
     return nil, "timeout must be a number of milliseconds", EINVAL
   end
   local rc = fn(h, t)
-  if rc == 0 then
-    return true
-  end
-  if rc == ETIMEDOUT then
-    return nil, "timeout", rc
-  end
-  return nil, strerror(rc), rc
+  return timed_result(rc)
 end
 
 -- Blocks up to ms (default 5000) until everything enqueued before the call is
@@ -638,13 +643,7 @@ function methods.close(self, ms)
   self.h = nil
   lib.batchq_free(ffi_gc(h, nil))
 
-  if rc == 0 then
-    return true
-  end
-  if rc == ETIMEDOUT then
-    return nil, "timeout", rc
-  end
-  return nil, strerror(rc), rc
+  return timed_result(rc)
 end
 
 function methods.closed(self)

@@ -32,6 +32,7 @@ build = {
   modules = {
     ["kong.plugins.batchq-log.handler"] = "examples/kong-plugin/kong/plugins/batchq-log/handler.lua",
     ["kong.plugins.batchq-log.schema"] = "examples/kong-plugin/kong/plugins/batchq-log/schema.lua",
+    ["kong.plugins.batchq-log.conf"] = "examples/kong-plugin/kong/plugins/batchq-log/conf.lua",
     -- the FFI binding; libbatchq.so itself is installed by the batchq build
     ["batchq"] = "capi/lua/batchq.lua",
   },

@@ -53,19 +53,9 @@ local min = math.min
 local ceil = math.ceil
 
 local ESPOOL = batchq.errors.ESPOOL
-
--- Keys of the plugin configuration that are not libbatchq's: they are used
--- here and never sent to batchq.new() (which refuses unknown keys).
-local PLUGIN_ONLY = {
-  custom_fields_by_lua = true,
-  drop_poll_interval = true,
-  -- added to `conf` by Kong itself
-  route_id = true,
-  service_id = true,
-  consumer_id = true,
-  plugin_instance_name = true,
-  protocols = true,
-}
+local plugin_conf = require "kong.plugins.batchq-log.conf"
+local queue_conf = plugin_conf.queue_conf
+local conf_key = plugin_conf.conf_key
 
 local DEFAULT_DROP_POLL_INTERVAL = 1 -- s
 local DEFAULT_SHUTDOWN_TIMEOUT = 5 -- s, libbatchq's default too
@@ -101,9 +91,6 @@ local BatchqLogHandler = {
 
 local queues = {}   -- key -> queue state
 local failures = {} -- key -> { err, code, endpoint, unqueued, backlog, ... }
--- conf table -> key. Kong hands the same table to every request until the
--- configuration changes, so the key is computed once per configuration.
-local key_by_conf = setmetatable({}, { __mode = "k" })
 local closing = false -- queues were shut down: the worker is exiting
 local timer_started = false
 local exit_hooked = false -- exit_worker() will be called: see the top
@@ -137,62 +124,6 @@ local LEVEL_LOGGERS = {
 }
 
 -- Configuration -------------------------------------------------------------------
-
--- A deterministic text for a Lua value: keys sorted, types tagged, so equal
--- configurations give equal keys whatever the table's iteration order
--- (Kong issue #9272: the queue id ignored settings that changed).
-local function canonical(v, out)
-  local t = type(v)
-  if t == "table" then
-    local keys = {}
-    for k in pairs(v) do
-      keys[#keys + 1] = k
-    end
-    sort(keys, function(a, b)
-      local ta, tb = type(a), type(b)
-      if ta ~= tb then
-        return ta < tb
-      end
-      return tostring(a) < tostring(b)
-    end)
-    out[#out + 1] = "{"
-    for _, k in ipairs(keys) do
-      canonical(k, out)
-      out[#out + 1] = "="
-      canonical(v[k], out)
-      out[#out + 1] = ","
-    end
-    out[#out + 1] = "}"
-  elseif t == "string" then
-    out[#out + 1] = fmt("%q", v)
-  else
-    out[#out + 1] = t:sub(1, 1) .. tostring(v)
-  end
-  return out
-end
-
--- What goes to batchq.new(): the configuration minus the plugin's own keys,
--- Kong's additions and unset (null) values, whose defaults are libbatchq's.
-local function queue_conf(conf)
-  local q = {}
-  for k, v in pairs(conf) do
-    if type(k) == "string" and not PLUGIN_ONLY[k] and k:sub(1, 1) ~= "_"
-       and v ~= null and v ~= nil
-    then
-      q[k] = v
-    end
-  end
-  return q
-end
-
-local function conf_key(conf)
-  local key = key_by_conf[conf]
-  if not key then
-    key = concat(canonical(queue_conf(conf), {}))
-    key_by_conf[conf] = key
-  end
-  return key
-end
 
 -- "host:port" of the endpoint, for messages: never the credentials or path.
 local function endpoint_for_logs(url)

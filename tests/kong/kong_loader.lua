@@ -1,0 +1,379 @@
+-- tests/kong/kong_loader.lua - loads Kong's own Lua from a Kong source tree
+-- into plain LuaJIT, with stand-ins only for what the tests do not exercise
+-- (nginx's C API, OpenSSL bindings, uuid, the plugin servers, wasm...).
+--
+-- API (one Kong tree per process: Kong's modules are global state):
+--
+--   local kl = require "kong_loader"      -- tests/kong on package.path
+--   kl.trees()         -> { { tag = "3.9.3", path = "/.../kong-src/3.9.3" }, ... }
+--                         from KONG_SRC (";"-separated) or <repo>/../shared/kong-src/*
+--   local K = kl.load(path [, opts])
+--       opts.plugin_paths: extra package.path roots holding kong/plugins/<name>
+--                          (default: <repo>/examples/kong-plugin)
+--   K.version, K.major, K.minor   Kong's version from the tree's kong/meta.lua
+--   K.require(name)               require a Kong module (plain require works too)
+--   K.Schema, K.MetaSchema, K.Entity, K.typedefs, K.plugin_loader, K.Errors
+--   K.plugins_entity              the "plugins" entity (Entity.new of entities/plugins)
+--   K.load_plugin(name)           -> subschema definition, or nil, err: through
+--                                    plugin_loader.load_subschema (MetaSubSchema
+--                                    validation + Entity.new_subschema)
+--   K.process(name, config [, extra])
+--                                 -> the plugin row Kong would store and hand to
+--                                    the handler (process_auto_fields "insert" +
+--                                    validate), or nil, err_t. `extra` adds entity
+--                                    fields (route, service, protocols, ...)
+--   K.sandbox                     kong.tools.sandbox (nil where the tree has none)
+--   K.set_configuration(t)        fields of kong.configuration (untrusted_lua, ...)
+--   (next commit: K.serialize(request), Kong's real kong.log.serialize from
+--    kong/pdk/log.lua against a stand-in request)
+--
+-- The stand-in `ngx` is built here (ngx.re on PCRE2 through the FFI, see
+-- ngx_re.lua); the tests may replace fields of it (ngx.ctx, ngx.var, ...).
+local ffi = require "ffi"
+local cjson = require "cjson.safe"
+
+local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
+local repo = here .. "/../.."
+
+local _M = { repo = repo, here = here }
+
+local function isdir(path)
+  local ok = os.execute("test -d '" .. path .. "'")
+  return ok == 0 or ok == true
+end
+
+local function split(s, sep)
+  local out = {}
+  for part in (s .. sep):gmatch("(.-)" .. sep:gsub("%p", "%%%0")) do
+    if part ~= "" then
+      out[#out + 1] = part
+    end
+  end
+  return out
+end
+
+-- Kong trees to test: KONG_SRC, else <repo>/../shared/kong-src/*.
+function _M.trees()
+  local list = {}
+  local env = os.getenv("KONG_SRC")
+  local paths = {}
+  if env and env ~= "" then
+    paths = split(env, ";")
+  else
+    local base = repo .. "/../shared/kong-src"
+    if isdir(base) then
+      local p = io.popen("ls -1 '" .. base .. "' 2>/dev/null")
+      for name in p:lines() do
+        paths[#paths + 1] = base .. "/" .. name
+      end
+      p:close()
+    end
+  end
+  for _, path in ipairs(paths) do
+    if isdir(path .. "/kong") then
+      local f = io.open(path .. "/kong/meta.lua")
+      local tag = path:match("([^/]+)/*$")
+      if f then
+        local src = f:read("*a")
+        f:close()
+        local ma, mi, pa = src:match("major%s*=%s*(%d+).-minor%s*=%s*(%d+).-patch%s*=%s*(%d+)")
+        if ma then
+          tag = ma .. "." .. mi .. "." .. pa
+        end
+      end
+      list[#list + 1] = { tag = tag, path = path }
+    end
+  end
+  return list
+end
+
+-------------------------------------------------------------------------------
+-- the stand-in ngx
+
+local C = ffi.C
+ffi.cdef [[
+int gettimeofday(struct timeval_kl { long sec; long usec; } *tv, void *tz);
+int getpid(void);
+]]
+
+local function b64enc(s)
+  local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  return ((s:gsub(".", function(x)
+    local r, b = "", x:byte()
+    for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
+    return r
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
+    if #x < 6 then return "" end
+    local c = 0
+    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
+    return chars:sub(c + 1, c + 1)
+  end) .. ({ "", "==", "=" })[#s % 3 + 1])
+end
+
+local function now()
+  local tv = ffi.new("struct timeval_kl")
+  C.gettimeofday(tv, nil)
+  return tonumber(tv.sec) + tonumber(tv.usec) / 1e6
+end
+
+local log_levels = { STDERR = 0, EMERG = 1, ALERT = 2, CRIT = 3, ERR = 4, WARN = 5, NOTICE = 6, INFO = 7, DEBUG = 8 }
+
+-- What ngx.log wrote (level, message), for tests that check log lines.
+_M.logged = {}
+
+local function make_ngx()
+  local cached_now = now()
+  local ngx = {
+    null = cjson.null,                  -- the NULL lightuserdata, as in nginx
+    OK = 0, ERROR = -1, AGAIN = -2, DONE = -4, DECLINED = -5,
+    HTTP_OK = 200, HTTP_INTERNAL_SERVER_ERROR = 500, HTTP_NOT_FOUND = 404,
+    config = {
+      subsystem = "http", debug = false, ngx_lua_version = 10025,
+      nginx_version = 1025003, is_console = false,
+      prefix = function() return "/tmp/" end,
+      nginx_configure = function() return "" end,
+    },
+    re = require "ngx_re",
+    ctx = {},
+    var = {},
+    arg = {},
+    header = {},
+    shared = {},
+    status = 200,
+    now = function() return cached_now end,
+    time = function() return math.floor(cached_now) end,
+    update_time = function() cached_now = now() end,
+    today = function() return os.date("!%Y-%m-%d", math.floor(cached_now)) end,
+    localtime = function() return os.date("%Y-%m-%d %H:%M:%S", math.floor(cached_now)) end,
+    utctime = function() return os.date("!%Y-%m-%d %H:%M:%S", math.floor(cached_now)) end,
+    http_time = function(t) return os.date("!%a, %d %b %Y %H:%M:%S GMT", t) end,
+    cookie_time = function(t) return os.date("!%a, %d-%b-%y %H:%M:%S GMT", t) end,
+    get_phase = function() return _M.phase or "init_worker" end,
+    sleep = function() end,
+    encode_base64 = function(s, no_padding)
+      local r = b64enc(s)
+      return no_padding and (r:gsub("=+$", "")) or r
+    end,
+    escape_uri = function(s)
+      return (tostring(s):gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", ch:byte()) end))
+    end,
+    unescape_uri = function(s)
+      return (tostring(s):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end,
+    log = function(level, ...)
+      local parts = {}
+      for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+      _M.logged[#_M.logged + 1] = { level = level, msg = table.concat(parts) }
+    end,
+    worker = {
+      id = function() return 0 end,
+      pid = function() return C.getpid() end,
+      count = function() return 1 end,
+      exiting = function() return false end,
+    },
+    timer = {
+      at = function() return true end,
+      every = function() return true end,
+      running_count = function() return 0 end,
+      pending_count = function() return 0 end,
+    },
+    thread = { spawn = function(f, ...) return coroutine.create(f) end, wait = function() return true end },
+    socket = { tcp = function() error("no sockets in the Kong suite", 2) end },
+    location = {},
+    req = {},
+    resp = {},
+    on_abort = function() return true end,
+    exit = function() end,
+    say = function() end,
+    print = function() end,
+    get_now_ts = function() return cached_now end,
+  }
+  for k, v in pairs(log_levels) do
+    ngx[k] = v
+  end
+  return ngx
+end
+
+-------------------------------------------------------------------------------
+-- modules stood in for: nothing here is what the suite tests.
+
+local function stub_module(name, value)
+  package.preload[name] = function() return value end
+end
+
+local function unavailable(name)
+  return setmetatable({}, { __index = function(_, k)
+    return function() error(name .. "." .. tostring(k) .. " is not available in the Kong suite", 2) end
+  end })
+end
+
+local function install_stubs(ngx)
+  -- types lua-resty-core declares (Kong's utils use them at load time)
+  if not pcall(ffi.typeof, "ngx_str_t") then
+    ffi.cdef [[
+      typedef intptr_t ngx_int_t;
+      typedef struct { size_t len; const unsigned char *data; } ngx_str_t;
+    ]]
+  end
+  -- nginx C API wrappers of lua-resty-core
+  stub_module("ngx.re", ngx.re)
+  stub_module("ngx.errlog", { raw_log = function(level, msg) ngx.log(level, msg) end,
+                              get_sys_filter_level = function() return ngx.DEBUG end })
+  stub_module("ngx.ssl", unavailable("ngx.ssl"))
+  stub_module("ngx.base64", {
+    encode_base64url = function(s) return (ngx.encode_base64(s, true):gsub("+", "-"):gsub("/", "_")) end,
+    decode_base64url = function() return nil, "not available" end,
+  })
+  stub_module("ngx.process", { type = function() return "worker" end, get_master_pid = function() return 1 end })
+  stub_module("ngx.semaphore", { new = function() return { post = function() end, wait = function() return true end } end })
+  stub_module("resty.core.base", {
+    get_request = function() return nil end,
+    get_string_buf = function(n) return ffi.new("char[?]", n) end,
+    get_size_ptr = function() return ffi.new("size_t[1]") end,
+    FFI_OK = 0, FFI_ERROR = -1, FFI_DECLINED = -5, FFI_NO_REQ_CTX = -100, FFI_BAD_CONTEXT = -101,
+  })
+  -- OpenSSL bindings: certificate/key typedefs only, not used by batchq-log
+  for _, m in ipairs { "resty.openssl", "resty.openssl.pkey", "resty.openssl.x509", "resty.openssl.digest",
+                       "resty.openssl.rand", "resty.openssl.hmac", "resty.openssl.x509.chain",
+                       "resty.openssl.x509.name", "resty.openssl.x509.store", "resty.openssl.cipher",
+                       "resty.openssl.kdf", "resty.openssl.version", "resty.openssl.bn" } do
+    stub_module(m, unavailable(m))
+  end
+  stub_module("resty.string", { to_hex = function(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end })
+  -- uuid: random v4 ids from Lua's generator are enough for entities in memory
+  local function uuid()
+    return (string.gsub("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", "[xy]", function(c)
+      local v = (c == "x") and math.random(0, 15) or math.random(8, 11)
+      return string.format("%x", v)
+    end))
+  end
+  stub_module("resty.jit-uuid", setmetatable({ generate_v4 = uuid, seed = function() end,
+    is_valid = function(s) return ngx.re.find(s, "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "ioj") ~= nil end },
+    { __call = function() return uuid() end }))
+  stub_module("resty.upload", unavailable("resty.upload"))
+  stub_module("resty.core.time", {
+    monotonic_msec = function() return math.floor(now() * 1000) end,
+    monotonic_time = function() return now() end,
+  })
+  -- JSON-schema fields (3.9): batchq-log has none
+  stub_module("resty.ljsonschema", unavailable("resty.ljsonschema"))
+  stub_module("resty.ljsonschema.metaschema", { id = "http://json-schema.org/draft-04/schema#" })
+  stub_module("ffi-zlib", unavailable("ffi-zlib"))
+  stub_module("resty.ipmatcher", unavailable("resty.ipmatcher"))
+  local consts = { O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80,
+                   O_TRUNC = 0x200, O_APPEND = 0x400, O_NONBLOCK = 0x800, O_SYNC = 0x101000,
+                   S_IRUSR = 0x100, S_IWUSR = 0x80, S_IXUSR = 0x40, S_IRWXU = 0x1c0,
+                   S_IRGRP = 0x20, S_IWGRP = 0x10, S_IXGRP = 0x8, S_IRWXG = 0x38,
+                   S_IROTH = 0x4, S_IWOTH = 0x2, S_IXOTH = 0x1, S_IRWXO = 0x7 }
+  local sc = {}
+  for k, v in pairs(consts) do sc[k] = function() return v end end
+  stub_module("lua_system_constants", sc)
+  stub_module("resty.lock", { new = function()
+    return { lock = function() return 0 end, unlock = function() return 1 end }
+  end })
+  stub_module("resty.dns.client", unavailable("resty.dns.client"))
+  stub_module("resty.lrucache", require("resty.lrucache"))
+  -- external plugin servers and wasm filters: batchq-log is a Lua plugin
+  stub_module("kong.runloop.plugin_servers", {
+    load_schema = function() return false end, load_plugin = function() return false end,
+    get_plugin = function() return nil end,
+  })
+  stub_module("kong.runloop.wasm.plugins", { load_schema = function() return false end,
+                                             load_plugin = function() return false end })
+  stub_module("kong.runloop.wasm", { enabled = function() return false end, filters_by_name = {} })
+end
+
+-------------------------------------------------------------------------------
+
+local loaded
+
+function _M.load(path, opts)
+  assert(not loaded, "kong_loader.load: one Kong tree per process")
+  opts = opts or {}
+  local plugin_paths = opts.plugin_paths or { repo .. "/examples/kong-plugin" }
+  local lp = { here .. "/?.lua" }
+  for _, p in ipairs(plugin_paths) do
+    lp[#lp + 1] = p .. "/?.lua"
+    lp[#lp + 1] = p .. "/?/init.lua"
+  end
+  lp[#lp + 1] = path .. "/?.lua"
+  lp[#lp + 1] = path .. "/?/init.lua"
+  package.path = table.concat(lp, ";") .. ";" .. package.path
+
+  local ngx = make_ngx()
+  _G.ngx = ngx
+  install_stubs(ngx)
+
+  local configuration = { untrusted_lua = "sandbox", untrusted_lua_sandbox_requires = {},
+                          untrusted_lua_sandbox_environment = {}, loaded_plugins = { ["batchq-log"] = true },
+                          database = "off", role = "traditional" }
+  _G.kong = { configuration = configuration, version = nil, log = nil }
+
+  local K = { path = path }
+  local meta = require "kong.meta"
+  local vt = meta._VERSION_TABLE
+  K.version, K.major, K.minor = meta._VERSION, vt.major, vt.minor
+  _G.kong.version = meta._VERSION
+  _G.kong.version_num = vt.major * 10000 + vt.minor * 100 + vt.patch
+
+  -- kong.log for modules that log through it (the schema library does not)
+  local function klog(level)
+    return function(...) ngx.log(level, ...) end
+  end
+  _G.kong.log = { err = klog(ngx.ERR), warn = klog(ngx.WARN), notice = klog(ngx.NOTICE),
+                  info = klog(ngx.INFO), debug = klog(ngx.DEBUG), crit = klog(ngx.CRIT),
+                  alert = klog(ngx.ALERT), deprecation = setmetatable({}, { __call = function() end }) }
+
+  K.require = require
+  K.Schema = require "kong.db.schema"
+  K.MetaSchema = require "kong.db.schema.metaschema"
+  K.Entity = require "kong.db.schema.entity"
+  K.Errors = require "kong.db.errors"
+  K.typedefs = require "kong.db.schema.typedefs"
+  K.plugin_loader = require "kong.db.schema.plugin_loader"
+
+  -- The entities a plugin row refers to: only their primary keys matter here
+  -- (the real ones pull in the router).
+  for _, name in ipairs { "routes", "services", "consumers" } do
+    assert(K.Entity.new({ name = name, primary_key = { "id" }, fields = { { id = K.typedefs.uuid } } }))
+  end
+  local plugins_def = require "kong.db.schema.entities.plugins"
+  local plugins_entity, err = K.Entity.new(plugins_def)
+  assert(plugins_entity, err)
+  K.plugins_entity = plugins_entity
+
+  function K.load_plugin(name)
+    local errors = K.Errors.new("kong-suite")
+    return K.plugin_loader.load_subschema(plugins_entity, name, errors)
+  end
+
+  function K.process(name, config, extra)
+    local row = { name = name, config = config }
+    for k, v in pairs(extra or {}) do
+      row[k] = v
+    end
+    local processed, perr = plugins_entity:process_auto_fields(row, "insert")
+    if not processed then
+      return nil, perr
+    end
+    local ok, verr = plugins_entity:validate(processed)
+    if not ok then
+      return nil, verr
+    end
+    return processed
+  end
+
+  function K.set_configuration(t)
+    for k, v in pairs(t) do
+      configuration[k] = v
+    end
+  end
+
+  local ok, sandbox = pcall(require, "kong.tools.sandbox")
+  K.sandbox = ok and sandbox or nil
+
+  loaded = K
+  return K
+end
+
+return _M

@@ -7,16 +7,19 @@
 --   local kl = require "kong_loader"      -- tests/kong on package.path
 --   kl.trees()         -> { { tag = "3.9.3", path = "/.../kong-src/3.9.3" }, ... }
 --                         from KONG_SRC (";"-separated) or <repo>/../shared/kong-src/*
+--                         (or <repo>/../../shared/kong-src/* from a worktree)
 --   local K = kl.load(path [, opts])
 --       opts.plugin_paths: extra package.path roots holding kong/plugins/<name>
---                          (default: <repo>/examples/kong-plugin)
+--                          (default: $BATCHQ_KONG_PLUGIN_PATH, else
+--                          <repo>/examples/kong-plugin)
 --   K.version, K.major, K.minor   Kong's version from the tree's kong/meta.lua
 --   K.require(name)               require a Kong module (plain require works too)
 --   K.Schema, K.MetaSchema, K.Entity, K.typedefs, K.plugin_loader, K.Errors
 --   K.plugins_entity              the "plugins" entity (Entity.new of entities/plugins)
 --   K.load_plugin(name)           -> subschema definition, or nil, err: through
 --                                    plugin_loader.load_subschema (MetaSubSchema
---                                    validation + Entity.new_subschema)
+--                                    validation + Entity.new_subschema); once
+--                                    per name (K.process calls it as needed)
 --   K.process(name, config [, extra])
 --                                 -> the plugin row Kong would store and hand to
 --                                    the handler (process_auto_fields "insert" +
@@ -33,6 +36,9 @@ local ffi = require "ffi"
 local cjson = require "cjson.safe"
 
 local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
+if here:sub(1, 1) ~= "/" then
+  here = (os.getenv("PWD") or ".") .. "/" .. here
+end
 local repo = here .. "/../.."
 
 local _M = { repo = repo, here = here }
@@ -52,7 +58,9 @@ local function split(s, sep)
   return out
 end
 
--- Kong trees to test: KONG_SRC, else <repo>/../shared/kong-src/*.
+-- Kong trees to test: KONG_SRC, else <repo>/../shared/kong-src/* (a clone
+-- with shared/ beside it), else <repo>/../../shared/kong-src/* (a git
+-- worktree one level further down).
 function _M.trees()
   local list = {}
   local env = os.getenv("KONG_SRC")
@@ -61,6 +69,9 @@ function _M.trees()
     paths = split(env, ";")
   else
     local base = repo .. "/../shared/kong-src"
+    if not isdir(base) then
+      base = repo .. "/../../shared/kong-src"
+    end
     if isdir(base) then
       local p = io.popen("ls -1 '" .. base .. "' 2>/dev/null")
       for name in p:lines() do
@@ -290,7 +301,8 @@ local loaded
 function _M.load(path, opts)
   assert(not loaded, "kong_loader.load: one Kong tree per process")
   opts = opts or {}
-  local plugin_paths = opts.plugin_paths or { repo .. "/examples/kong-plugin" }
+  local env_plugin = os.getenv("BATCHQ_KONG_PLUGIN_PATH")
+  local plugin_paths = opts.plugin_paths or { env_plugin ~= "" and env_plugin or repo .. "/examples/kong-plugin" }
   local lp = { here .. "/?.lua" }
   for _, p in ipairs(plugin_paths) do
     lp[#lp + 1] = p .. "/?.lua"
@@ -342,12 +354,24 @@ function _M.load(path, opts)
   assert(plugins_entity, err)
   K.plugins_entity = plugins_entity
 
+  local subschemas = {}
   function K.load_plugin(name)
+    if subschemas[name] then
+      return subschemas[name]
+    end
     local errors = K.Errors.new("kong-suite")
-    return K.plugin_loader.load_subschema(plugins_entity, name, errors)
+    local sub, err = K.plugin_loader.load_subschema(plugins_entity, name, errors)
+    subschemas[name] = sub
+    return sub, err
   end
 
   function K.process(name, config, extra)
+    if not subschemas[name] then
+      local ok, err = K.load_plugin(name)
+      if not ok then
+        return nil, err
+      end
+    end
     local row = { name = name, config = config }
     for k, v in pairs(extra or {}) do
       row[k] = v

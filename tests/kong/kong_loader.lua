@@ -27,8 +27,12 @@
 --                                    fields (route, service, protocols, ...)
 --   K.sandbox                     kong.tools.sandbox (nil where the tree has none)
 --   K.set_configuration(t)        fields of kong.configuration (untrusted_lua, ...)
---   (next commit: K.serialize(request), Kong's real kong.log.serialize from
---    kong/pdk/log.lua against a stand-in request)
+--   K.request(req)                make `req` the current stand-in request (see
+--                                 K.request below for its fields)
+--   K.serialize([req])            Kong's real kong.log.serialize (kong/pdk/log.lua)
+--                                 for the current request (or `req`)
+--   K.log_pdk()                   Kong's kong.log object itself (serialize,
+--                                 set_serialize_value...), e.g. for _G.kong.log
 --
 -- The stand-in `ngx` is built here (ngx.re on PCRE2 through the FFI, see
 -- ngx_re.lua); the tests may replace fields of it (ngx.ctx, ngx.var, ...).
@@ -219,6 +223,29 @@ local function unavailable(name)
 end
 
 local function install_stubs(ngx)
+  -- OpenResty's lua-cjson has decode_array_with_array_mt, Debian's does not;
+  -- Kong calls it when it loads (request body decoding, not tested here).
+  local function patch(cj)
+    if not cj.decode_array_with_array_mt then
+      cj.decode_array_with_array_mt = function() end
+    end
+    if not cj.array_mt then
+      cj.array_mt = {}
+    end
+    -- OpenResty's allows 16 digits (Kong asks for them), Debian's 14
+    local precision = cj.encode_number_precision
+    cj.encode_number_precision = function(p) return precision(math.min(p or 14, 14)) end
+    local new = cj.new
+    if new then
+      cj.new = function(...)
+        return patch(new(...))
+      end
+    end
+    return cj
+  end
+  for _, m in ipairs { "cjson", "cjson.safe" } do
+    patch(require(m))
+  end
   -- types lua-resty-core declares (Kong's utils use them at load time)
   if not pcall(ffi.typeof, "ngx_str_t") then
     ffi.cdef [[
@@ -230,7 +257,11 @@ local function install_stubs(ngx)
   stub_module("ngx.re", ngx.re)
   stub_module("ngx.errlog", { raw_log = function(level, msg) ngx.log(level, msg) end,
                               get_sys_filter_level = function() return ngx.DEBUG end })
-  stub_module("ngx.ssl", unavailable("ngx.ssl"))
+  -- TLS details of the client connection: the stand-in request is plain http
+  stub_module("ngx.ssl", setmetatable({ get_tls1_version_str = function() return nil end },
+                                      { __index = unavailable("ngx.ssl") }))
+  stub_module("ngx.resp", { add_header = function(k, v) ngx.header[k] = v end })
+  stub_module("multipart", unavailable("multipart"))
   stub_module("ngx.base64", {
     encode_base64url = function(s) return (ngx.encode_base64(s, true):gsub("+", "-"):gsub("/", "_")) end,
     decode_base64url = function() return nil, "not available" end,
@@ -239,6 +270,7 @@ local function install_stubs(ngx)
   stub_module("ngx.semaphore", { new = function() return { post = function() end, wait = function() return true end } end })
   stub_module("resty.core.base", {
     get_request = function() return nil end,
+    allows_subsystem = function() return true end,
     get_string_buf = function(n) return ffi.new("char[?]", n) end,
     get_size_ptr = function() return ffi.new("size_t[1]") end,
     FFI_OK = 0, FFI_ERROR = -1, FFI_DECLINED = -5, FFI_NO_REQ_CTX = -100, FFI_BAD_CONTEXT = -101,
@@ -395,6 +427,89 @@ function _M.load(path, opts)
 
   local ok, sandbox = pcall(require, "kong.tools.sandbox")
   K.sandbox = ok and sandbox or nil
+
+  -- kong.log.serialize: Kong's own, from kong/pdk/log.lua, on the stand-in
+  -- request that K.serialize(req) builds. nginx's raw-log C function (which
+  -- log.lua looks up when it loads and serialize never calls) is the only
+  -- part stood in for.
+  local log_pdk
+  local current = { req = {}, args = {} } -- the request K.serialize stands in for
+  local function load_log_pdk()
+    if log_pdk == nil then
+      -- Kong's PDK keeps these as upvalues: they read `current`.
+      ngx.req.get_headers = function()
+        local hdrs = {}
+        for k, v in pairs(current.req.headers or {}) do hdrs[k:lower()] = v end
+        return hdrs
+      end
+      ngx.req.get_method = function() return current.req.method or "GET" end
+      ngx.req.get_uri_args = function() return current.args end
+      ngx.req.start_time = function() return current.req.started_at or 1700000000.25 end
+      ngx.req.http_version = function() return 1.1 end
+      ngx.resp.get_headers = function() return current.req.resp_headers or {} end
+      local real_ffi = package.loaded.ffi
+      package.loaded.ffi = setmetatable({ C = setmetatable({
+        ngx_http_lua_ffi_raw_log = function() return 0 end,
+        ngx_stream_lua_ffi_raw_log = function() return 0 end,
+      }, { __index = real_ffi.C }) }, { __index = real_ffi })
+      local lok, mod = pcall(require, "kong.pdk.log")
+      package.loaded.ffi = real_ffi
+      assert(lok, mod)
+      -- trusted_ips is empty: no client is trusted (Kong's default)
+      _G.kong.ip = _G.kong.ip or { is_trusted = function() return false end }
+      _G.kong.client = _G.kong.client or { get_ip = function() return ngx.var.remote_addr end }
+      _G.kong.request = require("kong.pdk.request").new(_G.kong)
+      _G.kong.response = require("kong.pdk.response").new(_G.kong)
+      local pok, phases = pcall(require, "kong.pdk.private.phases")
+      K.log_phase = pok and phases.phases.log or 0x200
+      log_pdk = mod.new()
+    end
+    return log_pdk
+  end
+
+  -- req: { method, uri ("/path?query"), headers (request), status,
+  --        resp_headers, route, service, consumer, started_at (s),
+  --        request_time (s), client_ip, host, port, scheme,
+  --        bytes_sent, request_length, upstream_status }
+  -- K.request(req) makes it the current request (ngx.ctx, ngx.var, ngx.req...)
+  -- K.serialize([req]) -> what Kong's kong.log.serialize() returns for the
+  --                       current request (after K.request(req) when given)
+  -- K.log_pdk()        -> Kong's kong.log object (serialize,
+  --                       set_serialize_value, ...) for kong.log in tests
+  function K.request(req)
+    load_log_pdk()
+    local path, query = req.uri or "/", nil
+    local qpos = path:find("?", 1, true)
+    if qpos then
+      path, query = path:sub(1, qpos - 1), path:sub(qpos + 1)
+    end
+    local args = {}
+    for k, v in (query or ""):gmatch("([^&=]+)=?([^&]*)") do
+      args[k] = v
+    end
+    ngx.ctx = { KONG_PHASE = K.log_phase, route = req.route, service = req.service,
+                authenticated_consumer = req.consumer, KONG_PROXY_LATENCY = req.kong_latency or 1,
+                KONG_WAITING_TIME = req.upstream_latency or 2 }
+    ngx.var = {
+      request_uri = req.uri or "/", uri = path, upstream_uri = path, scheme = req.scheme or "http",
+      host = req.host or "kong.test", server_port = tostring(req.port or 8000),
+      request_length = tostring(req.request_length or 100), bytes_sent = tostring(req.bytes_sent or 200),
+      request_time = tostring(req.request_time or 0.005), remote_addr = req.client_ip or "127.0.0.1",
+      is_args = query and "?" or "", args = query, upstream_status = tostring(req.upstream_status or req.status or 200),
+      request_id = req.request_id or "0123456789abcdef0123456789abcdef",
+    }
+    ngx.status = req.status or 200
+    current = { req = req, args = args }
+  end
+
+  function K.serialize(req)
+    local pdk = load_log_pdk()
+    if req then
+      K.request(req)
+    end
+    return pdk.serialize()
+  end
+  K.log_pdk = load_log_pdk
 
   loaded = K
   return K

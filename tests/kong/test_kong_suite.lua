@@ -339,7 +339,7 @@ local function handler_conf(row)
 end
 
 local LIB = {}
-for _, k in ipairs(plugin_conf.LIB_KEYS) do LIB[k] = true end
+for _, k in ipairs(plugin_conf.LIB_KEYS or {}) do LIB[k] = true end
 
 -- Vault references as Kong resolves them when it reads a row
 -- (process_auto_fields "select"): 3.x calls kong.vault.get (stood in for
@@ -441,6 +441,30 @@ if K.major >= 3 then
     eq(plugin_conf.queue_conf(conf).http_endpoint, "http://127.0.0.1:10/other", "new endpoint mapped")
   end)
 end
+
+test("Kong's kong.log.serialize entries reach the receiver through a mapped http-log configuration", function()
+  local rx = h.start_receiver()
+  local saved = assert(process("http-log", { http_endpoint = rx.url }))
+  local row = assert(process("batchq-log", saved.config))
+  local q = assert(batchq.new(plugin_conf.queue_conf(row.config)))
+  local entry = K.serialize({ method = "POST", uri = "/orders?id=7", status = 201,
+                              headers = { Authorization = "Bearer secret", ["X-Req"] = "1" },
+                              route = { id = "11111111-1111-4111-8111-111111111111" },
+                              service = { id = "22222222-2222-4222-8222-222222222222" } })
+  eq(entry.request.headers.authorization, "REDACTED", "Kong's serialize redacts Authorization")
+  assert(q:enqueue(assert(cjson.encode(entry))))
+  assert(q:flush(20000))
+  q:close(1000)
+  local lines = rx.entries()
+  eq(#lines, 1, "entries received")
+  local got = cjson.decode(lines[1] or "")
+  check(got, "receiver line is JSON: " .. tostring(lines[1]))
+  eq(got.request.method, "POST", "method")
+  eq(got.request.querystring.id, "7", "querystring")
+  eq(got.response.status, 201, "status")
+  eq(got.route.id, "11111111-1111-4111-8111-111111111111", "route")
+  eq(got.request.headers.authorization, "REDACTED", "still redacted")
+end, true)
 
 test("the sandbox Kong runs custom_fields_by_lua in is loadable here", function()
   check(K.sandbox, "kong.tools.sandbox")

@@ -5,7 +5,8 @@
 -- API (one Kong tree per process: Kong's modules are global state):
 --
 --   local kl = require "kong_loader"      -- tests/kong on package.path
---   kl.trees()         -> { { tag = "3.9.3", path = "/.../kong-src/3.9.3" }, ... }
+--   kl.trees()         -> { { tag = "3.9.3", path = "/.../kong-src/3.9.3" }, ... },
+--                         { paths without a kong/ folder }
 --                         from KONG_SRC (";"-separated) or <repo>/../shared/kong-src/*
 --                         (or <repo>/../../shared/kong-src/* from a worktree)
 --   local K = kl.load(path [, opts])
@@ -84,8 +85,13 @@ function _M.trees()
       p:close()
     end
   end
+  local bad = {}
   for _, path in ipairs(paths) do
-    if isdir(path .. "/kong") then
+    if not isdir(path .. "/kong") then
+      if env and env ~= "" then -- a named tree that is not one is an error
+        bad[#bad + 1] = path
+      end
+    else
       local f = io.open(path .. "/kong/meta.lua")
       local tag = path:match("([^/]+)/*$")
       if f then
@@ -99,7 +105,7 @@ function _M.trees()
       list[#list + 1] = { tag = tag, path = path }
     end
   end
-  return list
+  return list, bad
 end
 
 -------------------------------------------------------------------------------

@@ -20,7 +20,11 @@ local kl = require "kong_loader"
 
 local tree = arg[1]
 if not tree then
-  local trees = kl.trees()
+  local trees, bad = kl.trees()
+  if #bad > 0 then
+    print("FAIL: not a Kong source tree (no kong/ folder): " .. table.concat(bad, ", "))
+    os.exit(1)
+  end
   if #trees == 0 then
     print("SKIP: no Kong tree (set KONG_SRC=/path/to/kong, or put trees in ../shared/kong-src/)")
     os.exit(77)

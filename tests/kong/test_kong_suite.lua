@@ -242,6 +242,34 @@ if KONG3Q then
   end)
 end
 
+test("mapping: values Kong accepts but libbatchq cannot take are mapped as nginx/Kong read them", function()
+  local function mapped(c)
+    c.http_endpoint = ENDPOINT
+    local saved = assert(process("http-log", c))
+    return plugin_conf.map(assert(process("batchq-log", saved.config)).config)
+  end
+  eq(mapped({ timeout = 0 }).timeout, 60000, "timeout 0: nginx's lua_socket_*_timeout default")
+  eq(mapped({ timeout = 1234.9 }).timeout, 1234, "fractional ms truncated as nginx does")
+  eq(mapped({ timeout = 2 ^ 40 }).timeout, 86400000, "huge timeout capped at a day")
+  eq(mapped({ keepalive = 0 }).keepalive, 86400000, "keepalive 0: no idle limit (a day)")
+  eq(mapped({ queue_size = 0 }).queue_size, 1, "queue_size 0: one entry per batch")
+  if KONG3Q then
+    local m = mapped({ queue = { max_batch_size = 500, max_entries = 100 } })
+    eq(m.queue_size, 100, "a batch never exceeds max_entries")
+    m = mapped({ queue = { initial_retry_delay = 100, max_retry_delay = 5 } })
+    eq(m.initial_retry_delay, 5, "first wait capped by max_retry_delay")
+    m = mapped({ queue = { max_retry_time = -1 } })
+    eq(m.retry_count, 1, "max_retry_time -1: no retry")
+    local qf = K.require("kong.tools.queue_schema").fields
+    if field_def(qf, "concurrency_limit") then
+      eq(mapped({ queue = { concurrency_limit = -1 } }).concurrency, 16, "concurrency_limit -1")
+    end
+  else
+    eq(mapped({ retry_count = -5 }).retry_count, 0, "negative retry_count")
+    eq(mapped({ queue_size = 20000 }).max_entries, 20000, "batchq's bound grows to one batch (2.x is unbounded)")
+  end
+end)
+
 -- Boundary values of a field definition, from its validators.
 local function boundary_values(def)
   local vals, seen = {}, {}

@@ -48,7 +48,18 @@ local here = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 if here:sub(1, 1) ~= "/" then
   here = (os.getenv("PWD") or ".") .. "/" .. here
 end
-local repo = here .. "/../.."
+ffi.cdef "char *realpath(const char *path, char *resolved); void free(void *p);"
+local function realpath(path)
+  local p = ffi.C.realpath(path, nil)
+  if p == nil then
+    return path
+  end
+  local s = ffi.string(p)
+  ffi.C.free(p)
+  return s
+end
+here = realpath(here)
+local repo = realpath(here .. "/../..")
 
 local _M = { repo = repo, here = here }
 
@@ -94,7 +105,7 @@ function _M.trees()
       end
       table.sort(names)
       for _, name in ipairs(names) do
-        paths[#paths + 1] = base .. "/" .. name
+        paths[#paths + 1] = realpath(base .. "/" .. name)
       end
     end
   end

@@ -9,6 +9,8 @@
 --                         { paths without a kong/ folder }
 --                         from KONG_SRC (";"-separated) or <repo>/../shared/kong-src/*
 --                         (or <repo>/../../shared/kong-src/* from a worktree)
+--   kl.close()         frees the regexes ngx.re compiled: call before os.exit
+--                      (LeakSanitizer runs see them otherwise)
 --   local K = kl.load(path [, opts])
 --       opts.plugin_paths: extra package.path roots holding kong/plugins/<name>
 --                          (default: $BATCHQ_KONG_PLUGIN_PATH, else
@@ -434,6 +436,12 @@ end
 -------------------------------------------------------------------------------
 
 local loaded
+
+-- Frees what the garbage collector would free at a normal exit (compiled
+-- regexes); call before os.exit.
+function _M.close()
+  require("ngx_re").release()
+end
 
 function _M.load(path, opts)
   assert(not loaded, "kong_loader.load: one Kong tree per process")

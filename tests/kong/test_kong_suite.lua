@@ -499,4 +499,5 @@ test("the sandbox Kong runs custom_fields_by_lua in is loadable here", function(
   eq(string.upper("a"), "A", "string.upper intact")
 end)
 
+kl.close()
 h.finish()

@@ -1,35 +1,275 @@
 -- batchq-log: what a plugin configuration means for libbatchq.
 --
--- queue_conf(conf) is the table handed to batchq.new(); conf_key(conf) names
--- the queue a configuration feeds (equal configurations share a queue).
+--   queue_conf(conf) -> the table handed to batchq.new(): map(conf) minus the
+--                       keys the loaded libbatchq does not know yet (probed
+--                       once, see supports()).
+--   conf_key(conf)   -> the name of the queue a configuration feeds (equal
+--                       mappings share a queue); follows in-place changes.
+--   map(conf)        -> the whole mapping, pure (no library needed).
+--   LIB_KEYS         -> the keys map() may emit (an allow-list: anything else
+--                       in `conf`, e.g. what Kong adds, is never passed on).
+--
+-- The mapping gives each configuration http-log's behaviour on the Kong
+-- version that saved it. A configuration with a `queue` record is a 3.x one
+-- (the schema declares it exactly when Kong has kong.tools.queue_schema):
+-- Kong 3.x's queue (kong/tools/queue.lua) - exponential backoff from
+-- queue.initial_retry_delay capped by queue.max_retry_delay, retries until
+-- queue.max_retry_time, coalescing for queue.max_coalescing_delay,
+-- queue.max_batch_size / max_entries / max_bytes / concurrency_limit, and the
+-- deprecated queue_size / flush_timeout overriding them when set and not their
+-- old default, as Queue.get_plugin_params does; success is status < 300.
+-- Without it, Kong 2.x's batch queue (kong/tools/batch_queue.lua): queue_size
+-- entries per batch, retry_count, quadratic backoff, flush after
+-- flush_timeout idle; success is status < 400. In both, `timeout` bounds each
+-- socket operation, as a cosocket timeout does, and the certificate is only
+-- verified when ssl_verify is on.
+--
+-- Values Kong's schema accepts but libbatchq cannot take are mapped, never
+-- refused (a refused configuration is a queue that is never created):
+--   timeout: whole ms (nginx truncates); < 1 ms -> 60000 (nginx's
+--     lua_socket_*_timeout default); above a day -> a day
+--   keepalive: whole ms; < 1 ms (nginx: 0 = no idle timeout) -> a day;
+--     above a day -> a day
+--   queue_size / max_batch_size < 1 -> 1; a batch never larger than
+--     max_entries (Kong's queue never holds more)
+--   retry_count < 0 -> 0; durations clamped to libbatchq's [0.001 s, a day]
+--   initial_retry_delay above max_retry_delay -> max_retry_delay (Kong waits
+--     min(max_retry_delay, 2^n * initial_retry_delay))
+--   max_retry_time < 1 ms (Kong: no retry) -> one attempt
+--   max_bytes <= 0 (Kong: every entry too large) -> 1
+--   concurrency_limit -1 (unlimited) -> 16 sending threads
 local null = ngx.null
 local type = type
 local pairs = pairs
 local ipairs = ipairs
 local tostring = tostring
 local setmetatable = setmetatable
+local floor = math.floor
+local min = math.min
+local max = math.max
 local fmt = string.format
 local sort = table.sort
 local concat = table.concat
+local next = next
 
 local _M = {}
 
--- Keys of the plugin configuration that are not libbatchq's: they are used
--- here and never sent to batchq.new() (which refuses unknown keys).
-local PLUGIN_ONLY = {
-  custom_fields_by_lua = true,
-  drop_poll_interval = true,
-  -- added to `conf` by Kong itself
-  route_id = true,
-  service_id = true,
-  consumer_id = true,
-  plugin_instance_name = true,
-  protocols = true,
+local DAY_MS = 86400000
+local DAY_S = 86400
+local MAX_COUNT = 100000000
+local MAX_RETRY_COUNT = 1000000
+local MAX_CONCURRENCY = 64
+-- what Kong's concurrency_limit = -1 ("unlimited") becomes (as libbatchq's
+-- own reading of -1)
+local UNLIMITED_CONCURRENCY = 16
+-- nginx's lua_socket_connect/send/read_timeout default, which a cosocket
+-- timeout of 0 falls back to
+local NGINX_SOCKET_TIMEOUT_MS = 60000
+
+-- Every key map() can emit. Keys of kong-lib's libbatchq (success_status_max,
+-- timeout_scope) are emitted only when the loaded library knows them.
+local LIB_KEYS = {
+  "http_endpoint", "method", "content_type", "headers", "timeout", "keepalive",
+  "connect_timeout", "queue_size", "retry_count", "flush_timeout", "process_delay",
+  "batch_max_bytes", "max_entries", "max_bytes", "overflow", "max_retry_time",
+  "backoff", "initial_retry_delay", "max_retry_delay", "jitter", "flush_mode",
+  "concurrency", "shutdown_timeout", "format", "gzip", "ssl_verify", "ca_file",
+  "client_cert", "client_key", "drop_permanent_4xx", "spool_dir", "spool_mode",
+  "spool_max_bytes", "drop_buffer_entries",
+  "success_status_max", "timeout_scope",
+}
+_M.LIB_KEYS = LIB_KEYS
+
+-- Keys only newer libraries take, with a valid value to probe them.
+local NEWER_KEYS = { success_status_max = 299, timeout_scope = "operation" }
+
+-- Fields passed through unchanged when set.
+local PASS = {
+  "http_endpoint", "method", "content_type", "headers", "connect_timeout",
+  "batch_max_bytes", "overflow", "process_delay", "jitter", "shutdown_timeout",
+  "format", "gzip", "ssl_verify", "ca_file", "client_cert", "client_key",
+  "drop_permanent_4xx", "spool_dir", "spool_mode", "spool_max_bytes",
+  "drop_buffer_entries",
 }
 
--- conf table -> key. Kong hands the same table to every request until the
--- configuration changes, so the key is computed once per configuration.
-local key_by_conf = setmetatable({}, { __mode = "k" })
+local function set(v)
+  return v ~= nil and v ~= null
+end
+
+local function is_num(v)
+  return type(v) == "number" and v == v
+end
+
+local function clamp(v, lo, hi)
+  return min(max(v, lo), hi)
+end
+
+local function seconds(v, default)
+  if not is_num(v) then
+    v = default
+  end
+  return clamp(v, 0.001, DAY_S)
+end
+
+local function timeout_ms(v)
+  if not is_num(v) then
+    return 10000
+  end
+  v = floor(v)
+  if v < 1 then
+    return NGINX_SOCKET_TIMEOUT_MS
+  end
+  return min(v, DAY_MS)
+end
+
+local function keepalive_ms(v)
+  if not is_num(v) then
+    return 60000
+  end
+  v = floor(v)
+  if v < 1 then
+    return DAY_MS
+  end
+  return min(v, DAY_MS)
+end
+
+local function count(v, lo, hi, default)
+  if not is_num(v) then
+    return default
+  end
+  return clamp(floor(v), lo, hi)
+end
+
+local function max_bytes(v)
+  return clamp(floor(v), 1, 2 ^ 53)
+end
+
+-- Kong 3.x's queue (tools/queue.lua, Queue.get_plugin_params).
+local function map_queue_3x(conf, q)
+  local queue = conf.queue
+  local batch = queue.max_batch_size
+  if set(conf.queue_size) and conf.queue_size ~= 1 then
+    batch = conf.queue_size
+  end
+  local delay = queue.max_coalescing_delay
+  if set(conf.flush_timeout) and conf.flush_timeout ~= 2 then
+    delay = conf.flush_timeout
+  end
+  -- retry_count "no longer works" on 3.x: max_retry_time bounds the retries.
+  q.queue_size = count(batch, 1, MAX_COUNT, 1)
+  q.flush_timeout = seconds(delay, 1)
+  q.flush_mode = "coalescing"
+  q.max_entries = count(queue.max_entries, 1, MAX_COUNT, 10000)
+  if is_num(queue.max_bytes) then
+    q.max_bytes = max_bytes(queue.max_bytes)
+  end
+  q.backoff = "exponential"
+  q.initial_retry_delay = seconds(queue.initial_retry_delay, 0.01)
+  q.max_retry_delay = seconds(queue.max_retry_delay, 60)
+  local retry_time = is_num(queue.max_retry_time) and queue.max_retry_time or 60
+  if retry_time < 0.001 then
+    q.retry_count = 1
+  else
+    q.retry_count = MAX_RETRY_COUNT
+    q.max_retry_time = min(retry_time, DAY_S)
+  end
+  q.concurrency = queue.concurrency_limit == -1 and UNLIMITED_CONCURRENCY or 1
+  q.success_status_max = 299
+end
+
+-- Kong 2.x's batch queue (tools/batch_queue.lua) as http-log 2.x sets it up.
+local function map_queue_2x(conf, q)
+  q.queue_size = count(conf.queue_size, 1, MAX_COUNT, 1)
+  q.retry_count = count(conf.retry_count, 0, MAX_RETRY_COUNT, 10)
+  q.flush_timeout = seconds(conf.flush_timeout, 2)
+  q.flush_mode = "kong_idle"
+  q.backoff = "kong_quadratic"
+  q.success_status_max = 399
+end
+
+-- batchq's own queue fields: on 2.x they have defaults; on 3.x they are
+-- unset unless the user set them, and then override the `queue` record.
+local function map_batchq_fields(conf, q)
+  if set(conf.max_entries) then q.max_entries = count(conf.max_entries, 0, MAX_COUNT, 10000) end
+  if set(conf.max_bytes) then q.max_bytes = clamp(floor(conf.max_bytes), 0, 2 ^ 53) end
+  if set(conf.flush_mode) then q.flush_mode = conf.flush_mode end
+  if set(conf.backoff) then q.backoff = conf.backoff end
+  if set(conf.initial_retry_delay) then q.initial_retry_delay = seconds(conf.initial_retry_delay, 0.01) end
+  if set(conf.max_retry_delay) then q.max_retry_delay = seconds(conf.max_retry_delay, 60) end
+  if set(conf.max_retry_time) then q.max_retry_time = clamp(conf.max_retry_time, 0, DAY_S) end
+  if set(conf.concurrency) then q.concurrency = count(conf.concurrency, 1, MAX_CONCURRENCY, 1) end
+  if q.initial_retry_delay and q.max_retry_delay and q.initial_retry_delay > q.max_retry_delay then
+    q.initial_retry_delay = q.max_retry_delay
+  end
+  -- libbatchq needs max_entries >= batch size (0 = unbounded); a Kong queue
+  -- never holds more than max_entries, so neither does a batch.
+  if q.max_entries and q.max_entries ~= 0 and q.max_entries < q.queue_size then
+    if type(conf.queue) == "table" then
+      q.queue_size = q.max_entries
+    else
+      -- 2.x's queue is unbounded: batchq's bound grows to one batch.
+      q.max_entries = q.queue_size
+    end
+  end
+end
+
+local function map(conf)
+  local q = {}
+  for _, k in ipairs(PASS) do
+    local v = conf[k]
+    if set(v) then
+      q[k] = v
+    end
+  end
+  if type(q.headers) == "table" and next(q.headers) == nil then
+    q.headers = nil
+  end
+  q.timeout = timeout_ms(conf.timeout)
+  q.keepalive = keepalive_ms(conf.keepalive)
+  q.timeout_scope = "operation"
+  if type(conf.queue) == "table" then
+    map_queue_3x(conf, q)
+  else
+    map_queue_2x(conf, q)
+  end
+  map_batchq_fields(conf, q)
+  return q
+end
+
+-- Does the loaded libbatchq take `key`? Asked once per key: batchq.new with
+-- only that key fails on the missing http_endpoint when the key is known,
+-- on the key itself when not, and creates nothing either way.
+local supported = {}
+local function supports(key)
+  local s = supported[key]
+  if s == nil then
+    local ok, batchq = pcall(require, "batchq")
+    if not ok then
+      s = true -- no library here: the mapping is all there is to see
+    else
+      local q, err = batchq.new({ [key] = NEWER_KEYS[key] })
+      if q then
+        q:close()
+        s = true
+      else
+        s = not tostring(err):find(key .. ": unknown key", 1, true)
+      end
+    end
+    supported[key] = s
+  end
+  return s
+end
+_M.supports = supports
+
+local function queue_conf(conf)
+  local q = map(conf)
+  for k in pairs(NEWER_KEYS) do
+    if q[k] ~= nil and not supports(k) then
+      q[k] = nil
+    end
+  end
+  return q
+end
 
 -- A deterministic text for a Lua value: keys sorted, types tagged, so equal
 -- configurations give equal keys whatever the table's iteration order
@@ -64,29 +304,63 @@ local function canonical(v, out)
   return out
 end
 
--- What goes to batchq.new(): the configuration minus the plugin's own keys,
--- Kong's additions and unset (null) values, whose defaults are libbatchq's.
-local function queue_conf(conf)
-  local q = {}
-  for k, v in pairs(conf) do
-    if type(k) == "string" and not PLUGIN_ONLY[k] and k:sub(1, 1) ~= "_"
-       and v ~= null and v ~= nil
-    then
-      q[k] = v
+-- In-place changes. Kong (3.x) resolves vault references into the same
+-- configuration table on every request (kong.vault.update from the plugins
+-- iterator): a field listed in a `$refs` table gets its secret's current
+-- value, with no other marker changing (__key__ / __seq__ stay). So each
+-- cached key remembers the referenced slots and their values, and is
+-- recomputed when one differs. A configuration without `$refs` costs one
+-- table lookup per request.
+local function watch_refs(t, slots)
+  for k, v in pairs(t) do
+    if k ~= "$refs" and type(v) == "table" then
+      watch_refs(v, slots)
     end
   end
-  return q
+  local refs = t["$refs"]
+  if type(refs) == "table" then
+    for name, ref in pairs(refs) do
+      if type(ref) == "string" then
+        slots[#slots + 1] = { t, name }
+      elseif type(ref) == "table" and type(t[name]) == "table" then
+        for k in pairs(ref) do
+          slots[#slots + 1] = { t[name], k }
+        end
+      end
+    end
+  end
+  return slots
+end
+
+local cache = setmetatable({}, { __mode = "k" })
+
+local function compute(conf)
+  local slots = watch_refs(conf, {})
+  local values = {}
+  for i, s in ipairs(slots) do
+    values[i] = s[1][s[2]]
+  end
+  local e = { key = concat(canonical(map(conf), {})), slots = slots, values = values }
+  cache[conf] = e
+  return e
 end
 
 local function conf_key(conf)
-  local key = key_by_conf[conf]
-  if not key then
-    key = concat(canonical(queue_conf(conf), {}))
-    key_by_conf[conf] = key
+  local e = cache[conf]
+  if not e then
+    return compute(conf).key
   end
-  return key
+  local slots, values = e.slots, e.values
+  for i = 1, #slots do
+    local s = slots[i]
+    if s[1][s[2]] ~= values[i] then
+      return compute(conf).key
+    end
+  end
+  return e.key
 end
 
+_M.map = map
 _M.queue_conf = queue_conf
 _M.conf_key = conf_key
 

@@ -520,7 +520,8 @@ test("exit_worker hooked: queues stay open for requests after the premature run"
   handler.exit_worker() -- exit_worker_by_lua: after the last request
   eq(queue_count(), 0, "closed at exit")
   eq(#find_logged("worker is exiting", mark + 1), 0, "no late entry printed")
-  eq(#find_logged("closed at worker exit", mark + 1), 1, "closed by exit_worker()")
+  eq(#find_logged("shut down (worker exiting), nothing was left to send", mark + 1), 1,
+     "closed by exit_worker(), clean")
   eq(#find_logged("dropped entry (", mark + 1), 0, "nothing dropped")
   -- the open batch (30 s flush timeout) was sent by the shutdown
   check(wait_for(function() return #rx3.entries() >= 2 end, 30000),

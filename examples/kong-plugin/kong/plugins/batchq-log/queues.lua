@@ -36,7 +36,6 @@ local next = next
 local tostring = tostring
 local tonumber = tonumber
 local setmetatable = setmetatable
-local fmt = string.format
 local byte = string.byte
 local huge = math.huge
 local bxor, tobit, lshift, tohex = bit.bxor, bit.tobit, bit.lshift, bit.tohex
@@ -207,6 +206,17 @@ local function retire_begin(st, why)
   retiring[#retiring + 1] = st
 end
 
+local function log_shut_down(st, clean)
+  if clean then
+    log_notice("log queue for ", st.label, " shut down (", st.why,
+               "), nothing was left to send")
+  else
+    log_warn("log queue for ", st.label, " shut down (", st.why, ") before ",
+             "everything was delivered; see the dropped entries reported ",
+             "above")
+  end
+end
+
 -- A retired queue has finished: what it could not send is reported (the
 -- spool kept it, or it is printed) and the queue is freed.
 local function retire_end(st)
@@ -215,14 +225,7 @@ local function retire_end(st)
   report.drain(st, huge, final_stats)
   local lost = final_stats and final_stats.dropped_by_reason
                and final_stats.dropped_by_reason.shutdown or 0
-  if lost == 0 then
-    log_debug("log queue for ", st.label, " shut down (", st.why,
-              "), nothing was left to send")
-  else
-    log_warn("log queue for ", st.label, " shut down (", st.why, ") before ",
-             "everything was delivered; see the dropped entries reported ",
-             "above")
-  end
+  log_shut_down(st, lost == 0)
 end
 
 -- Polls every retiring queue once; finished ones are ended. Returns true
@@ -353,9 +356,9 @@ end
 function _M.exit_worker()
   begin_all("worker exiting")
   for _, st in ipairs(retiring) do
-    st.q:close(st.shutdown_ms)
+    local clean = st.q:close(st.shutdown_ms)
     report.drain(st, huge)
-    log_debug("log queue for ", st.label, " closed at worker exit")
+    log_shut_down(st, clean)
   end
   retiring = {}
 end

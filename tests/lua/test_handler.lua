@@ -507,8 +507,19 @@ test("exit_worker hooked: queues stay open for requests after the premature run"
   queues = require "kong.plugins.batchq-log.queues"
   exiting = false
   timers = {}
+  -- As in Kong 3.x: ngx.timer.every is lua-resty-timer-ng's, nginx's own is
+  -- kept as native_timer_every; the plugin's timer must be nginx's.
+  local ngx_every = ngx.timer.every
+  local native_used = false
+  ngx.timer.every = function() error("timer-ng used instead of nginx's timer") end
+  _G.native_timer_every = function(interval, fn)
+    native_used = true
+    return ngx_every(interval, fn)
+  end
   handler.use_exit_worker_hook()
   handler:init_worker()
+  ngx.timer.every, _G.native_timer_every = ngx_every, nil
+  check(native_used, "native_timer_every used")
   local rx3 = h.start_receiver("--quiet")
   local conf = { http_endpoint = rx3.url, queue_size = 10, flush_timeout = 30 }
   local mark = #logged

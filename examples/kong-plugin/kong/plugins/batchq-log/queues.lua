@@ -408,7 +408,12 @@ function _M.start()
   if timer_started then
     return true
   end
-  local ok, err = ngx.timer.every(TICK, tick)
+  -- nginx's own timer: Kong 3.x replaces ngx.timer.every with
+  -- lua-resty-timer-ng and keeps the native one as native_timer_every. The
+  -- worker-exit drain relies on nginx's semantics (a premature run at exit,
+  -- in which ngx.sleep yields), tested in real nginx.
+  local every = rawget(_G, "native_timer_every") or ngx.timer.every
+  local ok, err = every(TICK, tick)
   if not ok then
     log_err("could not start the drop report timer: ", err)
     return nil, err

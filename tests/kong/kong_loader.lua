@@ -5,7 +5,8 @@
 -- API (one Kong tree per process: Kong's modules are global state):
 --
 --   local kl = require "kong_loader"      -- tests/kong on package.path
---   kl.trees()         -> { { tag = "3.9.3", path = "/.../kong-src/3.9.3" }, ... }
+--   kl.trees()         -> { { tag = "3.9.3", path = "/.../kong-src/3.9.3" }, ... },
+--                         { paths without a kong/ folder }
 --                         from KONG_SRC (";"-separated) or <repo>/../shared/kong-src/*
 --                         (or <repo>/../../shared/kong-src/* from a worktree)
 --   local K = kl.load(path [, opts])
@@ -27,6 +28,10 @@
 --                                    fields (route, service, protocols, ...)
 --   K.sandbox                     kong.tools.sandbox (nil where the tree has none)
 --   K.set_configuration(t)        fields of kong.configuration (untrusted_lua, ...)
+--   K.set_phase(phase)            what ngx.get_phase() returns (default "init_worker")
+--   K.vault()                     Kong's real vault PDK as kong.vault (env vault,
+--                                 and {vault://suite/x} -> K.secrets.x)
+--   K.rotate_secrets()            what Kong's rotation timer does once secrets are due
 --   K.request(req)                make `req` the current stand-in request (see
 --                                 K.request below for its fields)
 --   K.serialize([req])            Kong's real kong.log.serialize (kong/pdk/log.lua)
@@ -47,9 +52,13 @@ local repo = here .. "/../.."
 
 local _M = { repo = repo, here = here }
 
+-- lua-filesystem (a dependency of penlight, which Kong needs anyway): no
+-- shell is started, so no sanitizer runtime preloaded into one can change
+-- the answer.
+local lfs = require "lfs"
+
 local function isdir(path)
-  local ok = os.execute("test -d '" .. path .. "'")
-  return ok == 0 or ok == true
+  return lfs.attributes(path, "mode") == "directory"
 end
 
 local function split(s, sep)
@@ -77,15 +86,25 @@ function _M.trees()
       base = repo .. "/../../shared/kong-src"
     end
     if isdir(base) then
-      local p = io.popen("ls -1 '" .. base .. "' 2>/dev/null")
-      for name in p:lines() do
+      local names = {}
+      for name in lfs.dir(base) do
+        if name ~= "." and name ~= ".." then
+          names[#names + 1] = name
+        end
+      end
+      table.sort(names)
+      for _, name in ipairs(names) do
         paths[#paths + 1] = base .. "/" .. name
       end
-      p:close()
     end
   end
+  local bad = {}
   for _, path in ipairs(paths) do
-    if isdir(path .. "/kong") then
+    if not isdir(path .. "/kong") then
+      if env and env ~= "" then -- a named tree that is not one is an error
+        bad[#bad + 1] = path
+      end
+    else
       local f = io.open(path .. "/kong/meta.lua")
       local tag = path:match("([^/]+)/*$")
       if f then
@@ -99,7 +118,7 @@ function _M.trees()
       list[#list + 1] = { tag = tag, path = path }
     end
   end
-  return list
+  return list, bad
 end
 
 -------------------------------------------------------------------------------
@@ -136,6 +155,74 @@ local log_levels = { STDERR = 0, EMERG = 1, ALERT = 2, CRIT = 3, ERR = 4, WARN =
 -- What ngx.log wrote (level, message), for tests that check log lines.
 _M.logged = {}
 
+-- md5 / sha1 as nginx has them, from OpenSSL's libcrypto
+ffi.cdef [[
+unsigned char *MD5(const unsigned char *d, size_t n, unsigned char *md);
+unsigned char *SHA1(const unsigned char *d, size_t n, unsigned char *md);
+]]
+local crypto_ok, crypto = pcall(ffi.load, "crypto")
+if not crypto_ok then
+  crypto_ok, crypto = pcall(ffi.load, "libcrypto.so.3")
+end
+local function digest(fn, len)
+  return function(s)
+    assert(crypto_ok, "libcrypto not found")
+    local out = ffi.new("unsigned char[?]", len)
+    crypto[fn](s, #s, out)
+    return ffi.string(out, len)
+  end
+end
+local md5_bin, sha1_bin = digest("MD5", 16), digest("SHA1", 20)
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- ngx.shared.DICT stand-in: one Lua table per dict, per process (one nginx
+-- worker). TTLs are remembered as given; expire_all() makes every entry's
+-- remaining TTL 0 (what time passing would do).
+local function new_shdict()
+  local data, ttls = {}, {}
+  local d = {}
+  function d:get(k) return data[k] end
+  function d:set(k, v, ttl) data[k] = v; ttls[k] = ttl or 0; return true end
+  d.safe_set = d.set
+  function d:add(k, v, ttl)
+    if data[k] ~= nil then return false, "exists" end
+    return self:set(k, v, ttl)
+  end
+  d.safe_add = d.add
+  function d:replace(k, v, ttl)
+    if data[k] == nil then return false, "not found" end
+    return self:set(k, v, ttl)
+  end
+  function d:delete(k) data[k] = nil; ttls[k] = nil; return true end
+  function d:incr(k, n, init, init_ttl)
+    if data[k] == nil then
+      if init == nil then return nil, "not found" end
+      data[k], ttls[k] = init, init_ttl or 0
+    end
+    data[k] = data[k] + n
+    return data[k]
+  end
+  function d:ttl(k)
+    if data[k] == nil then return nil, "not found" end
+    return ttls[k]
+  end
+  function d:expire(k, ttl) ttls[k] = ttl; return true end
+  function d:get_keys(max)
+    local out = {}
+    for k in pairs(data) do
+      out[#out + 1] = k
+      if max and max > 0 and #out >= max then break end
+    end
+    return out
+  end
+  function d:flush_all() data, ttls = {}, {} end
+  function d:flush_expired() return 0 end
+  function d:expire_all() for k in pairs(ttls) do ttls[k] = 0 end end
+  return d
+end
+
 local function make_ngx()
   local cached_now = now()
   local ngx = {
@@ -153,7 +240,11 @@ local function make_ngx()
     var = {},
     arg = {},
     header = {},
-    shared = {},
+    shared = setmetatable({}, { __index = function(t, name)
+      local dict = new_shdict()
+      rawset(t, name, dict)
+      return dict
+    end }),
     status = 200,
     now = function() return cached_now end,
     time = function() return math.floor(cached_now) end,
@@ -169,6 +260,9 @@ local function make_ngx()
       local r = b64enc(s)
       return no_padding and (r:gsub("=+$", "")) or r
     end,
+    md5_bin = md5_bin,
+    md5 = function(s) return hex(md5_bin(s)) end,
+    sha1_bin = sha1_bin,
     escape_uri = function(s)
       return (tostring(s):gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", ch:byte()) end))
     end,
@@ -417,6 +511,49 @@ function _M.load(path, opts)
       return nil, verr
     end
     return processed
+  end
+
+  -- Kong's real vault PDK (kong/pdk/vault.lua, 3.x) as kong.vault, with the
+  -- bundled env vault and a custom vault "suite" (Kong's vault interface:
+  -- get(config, resource, version)) that reads K.secrets, so a test can
+  -- change a secret: {vault://suite/name} -> K.secrets.name. Its timers
+  -- (kong.timer) run at once: K.rotate_secrets() is what the rotation timer
+  -- does when the cached secrets are due (kong.vault.flush: LRU flushed,
+  -- every secret fetched again); kong.vault.update(conf) then writes them
+  -- into `conf` in place, as the plugins iterator has it do per request.
+  K.secrets = {}
+  function K.vault()
+    if not K.vault_pdk then
+      package.preload["kong.vaults.suite"] = function()
+        return { name = "suite", VERSION = "1.0.0",
+                 get = function(_, resource) return K.secrets[resource] end }
+      end
+      package.preload["kong.vaults.suite.schema"] = function()
+        return { name = "suite", fields = { { config = { type = "record", fields = {} } } } }
+      end
+      configuration.loaded_vaults = { env = true, suite = true }
+      _G.kong.timer = _G.kong.timer or {
+        named_at = function(_, _, _, fn, ...) fn(false, ...) return true end,
+        named_every = function() return true end,
+        at = function(_, _, fn, ...) fn(false, ...) return true end,
+        every = function() return true end,
+      }
+      K.vault_pdk = require("kong.pdk.vault").new(_G.kong)
+      _G.kong.vault = K.vault_pdk
+    end
+    return K.vault_pdk
+  end
+
+  function K.rotate_secrets()
+    for _, name in ipairs { "kong_secrets", "kong_db_cache", "kong_core_db_cache" } do
+      ngx.shared[name]:expire_all()
+    end
+    K.vault().flush()
+  end
+
+  -- ngx.get_phase() of the stand-in ngx (default "init_worker")
+  function K.set_phase(phase)
+    _M.phase = phase
   end
 
   function K.set_configuration(t)

@@ -217,32 +217,49 @@ function _M.gsub(subject, regex, replace, opts)
   return subst(subject, regex, replace, opts, true)
 end
 
+-- ngx.re.split (lua-resty-core's ngx/re.lua): the pieces between matches,
+-- with each match's captures inserted after the piece before it; `max` > 0
+-- caps the number of pieces.
 function _M.split(subject, regex, opts, ctx, max, res)
-  res = res or {}
-  local pos, n = 1, 0
   local c, err = compile(regex, opts)
   if not c then
     return nil, err
   end
-  while true do
-    if max and max > 0 and n + 1 >= max then
+  res = res or {}
+  local n = #res
+  for i = n, 1, -1 do res[i] = nil end
+  local pos, search, pieces = 1, 1, 0
+  while search <= #subject do
+    if max and max > 0 and pieces >= max - 1 then
       break
     end
-    local ov = exec(c, subject, pos)
+    local ov, merr = exec(c, subject, search)
+    if merr then
+      return nil, merr
+    end
     if not ov then
       break
     end
     local s, e = tonumber(ov[0]), tonumber(ov[1])
     if e == s then
-      if s >= #subject then break end
-      e = s + 1
-      res[#res + 1] = subject:sub(pos, s + 1)
-      pos = s + 2
-    else
-      res[#res + 1] = subject:sub(pos, s)
-      pos = e + 1
+      -- an empty match splits between characters, never at the start
+      if s + 1 > #subject then break end
+      if s + 1 == pos then
+        search = s + 2
+        goto continue
+      end
     end
-    n = n + 1
+    res[#res + 1] = subject:sub(pos, s)
+    pieces = pieces + 1
+    for i = 1, c.ncap do
+      local cs, ce = ov[2 * i], ov[2 * i + 1]
+      if cs ~= ffi.cast("size_t", -1) then
+        res[#res + 1] = subject:sub(tonumber(cs) + 1, tonumber(ce))
+      end
+    end
+    pos = e + 1
+    search = (e == s) and e + 2 or e + 1
+    ::continue::
   end
   res[#res + 1] = subject:sub(pos)
   return res

@@ -20,7 +20,11 @@ local kl = require "kong_loader"
 
 local tree = arg[1]
 if not tree then
-  local trees = kl.trees()
+  local trees, bad = kl.trees()
+  if #bad > 0 then
+    print("FAIL: not a Kong source tree (no kong/ folder): " .. table.concat(bad, ", "))
+    os.exit(1)
+  end
   if #trees == 0 then
     print("SKIP: no Kong tree (set KONG_SRC=/path/to/kong, or put trees in ../shared/kong-src/)")
     os.exit(77)
@@ -238,6 +242,34 @@ if KONG3Q then
   end)
 end
 
+test("mapping: values Kong accepts but libbatchq cannot take are mapped as nginx/Kong read them", function()
+  local function mapped(c)
+    c.http_endpoint = ENDPOINT
+    local saved = assert(process("http-log", c))
+    return plugin_conf.map(assert(process("batchq-log", saved.config)).config)
+  end
+  eq(mapped({ timeout = 0 }).timeout, 60000, "timeout 0: nginx's lua_socket_*_timeout default")
+  eq(mapped({ timeout = 1234.9 }).timeout, 1234, "fractional ms truncated as nginx does")
+  eq(mapped({ timeout = 2 ^ 40 }).timeout, 86400000, "huge timeout capped at a day")
+  eq(mapped({ keepalive = 0 }).keepalive, 86400000, "keepalive 0: no idle limit (a day)")
+  eq(mapped({ queue_size = 0 }).queue_size, 1, "queue_size 0: one entry per batch")
+  if KONG3Q then
+    local m = mapped({ queue = { max_batch_size = 500, max_entries = 100 } })
+    eq(m.queue_size, 100, "a batch never exceeds max_entries")
+    m = mapped({ queue = { initial_retry_delay = 100, max_retry_delay = 5 } })
+    eq(m.initial_retry_delay, 5, "first wait capped by max_retry_delay")
+    m = mapped({ queue = { max_retry_time = -1 } })
+    eq(m.retry_count, 1, "max_retry_time -1: no retry")
+    local qf = K.require("kong.tools.queue_schema").fields
+    if field_def(qf, "concurrency_limit") then
+      eq(mapped({ queue = { concurrency_limit = -1 } }).concurrency, 16, "concurrency_limit -1")
+    end
+  else
+    eq(mapped({ retry_count = -5 }).retry_count, 0, "negative retry_count")
+    eq(mapped({ queue_size = 20000 }).max_entries, 20000, "batchq's bound grows to one batch (2.x is unbounded)")
+  end
+end)
+
 -- Boundary values of a field definition, from its validators.
 local function boundary_values(def)
   local vals, seen = {}, {}
@@ -341,26 +373,26 @@ end
 local LIB = {}
 for _, k in ipairs(plugin_conf.LIB_KEYS or {}) do LIB[k] = true end
 
--- Vault references as Kong resolves them when it reads a row
--- (process_auto_fields "select"): 3.x calls kong.vault.get (stood in for
--- here), 2.8 its own kong.pdk.vault instance, whose env vault reads the
--- environment ({vault://env/log-url} -> LOG_URL).
+-- Vault references, resolved by Kong's own code when it reads a row
+-- (process_auto_fields "select"): 3.x through kong.vault (K.vault(): Kong's
+-- vault PDK with a custom vault reading K.secrets), 2.8 through its own
+-- kong.pdk.vault instance and the env vault ({vault://env/log-url} ->
+-- $LOG_URL).
 local ffi = require "ffi"
 ffi.cdef "int setenv(const char *name, const char *value, int overwrite);"
-local store = {}
-local secrets = setmetatable({}, { __index = store, __newindex = function(_, ref, v)
-  store[ref] = v
-  local name = ref:match("^{vault://env/([^}]+)}$")
-  ffi.C.setenv(name:upper():gsub("-", "_"), v, 1)
-end })
-_G.kong.vault = {
-  get = function(ref)
-    local v = store[ref]
-    if v == nil then return nil, "no secret " .. ref end
-    return v
-  end,
-  is_reference = function(v) return type(v) == "string" and v:sub(1, 8) == "{vault:/" end,
-}
+local function ref(name)
+  return K.major >= 3 and "{vault://suite/" .. name .. "}" or "{vault://env/" .. name .. "}"
+end
+local function set_secret(name, value)
+  if K.major >= 3 then
+    K.secrets[name] = value
+  else
+    ffi.C.setenv((name:upper():gsub("-", "_")), value, 1)
+  end
+end
+if K.major >= 3 then
+  K.vault()
+end
 
 local function select_row(config)
   local extra = { route = { id = "11111111-1111-4111-8111-111111111111" } }
@@ -369,17 +401,19 @@ local function select_row(config)
   end
   local inserted, ierr = process("batchq-log", config, extra)
   assert(inserted, errtext(ierr))
+  K.set_phase("access")
   local row, err = K.plugins_entity:process_auto_fields(inserted, "select")
+  K.set_phase(nil)
   assert(row, errtext(err))
   return row
 end
 
 test("Kong's added keys and $refs are never passed to batchq.new", function()
-  secrets["{vault://env/log-url}"] = ENDPOINT
-  secrets["{vault://env/log-token}"] = "Bearer one"
-  local headers = K.major < 3 and { Authorization = { "{vault://env/log-token}" } }
-                  or { Authorization = "{vault://env/log-token}" }
-  local row = select_row({ http_endpoint = "{vault://env/log-url}", headers = headers })
+  set_secret("log-url", ENDPOINT)
+  set_secret("log-token", "Bearer one")
+  local headers = K.major < 3 and { Authorization = { ref("log-token") } }
+                  or { Authorization = ref("log-token") }
+  local row = select_row({ http_endpoint = ref("log-url"), headers = headers })
   local conf = handler_conf(row)
   if K.major >= 3 then
     check(type(conf["$refs"]) == "table", "Kong added $refs: " .. show(conf))
@@ -399,46 +433,37 @@ test("Kong's added keys and $refs are never passed to batchq.new", function()
 end)
 
 if K.major >= 3 then
-  test("in-place reference updates (kong.vault.update) change the queue key; nothing else does", function()
-    secrets["{vault://env/log-url}"] = ENDPOINT
-    secrets["{vault://env/log-token}"] = "Bearer one"
-    local row = select_row({ http_endpoint = "{vault://env/log-url}",
-                             headers = { Authorization = "{vault://env/log-token}" } })
+  test("in-place updates by Kong's kong.vault.update change the queue key; nothing else does", function()
+    set_secret("log-url", ENDPOINT)
+    set_secret("log-token", "Bearer one")
+    local row = select_row({ http_endpoint = ref("log-url"), headers = { Authorization = ref("log-token") } })
     local conf = handler_conf(row)
+    local vault = K.vault()
+    K.set_phase("access")
     local k1 = plugin_conf.conf_key(conf)
     eq(plugin_conf.conf_key(conf), k1, "same table, same values, same key")
-    -- What kong.vault.update does (pdk/vault.lua, recurse_config_refs +
-    -- update_from_cache): each $refs entry's field gets the current value,
-    -- in the same table; __key__ and __seq__ stay.
-    local function vault_update(t)
-      for k, v in pairs(t) do
-        if k ~= "$refs" and type(v) == "table" then vault_update(v) end
-      end
-      local refs = t["$refs"]
-      if type(refs) ~= "table" then return end
-      for name, ref in pairs(refs) do
-        if type(ref) == "string" then
-          t[name] = secrets[ref] or ""
-        elseif type(ref) == "table" then
-          for key, r in pairs(ref) do t[name][key] = secrets[r] or "" end
-        end
-      end
-    end
+    -- per request, the plugins iterator calls kong.vault.update(cfg)
     local seq, key = conf.__seq__, conf.__key__
-    vault_update(conf)
+    vault.update(conf)
     eq(plugin_conf.conf_key(conf), k1, "update with unchanged secrets keeps the key")
-    secrets["{vault://env/log-token}"] = "Bearer two"
-    vault_update(conf)
+    -- the secret rotates; the next request's update writes it in place
+    set_secret("log-token", "Bearer two")
+    K.rotate_secrets()
+    vault.update(conf)
+    eq(conf.headers.Authorization, "Bearer two", "Kong updated the header in place")
     eq(conf.__seq__, seq, "__seq__ unchanged by the update")
     eq(conf.__key__, key, "__key__ unchanged by the update")
     local k2 = plugin_conf.conf_key(conf)
     check(k2 ~= k1, "rotated header secret: the key must change")
     eq(plugin_conf.queue_conf(conf).headers.Authorization, "Bearer two", "new secret mapped")
-    secrets["{vault://env/log-url}"] = "http://127.0.0.1:10/other"
-    vault_update(conf)
+    set_secret("log-url", "http://127.0.0.1:10/other")
+    K.rotate_secrets()
+    vault.update(conf)
+    eq(conf.http_endpoint, "http://127.0.0.1:10/other", "Kong updated the endpoint in place")
     local k3 = plugin_conf.conf_key(conf)
     check(k3 ~= k2, "new endpoint: the key must change")
     eq(plugin_conf.queue_conf(conf).http_endpoint, "http://127.0.0.1:10/other", "new endpoint mapped")
+    K.set_phase(nil)
   end)
 end
 

@@ -268,6 +268,10 @@ test("a bad configuration is logged once and its entries are counted", function(
   tick()
   local counted = find_logged("10 entries for ftp://x were not logged", mark + 1)
   eq(#counted, 1, "count reported after the reminder interval")
+  -- A key that is not libbatchq's (Kong's schema refuses unknown fields)
+  -- is never passed on: conf.lua sends an allow-list (tests/kong).
+  eq(handler._queue_conf({ http_endpoint = "http://127.0.0.1:1/", queue_sise = 3 }).queue_sise, nil,
+     "unknown key passed on")
 end)
 
 test("refused entries are reported from the timer, with the payload", function()
@@ -544,7 +548,82 @@ test("exit_worker hooked: queues stay open for requests after the premature run"
   rx3.stop()
 end, true)
 
--- The schema: tests/kong (Kong's own schema library, plugin loader and
--- plugins entity on every Kong tree), not stand-ins here.
+test("schema: http-log's defaults, and every field is libbatchq's or the plugin's", function()
+  -- Kong's typedefs, reduced to what the schema file touches: each is a
+  -- field definition that can be called with overrides.
+  local function typedef(def)
+    return setmetatable(def, { __call = function(self, overrides)
+      local t = {}
+      for k, v in pairs(self) do t[k] = v end
+      for k, v in pairs(overrides or {}) do t[k] = v end
+      return t
+    end })
+  end
+  package.loaded["kong.db.schema.typedefs"] = {
+    url = typedef({ type = "string" }),
+    protocols = typedef({ type = "set" }),
+    header_name = typedef({ type = "string" }),
+    lua_code = typedef({ type = "map" }),
+  }
+  local schema = require "kong.plugins.batchq-log.schema"
+  eq(schema.name, "batchq-log", "name")
+  local config
+  for _, f in ipairs(schema.fields) do
+    if f.config then
+      config = f.config
+    end
+  end
+  check(config and config.type == "record", "config record")
+  local fields = {}
+  for _, f in ipairs(config.fields) do
+    local name, def = next(f)
+    fields[name] = def
+  end
+
+  -- http-log's names and defaults (kong-batch-queue.md)
+  local http_log = { method = "POST", content_type = "application/json",
+                     timeout = 10000, keepalive = 60000, retry_count = 10,
+                     queue_size = 1, flush_timeout = 2 }
+  for name, default in pairs(http_log) do
+    check(fields[name], "field " .. name)
+    eq(fields[name].default, default, name .. " default")
+  end
+  eq(fields.http_endpoint.required, true, "http_endpoint required")
+  check(fields.headers and fields.headers.type == "map", "headers map")
+  check(fields.custom_fields_by_lua, "custom_fields_by_lua")
+  eq(fields.headers.custom_validator({ ["content-TYPE"] = "x" }), nil,
+     "Content-Type header refused")
+
+  -- Kong fills every default: what the handler passes on must be accepted.
+  local batchq = require "batchq"
+  local conf = { http_endpoint = "http://127.0.0.1:1/" }
+  for name, def in pairs(fields) do
+    if def.default ~= nil then
+      conf[name] = def.default
+    end
+  end
+  local q, err = batchq.new(handler._queue_conf(conf))
+  check(q, "schema defaults refused by libbatchq: " .. tostring(err))
+  q:close(0)
+
+  -- Each field without a default, set: never an unknown key to libbatchq.
+  local samples = { ca_file = "/nonexistent/ca.pem", client_cert = "/nonexistent/c.pem",
+                    client_key = "/nonexistent/k.pem", spool_dir = h.TMP .. "/spool-schema",
+                    headers = { ["X-A"] = "1" },
+                    custom_fields_by_lua = { a = "return 1" } }
+  for name, def in pairs(fields) do
+    if def.default == nil and name ~= "http_endpoint" then
+      local c = { http_endpoint = "http://127.0.0.1:1/" }
+      c[name] = samples[name]
+      check(c[name] ~= nil, "no sample value for " .. name)
+      local q2, err2 = batchq.new(handler._queue_conf(c))
+      if q2 then
+        q2:close(0)
+      else
+        check(not err2:find("unknown key", 1, true), name .. ": " .. err2)
+      end
+    end
+  end
+end)
 
 h.finish()

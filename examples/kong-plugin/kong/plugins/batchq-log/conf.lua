@@ -37,7 +37,7 @@
 --     min(max_retry_delay, 2^n * initial_retry_delay))
 --   max_retry_time < 1 ms (Kong: no retry) -> one attempt
 --   max_bytes <= 0 (Kong: every entry too large) -> 1
---   concurrency_limit -1 (unlimited) -> 64, libbatchq's most
+--   concurrency_limit -1 (unlimited) -> 16 sending threads
 local null = ngx.null
 local type = type
 local pairs = pairs
@@ -59,6 +59,9 @@ local DAY_S = 86400
 local MAX_COUNT = 100000000
 local MAX_RETRY_COUNT = 1000000
 local MAX_CONCURRENCY = 64
+-- what Kong's concurrency_limit = -1 ("unlimited") becomes (as libbatchq's
+-- own reading of -1)
+local UNLIMITED_CONCURRENCY = 16
 -- nginx's lua_socket_connect/send/read_timeout default, which a cosocket
 -- timeout of 0 falls back to
 local NGINX_SOCKET_TIMEOUT_MS = 60000
@@ -170,7 +173,7 @@ local function map_queue_3x(conf, q)
     q.retry_count = MAX_RETRY_COUNT
     q.max_retry_time = min(retry_time, DAY_S)
   end
-  q.concurrency = queue.concurrency_limit == -1 and MAX_CONCURRENCY or 1
+  q.concurrency = queue.concurrency_limit == -1 and UNLIMITED_CONCURRENCY or 1
   q.success_status_max = 299
 end
 

@@ -18,13 +18,14 @@
 -- concurrency) have no default on 3.x: unset, the `queue` record decides;
 -- set, they override it (see conf.lua).
 local typedefs = require "kong.db.schema.typedefs"
-local meta = require "kong.meta"
+local has_meta, meta = pcall(require, "kong.meta")
 
 local lower = string.lower
 local pairs = pairs
 local type = type
 
-local KONG_MAJOR = meta._VERSION_TABLE and meta._VERSION_TABLE.major or 3
+local KONG_MAJOR = has_meta and type(meta) == "table" and meta._VERSION_TABLE
+                   and meta._VERSION_TABLE.major or 3
 local has_queue_schema, queue_schema = pcall(require, "kong.tools.queue_schema")
 local KONG_QUEUE = has_queue_schema and type(queue_schema) == "table"
 

@@ -338,13 +338,28 @@ end
 -- In the timer (premature run or worker exiting): every queue's shutdown
 -- begins at once; then they are polled, yielding in between, until all
 -- have finished (each within its shutdown_timeout).
+-- Waits for every retiring queue (they drain in parallel, each within its
+-- shutdown_timeout) and reports what each left. Blocks: only where no
+-- request can be waiting.
+local function finish_all_blocking()
+  for _, st in ipairs(retiring) do
+    local clean = st.q:close(st.shutdown_ms)
+    report.drain(st, huge)
+    log_shut_down(st, clean)
+  end
+  retiring = {}
+end
+
 local function exit_from_timer()
   begin_all("worker exiting")
   while not poll_retiring() do
     local ok, err = pcall(ngx.sleep, EXIT_POLL)
     if not ok then
-      -- cannot yield here: leave the rest to the next tick or exit_worker()
-      log_err("cannot wait for the log queues at worker exit: ", err)
+      -- cannot yield here (never the case in an nginx timer): finish by
+      -- waiting rather than leave the queues unreported
+      log_err("cannot yield while the log queues drain at worker exit (",
+              err, "); waiting for them")
+      finish_all_blocking()
       return
     end
   end
@@ -355,12 +370,7 @@ end
 -- then waits for each (all drain in parallel, within shutdown_timeout).
 function _M.exit_worker()
   begin_all("worker exiting")
-  for _, st in ipairs(retiring) do
-    local clean = st.q:close(st.shutdown_ms)
-    report.drain(st, huge)
-    log_shut_down(st, clean)
-  end
-  retiring = {}
+  finish_all_blocking()
 end
 
 function _M.use_exit_worker_hook()

@@ -451,16 +451,19 @@ test("two configurations with one spool_dir: each queue its own spool", function
   ngx.config.subsystem = "http"
   check(sid:match("^stream%-") and sid ~= queues.queue_id(plugin_conf.conf_key(c1)),
         "stream and http ids differ: " .. sid)
-  if os.getenv("BATCHQ_REPLAY") then
+  local replay = os.getenv("BATCHQ_REPLAY")
+  if replay then
     local out = h.TMP .. "/replay-list.txt"
-    check(h.sh(os.getenv("BATCHQ_REPLAY") .. " list " .. base .. " >" .. out .. " 2>&1"),
-          "batchq-replay list")
+    local ok = h.sh(replay .. " list " .. base .. " >" .. out .. " 2>&1")
     local listed = h.read_file(out) or ""
-    if listed:find(d1, 1, true) and listed:find(d2, 1, true) then
-      check(true, "batchq-replay list finds both")
+    if ok and (listed:find("^spool ") or listed:find("\nspool ")) then
+      -- a batchq-replay that walks the tree (kong-lib: a "spool <path>"
+      -- header per spool found): both spools named
+      check(listed:find(d1, 1, true) and listed:find(d2, 1, true),
+            "batchq-replay list " .. base .. " names both spools: " .. listed:sub(1, 500))
     else
-      print("note: batchq-replay list " .. base .. " does not name both spools "
-            .. "(recursive list is kong-lib's): " .. listed:sub(1, 300))
+      print("note: this batchq-replay does not list a tree of spools: "
+            .. listed:sub(1, 200))
     end
   end
 end)

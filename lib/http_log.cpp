@@ -2,7 +2,7 @@
 // the payload builder and the spools. The rooms do not know each other; this
 // file is where they meet.
 //
-// Spool layout under spool_dir (which must exist):
+// Spool layout under spool_dir (created with its parents if missing):
 //   dead-letter/   every entry dropped for good, with reason, attempts, last
 //                  error and time; sent later with batchq-replay
 //   write-ahead/   entries still to be sent: in write_ahead mode every accepted
@@ -379,6 +379,15 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
 
   bool dead_locked = false, wal_locked = false;
   if (!m.opt.spool_dir.empty()) {
+    // Missing components are created (0700, like `mkdir -p`), so a host can
+    // give each queue its own directory below a shared root (the Kong plugin:
+    // <spool_dir>/<queue-id>/worker-<n>) without a mkdir of its own.
+    for (std::size_t i = 1; i <= m.opt.spool_dir.size(); ++i) {
+      if (i < m.opt.spool_dir.size() && m.opt.spool_dir[i] != '/') continue;
+      const std::string part = m.opt.spool_dir.substr(0, i);
+      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
+        throw std::runtime_error("spool_dir: cannot create \"" + part + "\": " + std::strerror(errno));
+    }
     struct stat st {};
     if (::stat(m.opt.spool_dir.c_str(), &st) != 0)
       throw std::runtime_error("spool_dir: cannot use \"" + m.opt.spool_dir + "\": " + std::strerror(errno));

@@ -338,11 +338,15 @@ static void test_spool_dirs(void) {
   batchq_queue *q;
   int rc, fd;
 
-  /* does not exist */
+  /* does not exist: created with its parents (0700), like mkdir -p */
   snprintf(path, sizeof path, "%s/missing/spool", tmpdir);
   q = make(&rc, err, sizeof err, "{\"http_endpoint\":\"http://127.0.0.1:%d/\",\"spool_dir\":\"%s\"}", port, path);
-  CHECK_RC(rc, BATCHQ_ESPOOL);
-  CHECK(q == NULL && strstr(err, path) != NULL && strstr(err, "No such file or directory") != NULL);
+  CHECK_RC(rc, BATCHQ_OK);
+  {
+    struct stat st;
+    CHECK(q != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+  }
+  batchq_free(q);
 
   /* a regular file, not a directory */
   snprintf(file, sizeof file, "%s/a-file", tmpdir);
@@ -351,6 +355,12 @@ static void test_spool_dirs(void) {
   q = make(&rc, err, sizeof err, "{\"http_endpoint\":\"http://127.0.0.1:%d/\",\"spool_dir\":\"%s\"}", port, file);
   CHECK_RC(rc, BATCHQ_ESPOOL);
   CHECK(q == NULL && strstr(err, "is not a directory") != NULL);
+
+  /* cannot be created: a regular file in the path */
+  snprintf(path, sizeof path, "%s/a-file/spool", tmpdir);
+  q = make(&rc, err, sizeof err, "{\"http_endpoint\":\"http://127.0.0.1:%d/\",\"spool_dir\":\"%s\"}", port, path);
+  CHECK_RC(rc, BATCHQ_ESPOOL);
+  CHECK(q == NULL && strstr(err, "cannot create") != NULL && strstr(err, "Not a directory") != NULL);
 
   /* the spool's own directory (spool_dir/dead-letter) writable by others:
    * refused, another user could plant or swap segments. spool_dir itself may

@@ -6,6 +6,8 @@
 --                                                    Kong's plugin namespace
 --   kong.log.serialize()                          -> a table shaped like
 --                                                    Kong's basic serializer
+--   kong.configuration.untrusted_lua*             -> kong.conf's defaults (for
+--                                                    Kong's kong.tools.sandbox)
 --
 -- require "kong_standin" in init_by_lua installs the global `kong` (Kong
 -- itself makes `kong` a global the same way).
@@ -19,6 +21,16 @@ local tonumber = tonumber
 local concat = table.concat
 
 local PREFIX = "[batchq-log] "
+
+-- OpenResty's LuaJIT is built with LUAJIT_ENABLE_LUA52COMPAT, which Kong's
+-- sandbox (kong-lua-sandbox.lua: table.pack / table.unpack) relies on; a
+-- distribution's LuaJIT under nginx's Lua module may not be.
+if not table.pack then
+  table.pack = function(...) -- luacheck: ignore
+    return { n = select("#", ...), ... }
+  end
+end
+table.unpack = table.unpack or unpack -- luacheck: ignore
 
 local function logger(level)
   return function(...)
@@ -82,6 +94,12 @@ end
 
 local kong = {
   version = "standin",
+  -- kong.conf's defaults for what kong.tools.sandbox reads
+  configuration = {
+    untrusted_lua = "sandbox",
+    untrusted_lua_sandbox_requires = {},
+    untrusted_lua_sandbox_environment = {},
+  },
   log = {
     err = logger(ngx.ERR),
     warn = logger(ngx.WARN),

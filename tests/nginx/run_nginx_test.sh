@@ -130,14 +130,15 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
-trap 'echo "interrupted or timed out (watchdog: 75 s)"; exit 1' INT TERM
+trap 'echo "interrupted or timed out (watchdog: ${BATCHQ_NGINX_WATCHDOG:-180} s)"; exit 1' INT TERM
 
-# Nothing here may take more than ~60 s; the watchdog turns a hang into a
+# A run takes well under a minute on a quiet machine; the watchdog (180 s, for
+# loaded 2-core machines and sanitizer builds) turns a hang into a
 # failure with cleanup (ctest's own timeout would kill without it). Its
 # output goes nowhere and it takes its sleep down with it, so that no
 # leftover process keeps ctest's output pipe open.
 ( trap 'kill "$sp" 2>/dev/null; exit 0' TERM
-  sleep 75 & sp=$!
+  sleep "${BATCHQ_NGINX_WATCHDOG:-180}" & sp=$!
   wait "$sp" && kill -TERM $$ ) >/dev/null 2>&1 </dev/null &
 WATCHDOG_PID=$!
 
@@ -146,7 +147,7 @@ mkdir -p "$T/tmp"
 # ---- receiver ------------------------------------------------------------------
 start_receiver() {
   # `timeout` is a safety net in case this script is killed with SIGKILL.
-  timeout 120 "$BATCHQ_RECEIVER" --port 0 --out "$T/rx.out" --quiet "$@" \
+  timeout 240 "$BATCHQ_RECEIVER" --port 0 --out "$T/rx.out" --quiet "$@" \
     >"$T/rx.stdout" 2>"$T/rx.stderr" </dev/null &
   RX_PID=$!
   WAIT_S=10 wait_until grep -q "listening on" "$T/rx.stdout" || {

@@ -148,7 +148,8 @@ typedef void (*batchq_log_fn)(void *user, int level /* 0 debug .. 3 error */, co
 typedef struct batchq_callbacks {
   size_t struct_size; /* sizeof(batchq_callbacks) */
   /* Receives dropped entries instead of the poll buffer. Runs on the queue's
-   * sending thread (or the thread calling shutdown/free); must not call into
+   * sending thread (or the thread calling shutdown/free, or the thread that
+   * batchq_shutdown_begin() starts); must not call into
    * Lua or block for long; may call batchq_stats(). NULL: use the buffer. */
   batchq_drop_fn on_drop;
   /* Receives the queue's log lines in Kong's wording. Same thread rules.

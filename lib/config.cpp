@@ -183,7 +183,9 @@ const std::vector<std::pair<const char*, setter>>& keys() {
       {"connect_timeout", [](const Value& v, http_log_options& o) { o.http.connect_timeout = get_ms("connect_timeout", v); }},
       {"queue_size",
        [](const Value& v, http_log_options& o) {
-         o.queue.batch_max_size = static_cast<std::size_t>(get_int_clamped("queue_size", v, 1, k_max_count));
+         // Kong 2.x: any integer; one below 1 closes a batch per entry, as 1 does.
+         o.queue.batch_max_size = static_cast<std::size_t>(std::max<std::int64_t>(
+             1, get_int_clamped("queue_size", v, std::numeric_limits<std::int64_t>::min(), k_max_count)));
        }},
       {"retry_count",
        [](const Value& v, http_log_options& o) {

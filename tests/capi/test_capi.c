@@ -175,7 +175,7 @@ static void test_new_errors(void) {
   expect_config_error("{\"zzzzzzzzzz\":1,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "zzzzzzzzzz", "unknown key");
   expect_config_error("{\"retry_count\":\"ten\",\"http_endpoint\":\"http://127.0.0.1:9/\"}", "retry_count",
                       "got a string");
-  expect_config_error("{\"queue_size\":0,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "queue_size", "from 1");
+  expect_config_error("{\"queue_size\":\"5\",\"http_endpoint\":\"http://127.0.0.1:9/\"}", "queue_size", "integer");
   expect_config_error("{\"queue_size\":2.5,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "queue_size", "integer");
   expect_config_error("{\"flush_timeout\":-1,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "flush_timeout", "seconds");
   expect_config_error("{\"gzip\":1,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "gzip", "true or false");

@@ -98,7 +98,9 @@ TEST_CASE("http-log queue_size / retry_count / flush_timeout (2.x and 3.x deprec
   CHECK(created("\"flush_timeout\":3600").queue.flush_timeout == 3600s);
   CHECK(created("\"flush_timeout\":1e12").queue.flush_timeout == std::chrono::milliseconds(100000000000LL));
 
-  CHECK(refused_key("\"queue_size\":0") == "queue_size");
+  CHECK(created("\"queue_size\":0").queue.batch_max_size == 1);   // Kong 2.x batch_queue: acts as 1
+  CHECK(created("\"queue_size\":-3").queue.batch_max_size == 1);
+  CHECK(created("\"queue_size\":1e300").queue.batch_max_size == 100000000);
   CHECK(refused_key("\"queue_size\":2.5") == "queue_size");
   CHECK(refused_key("\"flush_timeout\":-1") == "flush_timeout");
 }

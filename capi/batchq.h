@@ -106,9 +106,11 @@ typedef struct batchq_queue batchq_queue;
  *   method         string   "POST" (default), "PUT", "PATCH"
  *   content_type   string   "application/json"
  *   headers        object   name -> string value; not Host/Content-Length/Content-Type
- *   timeout        integer  ms, default 10000 (whole request)
- *   keepalive      integer  ms, default 60000 (idle connection reuse)
- *   connect_timeout integer ms, default min(timeout, 5000)
+ *   timeout        number   ms, default 10000 (whole request; per socket
+ *                           operation with timeout_scope "operation")
+ *   keepalive      number   ms, default 60000 (idle connection reuse; 0 = none)
+ *   connect_timeout number  ms, default min(timeout, 5000)
+ *   (ms values: fractions round up, above 2^31-1 clamped; see the README)
  *   queue_size     integer  entries per batch, default 1
  *   retry_count    integer  total attempts per batch, default 10
  *   flush_timeout  number   s, default 2

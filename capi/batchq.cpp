@@ -170,6 +170,7 @@ BATCHQ_API const char* batchq_strerror(int code) {
     case BATCHQ_ESPOOL: return "BATCHQ_ESPOOL: spool error";
     case BATCHQ_ESMALLBUF: return "BATCHQ_ESMALLBUF: buffer too small";
     case BATCHQ_EINTERNAL: return "BATCHQ_EINTERNAL: internal error";
+    case BATCHQ_EINPROGRESS: return "BATCHQ_EINPROGRESS: shutdown still running";
     default: return "unknown error";
   }
 }
@@ -228,6 +229,16 @@ BATCHQ_API int batchq_flush(batchq_queue* q, int64_t timeout_ms) {
 BATCHQ_API int batchq_shutdown(batchq_queue* q, int64_t timeout_ms) {
   if (!q || timeout_ms < 0) return BATCHQ_EINVAL;
   return q->log->shutdown(std::chrono::milliseconds(timeout_ms)) ? BATCHQ_OK : BATCHQ_ETIMEDOUT;
+}
+
+BATCHQ_API int batchq_shutdown_begin(batchq_queue* q, int64_t timeout_ms) {
+  if (!q || timeout_ms < 0) return BATCHQ_EINVAL;
+  return q->log->shutdown_begin(std::chrono::milliseconds(timeout_ms)) ? BATCHQ_OK : BATCHQ_EINTERNAL;
+}
+
+BATCHQ_API int batchq_shutdown_poll(batchq_queue* q) {
+  if (!q || !q->log->shutdown_started()) return BATCHQ_EINVAL;
+  return q->log->shutdown_finished() ? BATCHQ_OK : BATCHQ_EINPROGRESS;
 }
 
 BATCHQ_API void batchq_free(batchq_queue* q) {

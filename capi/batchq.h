@@ -63,7 +63,8 @@ enum batchq_error {
   BATCHQ_ENOMEM = -8,     /* out of memory */
   BATCHQ_ESPOOL = -9,     /* the spool could not be opened (errbuf: path and system error) */
   BATCHQ_ESMALLBUF = -10, /* output buffer too small: *out_len holds the size needed */
-  BATCHQ_EINTERNAL = -11  /* an unexpected internal error (a bug: please report) */
+  BATCHQ_EINTERNAL = -11, /* an unexpected internal error (a bug: please report) */
+  BATCHQ_EINPROGRESS = -12 /* batchq_shutdown_poll(): the shutdown is still running */
 };
 
 /* The name of an error code: "BATCHQ_EFULL: queue full". Static storage; never
@@ -105,9 +106,11 @@ typedef struct batchq_queue batchq_queue;
  *   method         string   "POST" (default), "PUT", "PATCH"
  *   content_type   string   "application/json"
  *   headers        object   name -> string value; not Host/Content-Length/Content-Type
- *   timeout        integer  ms, default 10000 (whole request)
- *   keepalive      integer  ms, default 60000 (idle connection reuse)
- *   connect_timeout integer ms, default min(timeout, 5000)
+ *   timeout        number   ms, default 10000 (whole request; per socket
+ *                           operation with timeout_scope "operation")
+ *   keepalive      number   ms, default 60000 (idle connection reuse; 0 = none)
+ *   connect_timeout number  ms, default min(timeout, 5000)
+ *   (ms values: fractions round up, above 2^31-1 clamped; see the README)
  *   queue_size     integer  entries per batch, default 1
  *   retry_count    integer  total attempts per batch, default 10
  *   flush_timeout  number   s, default 2
@@ -147,7 +150,8 @@ typedef void (*batchq_log_fn)(void *user, int level /* 0 debug .. 3 error */, co
 typedef struct batchq_callbacks {
   size_t struct_size; /* sizeof(batchq_callbacks) */
   /* Receives dropped entries instead of the poll buffer. Runs on the queue's
-   * sending thread (or the thread calling shutdown/free); must not call into
+   * sending thread (or the thread calling shutdown/free, or the thread that
+   * batchq_shutdown_begin() starts); must not call into
    * Lua or block for long; may call batchq_stats(). NULL: use the buffer. */
   batchq_drop_fn on_drop;
   /* Receives the queue's log lines in Kong's wording. Same thread rules.
@@ -194,7 +198,9 @@ BATCHQ_API int batchq_flush(batchq_queue *q, int64_t timeout_ms);
 BATCHQ_API int batchq_shutdown(batchq_queue *q, int64_t timeout_ms);
 
 /* Shuts down (with the configured shutdown_timeout, default 5 s, if not done
- * yet) and frees the queue. batchq_free(NULL) is a no-op. After it, `q` must
+ * yet) and frees the queue. After batchq_shutdown_begin() it waits for that
+ * shutdown instead (at most until its deadline); once batchq_shutdown_poll()
+ * has returned 0 it returns without waiting. batchq_free(NULL) is a no-op. After it, `q` must
  * not be used; a second batchq_free() of the same pointer is undefined (the
  * Lua module guards against it). */
 BATCHQ_API void batchq_free(batchq_queue *q);
@@ -269,6 +275,50 @@ BATCHQ_API int batchq_stats(batchq_queue *q, batchq_stats_t *out);
  * again with a larger buffer. buf may be NULL with buf_len 0 to ask the size. */
 BATCHQ_API int batchq_stats_json(batchq_queue *q, char *buf, size_t buf_len, size_t *out_len);
 BATCHQ_API int batchq_stats_prometheus(batchq_queue *q, char *buf, size_t buf_len, size_t *out_len);
+
+/* ---- non-blocking shutdown (start, then poll) ------------------------------- */
+
+/*
+ * Starts a shutdown and returns at once: never waits on the network, a lock
+ * held during a send, or the deadline. When it returns, intake is closed
+ * (batchq_enqueue returns BATCHQ_ESHUTDOWN). The queue's own threads then
+ * deliver what is queued until timeout_ms (>= 0) from this call; at that
+ * deadline an attempt still in flight is cancelled and whatever is left is
+ * dropped with reason BATCHQ_DROP_SHUTDOWN: with a spool_dir it is written to
+ * <spool_dir>/write-ahead for the next owner (batchq-replay sees it); without
+ * one it goes to the drop callback or the drop buffer (batchq_poll_dropped),
+ * so the host can print or keep it. Nothing is lost silently.
+ *
+ * Several queues begun one after the other drain in parallel: each has its
+ * own threads, so N queues with the same timeout_ms all finish by about one
+ * deadline, not N.
+ *
+ * Returns 0, also when a shutdown was already begun or done (calling it
+ * again is harmless; the first deadline stands); BATCHQ_EINVAL for a NULL
+ * queue or a negative timeout; BATCHQ_EINTERNAL if no thread could be
+ * started (intake is closed then anyway: call batchq_shutdown()).
+ * Thread-safe; must not race with batchq_free().
+ */
+BATCHQ_API int batchq_shutdown_begin(batchq_queue *q, int64_t timeout_ms);
+
+/*
+ * Whether a shutdown begun with batchq_shutdown_begin() (or done with
+ * batchq_shutdown()) has finished. Never blocks.
+ *   0                   finished: every entry was delivered, or, when the
+ *                       deadline came first, is in the write-ahead spool or
+ *                       was handed to the drop callback / drop buffer (reason
+ *                       BATCHQ_DROP_SHUTDOWN; pull it with
+ *                       batchq_poll_dropped, which works after the shutdown).
+ *                       The sending threads have ended and the spools are
+ *                       synced; batchq_free() now returns without waiting.
+ *   BATCHQ_EINPROGRESS  still running (at most until its deadline, plus the
+ *                       ~100 ms an attempt in flight takes to notice).
+ *   BATCHQ_EINVAL       NULL queue, or no shutdown was begun.
+ * batchq_free() on a queue whose shutdown is still running waits for that
+ * shutdown, i.e. at most until its deadline; it does not start another.
+ * Thread-safe.
+ */
+BATCHQ_API int batchq_shutdown_poll(batchq_queue *q);
 
 #ifdef __cplusplus
 } /* extern "C" */

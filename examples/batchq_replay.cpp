@@ -10,11 +10,16 @@
 //
 // DIR is one spool directory: for an http_log with spool_dir S that is
 // S/dead-letter (dropped entries) or S/write-ahead (accepted, unacknowledged
-// entries).
+// entries). list also takes any directory above spools (a spool_dir, or the
+// Kong plugin's <spool_dir>/<queue-id>/worker-<n> tree) and lists every spool
+// found under it, at any depth.
 //
 //   list   one line per segment file (seqs, records, unacknowledged, bytes,
 //          damage) and a total line with the acknowledgement mark. Read-only:
 //          takes no lock, so it works while the owner (nginx) has the spool.
+//          Given a tree: "spool <path>" before each spool's lines, and a
+//          last line "spools=<n> under DIR". print and send given a tree
+//          name the spools found and exit 2.
 //   print  the unacknowledged records, oldest first, as JSON lines:
 //          {"seq":..,"kind":..,"reason":..,"reason_name":..,"attempts":..,
 //           "time_ms":..,"error":..,"payload":<the entry>} - a payload that is
@@ -49,6 +54,7 @@
 // 3 the spool is locked by its owner (the message names the pid).
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -92,6 +98,8 @@ constexpr const char* help_text =
     "\n"
     "  list   segments, record counts, bytes, acknowledgement mark, damage.\n"
     "         Read-only: works while the owner (e.g. nginx) holds the spool.\n"
+    "         DIR may also be a directory above spools: every spool found\n"
+    "         under it (any depth) is listed with its path.\n"
     "  print  unacknowledged records as JSON lines, oldest first. Read-only.\n"
     "         --from SEQ   start at this seq      --limit N   at most N records\n"
     "  send   deliver the unacknowledged records in seq order, N per request,\n"
@@ -249,26 +257,65 @@ arguments parse_arguments(int argc, char** argv) {
   return a;
 }
 
-// An http_log's spool_dir holds the spools in subdirectories; DIR must be one
-// of those. Returns the subdirectories when DIR looks like such a parent (no
-// spool files of its own), so that nothing is created in the wrong place.
-std::vector<std::string> spool_subdirs_instead(const std::string& dir) {
+// Spools found under a directory (batchq-replay list TREE). A spool is a
+// directory holding a LOCK, an ACK or a segment file; an http_log spool_dir
+// holds two (dead-letter, write-ahead), and a Kong plugin lays out one
+// spool_dir per queue and worker (<dir>/<queue-id>/worker-<n>/...), so a
+// tree may hold any number, at any depth.
+bool is_spool_dir(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
-  std::vector<std::string> subdirs;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name == "LOCK" || name == "ACK" || name.rfind("spool-", 0) == 0) return {};
-    std::error_code ec2;
-    if ((name == "dead-letter" || name == "write-ahead") && it->is_directory(ec2)) subdirs.push_back(name);
+    if (name == "LOCK" || name == "ACK" || (name.rfind("spool-", 0) == 0 && name.size() > 4 &&
+                                            name.compare(name.size() - 4, 4, ".seg") == 0))
+      return true;
   }
-  return subdirs;
+  return false;
+}
+
+// Every spool under `dir`, sorted by path; empty when `dir` is itself a
+// spool or holds none (then it is handled as one spool, as before). Symbolic
+// links are not followed; unreadable directories are skipped.
+std::vector<std::string> spools_below(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> found;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec) || is_spool_dir(dir)) return found;
+  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code ec2;
+    if (!it->is_directory(ec2) || it->is_symlink(ec2)) continue;
+    if (is_spool_dir(it->path())) {
+      found.push_back(it->path().string());
+      it.disable_recursion_pending();  // spools do not nest
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
 }
 
 // The library's helpers write bare messages; prefix each line with the command.
 void copy_prefixed(const std::string& text, const std::string& prefix, std::ostream& out) {
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) out << prefix << line << '\n';
+}
+
+// list over a tree: "spool <path>" then that spool's listing, for each; a
+// last line counts them. Exit status: the worst of the spools'.
+int run_list_tree(const std::string& dir, const std::vector<std::string>& spools, const std::string& prefix) {
+  int rc = exit_ok;
+  for (const auto& path : spools) {
+    std::cout << "spool " << path << '\n';
+    std::ostringstream err;
+    const int one = batchq::replay_list(path, std::cout, err);
+    std::cout.flush();
+    copy_prefixed(err.str(), prefix + path + ": ", std::cerr);
+    if (one != exit_ok) rc = exit_failed;
+  }
+  std::cout << "spools=" << spools.size() << " under " << dir << '\n';
+  std::cout.flush();
+  return std::cout.good() ? rc : exit_failed;
 }
 
 const char* reason_name(std::uint8_t reason) {
@@ -435,13 +482,14 @@ int main(int argc, char** argv) {
   }
 
   const std::string prefix = "batchq-replay " + a.command + ": ";
-  const std::vector<std::string> subdirs = spool_subdirs_instead(a.dir);
-  if (!subdirs.empty()) {
-    std::string dir = a.dir;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    std::cerr << prefix << '"' << a.dir << "\" is an http_log spool_dir, not a spool: give one of";
-    for (const auto& sub : subdirs) std::cerr << ' ' << dir << '/' << sub;
-    std::cerr << '\n' << usage_text;
+  const std::vector<std::string> spools = spools_below(a.dir);
+  if (!spools.empty()) {
+    if (a.command == "list") return run_list_tree(a.dir, spools, prefix);
+    // print and send work on one spool (send needs that spool's endpoint).
+    std::cerr << prefix << '"' << a.dir << "\" is not a spool but holds " << spools.size()
+              << (spools.size() == 1 ? " spool" : " spools") << ": give one of";
+    for (const auto& sp : spools) std::cerr << ' ' << sp;
+    std::cerr << " (batchq-replay list " << a.dir << " shows them all)\n" << usage_text;
     return exit_usage;
   }
   try {

@@ -76,6 +76,60 @@ std::chrono::milliseconds get_seconds(const std::string& key, const Value& v, do
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(d * 1000.0)));
 }
 
+// Kong's http-log timeout / keepalive: a number of ms, fractions allowed
+// (Kong's schema says "number"). Rounded up to whole ms; values above
+// k_max_socket_ms are clamped to it; negative values are refused.
+constexpr std::int64_t k_max_socket_ms = 2147483647;  // 2^31-1: OpenResty's settimeout refuses more
+
+std::chrono::milliseconds get_ms(const std::string& key, const Value& v) {
+  const std::string range = "a number of milliseconds, 0 or more";
+  if (!v.IsNumber()) bad(key, "must be " + range + ", got " + type_name(v));
+  if (v.IsUint64() || v.IsInt64()) {
+    if (v.IsInt64() && v.GetInt64() < 0) bad(key, "must be " + range + ", got " + std::to_string(v.GetInt64()));
+    const std::uint64_t n = v.IsUint64() ? v.GetUint64() : static_cast<std::uint64_t>(v.GetInt64());
+    return std::chrono::milliseconds(static_cast<std::int64_t>(std::min<std::uint64_t>(n, k_max_socket_ms)));
+  }
+  const double d = v.GetDouble();
+  if (!(d >= 0)) {
+    char shown[32];
+    std::snprintf(shown, sizeof shown, "%g", d);
+    bad(key, "must be " + range + ", got " + shown);
+  }
+  if (d >= static_cast<double>(k_max_socket_ms)) return std::chrono::milliseconds(k_max_socket_ms);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(d)));
+}
+
+// An integer (Kong "integer") of at least `lo`; values above `hi` are
+// clamped to `hi` instead of refused (Kong's schema has no upper bound there).
+std::int64_t get_int_clamped(const std::string& key, const Value& v, std::int64_t lo, std::int64_t hi) {
+  const std::string range = lo == std::numeric_limits<std::int64_t>::min()
+                                ? std::string("an integer")
+                                : "an integer from " + std::to_string(lo) + " (larger values are clamped to " +
+                                      std::to_string(hi) + ")";
+  if (!v.IsNumber()) bad(key, "must be " + range + ", got " + type_name(v));
+  if (v.IsInt64()) {
+    const std::int64_t n = v.GetInt64();
+    if (n < lo) bad(key, "must be " + range + ", got " + std::to_string(n));
+    return std::min(n, hi);
+  }
+  if (v.IsUint64()) return hi;  // above INT64_MAX
+  const double d = v.GetDouble();
+  char shown[32];
+  std::snprintf(shown, sizeof shown, "%g", d);
+  if (std::floor(d) != d) bad(key, "must be " + range + ", got " + shown);
+  if (!(d >= static_cast<double>(lo))) bad(key, "must be " + range + ", got " + shown);
+  return hi;  // an integral double outside int64 (1e300)
+}
+
+// Seconds with an upper bound that clamps rather than refuses: Kong's
+// http-log 2.x / queue schema leave these unbounded; k_clamp_s (more than
+// three years) already means "never" for every one of them.
+constexpr double k_clamp_s = 1e8;
+std::chrono::milliseconds get_seconds_clamped(const std::string& key, const Value& v, double lo) {
+  if (v.IsNumber() && v.GetDouble() > k_clamp_s) return std::chrono::milliseconds(static_cast<std::int64_t>(k_clamp_s * 1000));
+  return get_seconds(key, v, lo, k_clamp_s);
+}
+
 template <class E>
 E get_enum(const std::string& key, const Value& v, std::initializer_list<std::pair<const char*, E>> choices) {
   std::string allowed;
@@ -88,9 +142,9 @@ E get_enum(const std::string& key, const Value& v, std::initializer_list<std::pa
 }
 
 constexpr std::int64_t k_max_ms = 24LL * 3600 * 1000;  // a day
-constexpr double k_max_s = 24.0 * 3600;
 constexpr std::int64_t k_max_count = 100000000;
 constexpr std::int64_t k_max_bytes = std::numeric_limits<std::int64_t>::max();
+constexpr std::size_t k_unlimited_concurrency = 16;
 
 const std::vector<std::pair<const char*, setter>>& keys() {
   using ms = std::chrono::milliseconds;
@@ -120,21 +174,32 @@ const std::vector<std::pair<const char*, setter>>& keys() {
            }
          }
        }},
-      {"timeout", [](const Value& v, http_log_options& o) { o.http.timeout = ms(get_int("timeout", v, 1, k_max_ms)); }},
-      {"keepalive", [](const Value& v, http_log_options& o) { o.http.keepalive = ms(get_int("keepalive", v, 0, k_max_ms)); }},
-      {"connect_timeout",
-       [](const Value& v, http_log_options& o) { o.http.connect_timeout = ms(get_int("connect_timeout", v, 0, k_max_ms)); }},
+      {"timeout",
+       [](const Value& v, http_log_options& o) {
+         o.http.timeout = get_ms("timeout", v);
+         if (o.http.timeout.count() == 0) o.http.timeout = ms(60000);  // OpenResty: 0 = lua_socket_*_timeout, 60 s
+       }},
+      {"keepalive", [](const Value& v, http_log_options& o) { o.http.keepalive = get_ms("keepalive", v); }},
+      {"connect_timeout", [](const Value& v, http_log_options& o) { o.http.connect_timeout = get_ms("connect_timeout", v); }},
       {"queue_size",
        [](const Value& v, http_log_options& o) {
-         o.queue.batch_max_size = static_cast<std::size_t>(get_int("queue_size", v, 1, k_max_count));
+         // Kong 2.x: any integer; one below 1 closes a batch per entry, as 1 does.
+         o.queue.batch_max_size = static_cast<std::size_t>(std::max<std::int64_t>(
+             1, get_int_clamped("queue_size", v, std::numeric_limits<std::int64_t>::min(), k_max_count)));
        }},
       {"retry_count",
-       [](const Value& v, http_log_options& o) { o.queue.retry_count = static_cast<int>(get_int("retry_count", v, 0, 1000000)); }},
+       [](const Value& v, http_log_options& o) {
+         // Kong 2.x: any integer; below 1 acts as 1 attempt.
+         o.queue.retry_count = static_cast<int>(std::max<std::int64_t>(
+             0, get_int_clamped("retry_count", v, std::numeric_limits<std::int64_t>::min(), 1000000)));
+       }},
       {"flush_timeout",
-       [](const Value& v, http_log_options& o) { o.queue.flush_timeout = get_seconds("flush_timeout", v, 0.001, k_max_s); }},
+       [](const Value& v, http_log_options& o) {
+         o.queue.flush_timeout = std::max(ms(1), get_seconds_clamped("flush_timeout", v, 0));  // 0 acts as 1 ms
+       }},
       // --- batchq: queue ---
       {"process_delay",
-       [](const Value& v, http_log_options& o) { o.queue.process_delay = get_seconds("process_delay", v, 0, k_max_s); }},
+       [](const Value& v, http_log_options& o) { o.queue.process_delay = get_seconds_clamped("process_delay", v, 0); }},
       {"batch_max_bytes",
        [](const Value& v, http_log_options& o) {
          o.queue.batch_max_bytes = static_cast<std::size_t>(get_int("batch_max_bytes", v, 0, k_max_bytes));
@@ -145,7 +210,7 @@ const std::vector<std::pair<const char*, setter>>& keys() {
        }},
       {"max_bytes",
        [](const Value& v, http_log_options& o) {
-         o.queue.max_bytes = static_cast<std::size_t>(get_int("max_bytes", v, 0, k_max_bytes));
+         o.queue.max_bytes = static_cast<std::size_t>(get_int_clamped("max_bytes", v, 0, k_max_bytes));
        }},
       {"overflow",
        [](const Value& v, http_log_options& o) {
@@ -153,7 +218,14 @@ const std::vector<std::pair<const char*, setter>>& keys() {
              "overflow", v, {{"drop_oldest", overflow_policy::drop_oldest}, {"refuse_new", overflow_policy::refuse_new}});
        }},
       {"max_retry_time",
-       [](const Value& v, http_log_options& o) { o.queue.max_retry_time = get_seconds("max_retry_time", v, 0, k_max_s); }},
+       [](const Value& v, http_log_options& o) {
+         // Negative (Kong 3.x: -1) = no retries: see parse_http_log_config.
+         if (v.IsNumber() && v.GetDouble() < 0) {
+           o.queue.max_retry_time = ms(-1);
+           return;
+         }
+         o.queue.max_retry_time = get_seconds_clamped("max_retry_time", v, 0);
+       }},
       {"backoff",
        [](const Value& v, http_log_options& o) {
          o.queue.backoff = get_enum<backoff_policy>(
@@ -161,10 +233,10 @@ const std::vector<std::pair<const char*, setter>>& keys() {
        }},
       {"initial_retry_delay",
        [](const Value& v, http_log_options& o) {
-         o.queue.initial_retry_delay = get_seconds("initial_retry_delay", v, 0.001, k_max_s);
+         o.queue.initial_retry_delay = get_seconds_clamped("initial_retry_delay", v, 0.001);
        }},
       {"max_retry_delay",
-       [](const Value& v, http_log_options& o) { o.queue.max_retry_delay = get_seconds("max_retry_delay", v, 0.001, k_max_s); }},
+       [](const Value& v, http_log_options& o) { o.queue.max_retry_delay = get_seconds_clamped("max_retry_delay", v, 0.001); }},
       {"jitter", [](const Value& v, http_log_options& o) { o.queue.jitter = get_bool("jitter", v); }},
       {"jitter_seed",
        [](const Value& v, http_log_options& o) {
@@ -176,7 +248,18 @@ const std::vector<std::pair<const char*, setter>>& keys() {
                                               {{"kong_idle", flush_mode::kong_idle}, {"coalescing", flush_mode::coalescing}});
        }},
       {"concurrency",
-       [](const Value& v, http_log_options& o) { o.queue.concurrency = static_cast<std::size_t>(get_int("concurrency", v, 1, 64)); }},
+       [](const Value& v, http_log_options& o) {
+         // -1: Kong 3.x concurrency_limit -1 ("unlimited"), bounded here at
+         // k_unlimited_concurrency threads (they are started with the queue).
+         if (v.IsInt64() && v.GetInt64() == -1) {
+           o.queue.concurrency = k_unlimited_concurrency;
+           return;
+         }
+         const std::string range = "-1 (as many as allowed: " + std::to_string(k_unlimited_concurrency) + ") or an integer from 1 to 64";
+         if (!v.IsInt64() || v.GetInt64() < 1 || v.GetInt64() > 64)
+           bad("concurrency", "must be " + range + ", got " + (v.IsNumber() ? std::to_string(v.GetDouble()) : type_name(v)));
+         o.queue.concurrency = static_cast<std::size_t>(v.GetInt64());
+       }},
       {"shutdown_timeout",
        [](const Value& v, http_log_options& o) { o.queue.shutdown_timeout = get_seconds("shutdown_timeout", v, 0, 3600); }},
       // --- batchq: HTTP ---
@@ -194,6 +277,15 @@ const std::vector<std::pair<const char*, setter>>& keys() {
       {"client_key", [](const Value& v, http_log_options& o) { o.http.client_key = get_string("client_key", v); }},
       {"drop_permanent_4xx",
        [](const Value& v, http_log_options& o) { o.http.drop_permanent_4xx = get_bool("drop_permanent_4xx", v); }},
+      {"success_status_max",
+       [](const Value& v, http_log_options& o) {
+         o.http.success_status_max = static_cast<int>(get_int("success_status_max", v, 200, 599));
+       }},
+      {"timeout_scope",
+       [](const Value& v, http_log_options& o) {
+         o.http.scope = get_enum<timeout_scope>("timeout_scope", v,
+                                                {{"request", timeout_scope::request}, {"operation", timeout_scope::operation}});
+       }},
       {"max_error_body",
        [](const Value& v, http_log_options& o) {
          o.http.max_error_body = static_cast<std::size_t>(get_int("max_error_body", v, 0, 1 << 20));
@@ -289,6 +381,10 @@ http_log_options parse_http_log_config(std::string_view json) {
     found->second(it->value, o);
   }
   if (o.http.http_endpoint.empty()) bad("http_endpoint", "is required (an http:// or https:// URL)");
+  if (o.queue.max_retry_time.count() < 0) {  // Kong 3.x max_retry_time -1: give up after the first failure
+    o.queue.max_retry_time = std::chrono::milliseconds(0);
+    o.queue.retry_count = 1;
+  }
   std::string field;
   std::string err = validate(o, &field);
   if (!err.empty()) throw options_error(field, err);

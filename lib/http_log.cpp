@@ -146,6 +146,12 @@ struct http_log::impl {
 
   std::unique_ptr<batch_queue<log_record>> q;
 
+  // Non-blocking shutdown (shutdown_begin): the thread that runs it.
+  std::mutex sd_mu;
+  std::thread sd_thread;
+  std::atomic<bool> sd_started{false};
+  std::atomic<bool> sd_finished{false};
+
   std::unique_ptr<http_sender> take_sender() {
     {
       std::lock_guard<std::mutex> g(pool_mu);
@@ -404,6 +410,13 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   qcb.on_drop = [&m](span<log_record> e, const drop_info& info) { m.on_drop(e, info); };
   qcb.on_log = [&m](log_level l, std::string_view t) { m.on_log(l, t); };
   m.q = std::make_unique<batch_queue<log_record>>(m.opt.queue, std::move(qcb));
+  if (m.q->options().max_entries != m.opt.queue.max_entries) {
+    // Kong accepts max_entries (or its default 10000) below the batch size.
+    m.on_log(log_level::info, "max_entries " + std::to_string(m.opt.queue.max_entries) + " is below queue_size " +
+                                  std::to_string(m.opt.queue.batch_max_size) + ": the queue holds up to " +
+                                  std::to_string(m.q->options().max_entries) + " entries (one batch)");
+    m.opt.queue.max_entries = m.q->options().max_entries;
+  }
 
   if (m.wal_owner) {
     m.replay(*m.wal_owner);
@@ -419,6 +432,10 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
 
 http_log::~http_log() {
   impl_->stop_opener();  // it may be re-queueing into the queue
+  {
+    std::lock_guard<std::mutex> g(impl_->sd_mu);
+    if (impl_->sd_thread.joinable()) impl_->sd_thread.join();  // bounded by its deadline
+  }
   shutdown(impl_->opt.queue.shutdown_timeout);
   impl_->q.reset();  // joins the workers before the spools close
 }
@@ -467,11 +484,37 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
 bool http_log::flush(std::chrono::milliseconds timeout) noexcept { return impl_->q->flush(timeout); }
 
 bool http_log::shutdown(std::chrono::milliseconds timeout) noexcept {
+  impl_->sd_started.store(true);
   const bool ok = impl_->q->shutdown(timeout);
   for (spool* s : {impl_->dead.load(), impl_->wal.load()})
     if (s) s->sync();
+  impl_->sd_finished.store(true);
   return ok;
 }
+
+bool http_log::shutdown_begin(std::chrono::milliseconds timeout) noexcept {
+  impl& m = *impl_;
+  try {
+    std::lock_guard<std::mutex> g(m.sd_mu);
+    if (m.sd_started.load()) return true;
+    m.q->close();  // from here on enqueue() refuses
+    const auto deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(
+                                                                  timeout, std::chrono::hours(24 * 365 * 10));
+    const block_signals no_signals_in_our_threads;
+    m.sd_thread = std::thread([this, deadline] {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      shutdown(std::max(left, std::chrono::milliseconds(0)));
+    });
+    m.sd_started.store(true);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool http_log::shutdown_finished() const noexcept { return impl_->sd_finished.load(); }
+
+bool http_log::shutdown_started() const noexcept { return impl_->sd_started.load(); }
 
 queue_stats http_log::stats() const { return impl_->q->stats(); }
 

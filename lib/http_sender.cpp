@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <cstring>
 #include <ctime>
@@ -216,8 +217,13 @@ std::string validate(const http_sender_options& o, std::string* field) {
   }
   auto ms = [](std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; };
   if (o.timeout.count() <= 0) return fail_field(field, "timeout", "is " + ms(o.timeout) + " (allowed: 1 ms or more)");
-  if (o.keepalive.count() <= 0)
-    return fail_field(field, "keepalive", "is " + ms(o.keepalive) + " (allowed: 1 ms or more)");
+  if (o.keepalive.count() < 0)
+    return fail_field(field, "keepalive", "is " + ms(o.keepalive) + " (allowed: 0 for no reuse, or more)");
+  if (o.success_status_max < 200 || o.success_status_max > 599)
+    return fail_field(field, "success_status_max",
+                      "is " + std::to_string(o.success_status_max) + " (allowed: 200 to 599; 299 = 2xx only, 399 = Kong 2.x)");
+  if (static_cast<int>(o.scope) < 0 || static_cast<int>(o.scope) > 1)
+    return fail_field(field, "timeout_scope", "is not a timeout_scope value (allowed: request, operation)");
   if (o.connect_timeout.count() < 0)
     return fail_field(field, "connect_timeout",
                       "is " + ms(o.connect_timeout) + " (allowed: 0 for min(timeout, 5000 ms), or more)");
@@ -241,6 +247,10 @@ struct http_sender::impl {
   std::string err_body;
   std::string retry_after_value;
   const attempt_context* ctx = nullptr;
+  // timeout_scope::operation: when a byte last moved (or the attempt began).
+  std::chrono::steady_clock::time_point last_progress{};
+  curl_off_t seen_up = 0, seen_down = 0, seen_header = 0;
+  bool stalled = false;
 
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
@@ -305,9 +315,12 @@ struct http_sender::impl {
     std::sort(secrets.begin(), secrets.end(),
               [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
 
+    const bool per_op = opts.scope == timeout_scope::operation;
     const auto timeout_ms = static_cast<long>(opts.timeout.count());
     long connect_ms = static_cast<long>(opts.connect_timeout.count());
-    if (connect_ms == 0) connect_ms = std::min(timeout_ms, 5000L);
+    // Per operation, connecting is one operation bounded by `timeout` (as
+    // cosocket connect); the whole request has no bound but progress.
+    if (connect_ms == 0) connect_ms = per_op ? timeout_ms : std::min(timeout_ms, 5000L);
     const long maxage_s = static_cast<long>((opts.keepalive.count() + 999) / 1000);
 
     CURLcode rc = CURLE_OK;
@@ -321,9 +334,10 @@ struct http_sender::impl {
     set(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L));
     set(curl_easy_setopt(easy, CURLOPT_PROXY, ""));  // ignore http_proxy & co.
     set(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1)));
-    set(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms));
+    set(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, per_op ? 0L : timeout_ms));
     set(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms));
     set(curl_easy_setopt(easy, CURLOPT_MAXAGE_CONN, std::max(1L, maxage_s)));
+    if (opts.keepalive.count() == 0) set(curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L));
     set(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
     set(curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L));
     set(curl_easy_setopt(easy, CURLOPT_USERAGENT, "batchq/" BATCHQ_VERSION_STRING));
@@ -349,6 +363,7 @@ struct http_sender::impl {
   static std::size_t on_body(char* data, std::size_t size, std::size_t n, void* self) {
     auto* me = static_cast<impl*>(self);
     const std::size_t len = size * n;
+    me->last_progress = std::chrono::steady_clock::now();
     const std::size_t room = me->opts.max_error_body - std::min(me->opts.max_error_body, me->err_body.size());
     me->err_body.append(data, std::min(room, len));
     return len;  // the rest is read and discarded, keeping the connection usable
@@ -358,6 +373,7 @@ struct http_sender::impl {
     auto* me = static_cast<impl*>(self);
     const std::size_t len = size * n;
     std::string_view line(data, len);
+    me->last_progress = std::chrono::steady_clock::now();
     if (line.substr(0, 5) == "HTTP/") {  // a new response (after 1xx or a retry): forget the old one
       me->retry_after_value.clear();
       me->err_body.clear();
@@ -402,7 +418,17 @@ struct http_sender::impl {
         result = CURLE_ABORTED_BY_CALLBACK;
         break;
       }
-      if (mc == CURLM_OK) mc = curl_multi_poll(multi, nullptr, 0, ctx ? kCancelPollMs : 1000, nullptr);
+      int wait_ms = ctx ? kCancelPollMs : 1000;
+      if (opts.scope == timeout_scope::operation) {
+        const long long idle_left = idle_ms_left();
+        if (idle_left <= 0) {
+          stalled = true;
+          result = CURLE_OPERATION_TIMEDOUT;
+          break;
+        }
+        wait_ms = static_cast<int>(std::min<long long>(wait_ms, idle_left));
+      }
+      if (mc == CURLM_OK) mc = curl_multi_poll(multi, nullptr, 0, wait_ms, nullptr);
       if (mc != CURLM_OK) {
         *multi_error = curl_multi_strerror(mc);
         result = CURLE_FAILED_INIT;
@@ -413,6 +439,27 @@ struct http_sender::impl {
     // goes back to the multi handle's cache for the next send().
     curl_multi_remove_handle(multi, easy);
     return result;
+  }
+
+  // timeout_scope::operation: ms until the attempt counts as stalled (no
+  // byte sent or received for opts.timeout). Bytes are read off the handle's
+  // counters here rather than in the progress callback, whose call rate
+  // libcurl does not promise.
+  long long idle_ms_left() {
+    curl_off_t up = 0, down = 0;
+    long header = 0;
+    curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+    curl_easy_getinfo(easy, CURLINFO_HEADER_SIZE, &header);
+    const auto now = std::chrono::steady_clock::now();
+    if (up != seen_up || down != seen_down || header != seen_header) {
+      seen_up = up;
+      seen_down = down;
+      seen_header = header;
+      last_progress = now;
+    }
+    const auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_progress);
+    return static_cast<long long>((opts.timeout - idle).count());
   }
 
   void scrub(std::string& s) const {
@@ -430,6 +477,9 @@ struct http_sender::impl {
       body = gz;
     }
     ctx = attempt;
+    last_progress = std::chrono::steady_clock::now();
+    seen_up = seen_down = seen_header = 0;
+    stalled = false;
     err_body.clear();
     retry_after_value.clear();
     errbuf[0] = '\0';
@@ -447,7 +497,7 @@ struct http_sender::impl {
       long code = 0;
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
       r.status = static_cast<int>(code);
-      if (code >= 200 && code < 300) {
+      if (code >= 200 && code <= opts.success_status_max) {
         r.ok = true;
         return r;
       }
@@ -461,6 +511,8 @@ struct http_sender::impl {
       std::string why;
       if (cancelled)
         why = "cancelled";
+      else if (stalled)
+        why = "timeout (nothing sent or received for " + std::to_string(opts.timeout.count()) + " ms)";
       else if (!multi_error.empty())
         why = multi_error;
       else if (errbuf[0] != '\0')

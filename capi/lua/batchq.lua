@@ -13,6 +13,7 @@
 --    init_by_lua: the sending thread does not survive fork().
 --  * flush(), shutdown() and close() block the calling thread up to their
 --    timeout: call them from a timer or at worker exit, never from a request.
+--    shutdown_begin() + shutdown_poll() never block (worker exit in nginx).
 --  * Every function returns nil plus an error string (and the numeric
 --    BATCHQ_E* code where there is one) instead of raising, except require()
 --    when the library cannot be found.
@@ -108,6 +109,8 @@ int batchq_stats_json(batchq_queue *q, char *buf, size_t buf_len,
                       size_t *out_len);
 int batchq_stats_prometheus(batchq_queue *q, char *buf, size_t buf_len,
                             size_t *out_len);
+int batchq_shutdown_begin(batchq_queue *q, int64_t timeout_ms);
+int batchq_shutdown_poll(batchq_queue *q);
 ]]
 end
 
@@ -118,7 +121,7 @@ local _M = { _VERSION = "0.1.0" }
 local E = {
   OK = 0, EINVAL = -1, ECONFIG = -2, EFULL = -3, ETOOLARGE = -4, EJSON = -5,
   ESHUTDOWN = -6, ETIMEDOUT = -7, ENOMEM = -8, ESPOOL = -9, ESMALLBUF = -10,
-  EINTERNAL = -11,
+  EINTERNAL = -11, EINPROGRESS = -12,
 }
 _M.errors = E
 
@@ -156,6 +159,22 @@ local function file_exists(path)
     return true
   end
   return false
+end
+
+-- The directory this file was loaded from (debug.getinfo's "@/path/x.lua"),
+-- and the lib/ directories an install puts next to it, in that order.
+local function module_dirs()
+  local info = debug and debug.getinfo and debug.getinfo(1, "S")
+  local src = info and info.source or ""
+  local dir = src:match("^@(.*)/[^/]*$")
+  if not dir then
+    if src:match("^@[^/]*$") then
+      dir = "."
+    else
+      return {}
+    end
+  end
+  return { dir, dir .. "/../lib", dir .. "/../../lib", dir .. "/../../../lib" }
 end
 
 local function load_library()
@@ -199,14 +218,36 @@ local function load_library()
     end
   end
 
+  -- Then next to this module, and in the lib/ directories an install
+  -- prefix puts beside it (<prefix>/share/lua/5.1/batchq.lua ->
+  -- <prefix>/lib/libbatchq.so): Kong's default lua_package_cpath knows
+  -- neither.
+  for _, dir in ipairs(module_dirs()) do
+    for _, name in ipairs({ "libbatchq.so", "libbatchq.so.0", "batchq.so" }) do
+      local path = dir .. "/" .. name
+      if not seen[path] then
+        seen[path] = true
+        local lib, found = try(path, true)
+        if lib then
+          return lib, found
+        end
+      end
+    end
+  end
+
   -- Last: the dynamic linker's own search (LD_LIBRARY_PATH, ld.so.cache).
   local lib, found = try("batchq", false)
   if lib then
     return lib, found
   end
 
-  error("batchq: could not find libbatchq.so (set BATCHQ_LIB or add its "
-        .. "directory to package.cpath / lua_package_cpath); tried:\n  "
+  error("batchq: could not find libbatchq.so. To fix it, either set "
+        .. "BATCHQ_LIB=/path/to/libbatchq.so in the environment (under nginx "
+        .. "also add `env BATCHQ_LIB;` to nginx.conf), or add the library's "
+        .. "directory to the Lua C path: in kong.conf "
+        .. "`lua_package_cpath = /path/to/?.so;;` (environment: "
+        .. "KONG_LUA_PACKAGE_CPATH), in plain OpenResty "
+        .. "`lua_package_cpath \"/path/to/?.so;;\";`. Paths tried:\n  "
         .. concat(tried, "\n  "), 2)
 end
 
@@ -402,6 +443,48 @@ end
 -- true when nothing was left at the deadline, else nil + "timeout". Idempotent.
 function methods.shutdown(self, ms)
   return timed_call(self, ms, lib.batchq_shutdown)
+end
+
+-- Starts a shutdown and returns at once (never waits on the network or the
+-- deadline): from then on enqueue() is refused; the library's threads
+-- deliver until ms (default 5000) and then spool or drop (reason "shutdown",
+-- pollable) what is left. true, or nil + err + code. Calling it again, or on
+-- a closed queue, returns true.
+function methods.shutdown_begin(self, ms)
+  local h = self.h
+  if not h then
+    return true
+  end
+  local t = check_ms(ms, DEFAULT_TIMEOUT_MS)
+  if not t then
+    return nil, "timeout must be a number of milliseconds", EINVAL
+  end
+  local rc = lib.batchq_shutdown_begin(h, t)
+  if rc == 0 then
+    return true
+  end
+  return nil, strerror(rc), rc
+end
+
+-- true when the begun shutdown has finished (close() then does not block),
+-- false while it runs, nil + err + code otherwise (e.g. none was begun).
+-- Never blocks. A closed queue has finished.
+function methods.shutdown_poll(self)
+  local h = self.h
+  if not h then
+    return true
+  end
+  local rc = lib.batchq_shutdown_poll(h)
+  if rc == 0 then
+    return true
+  end
+  if rc == E.EINPROGRESS then
+    return false
+  end
+  if rc == EINVAL then
+    return nil, "no shutdown was begun (call shutdown_begin first)", rc
+  end
+  return nil, strerror(rc), rc
 end
 
 local function u64(v)

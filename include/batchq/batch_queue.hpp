@@ -131,7 +131,7 @@ class batch_queue {
   /// Validates the options (throws options_error naming the field) and, with
   /// execution::own_threads, starts `concurrency` worker threads.
   batch_queue(batch_queue_options options, batch_queue_callbacks<T> callbacks)
-      : opt_(std::move(options)), cb_(std::move(callbacks)) {
+      : opt_(effective(std::move(options))), cb_(std::move(callbacks)) {
     std::string field;
     std::string err = validate(opt_, &field);
     if (!err.empty()) throw options_error(field, err);
@@ -182,6 +182,20 @@ class batch_queue {
       return settled_locked(upto);
     } catch (...) {
       return false;
+    }
+  }
+
+  /// Refuses new entries from now on (enqueue() returns shut_down) and
+  /// returns at once: nothing is delivered, dropped or waited for. For a host
+  /// that runs shutdown() on another thread but must stop intake first.
+  /// shutdown() begins with the same step. Idempotent. Thread-safe.
+  void close() noexcept {
+    try {
+      closed_.store(true, std::memory_order_seq_cst);
+      // A producer that got past the closed_ check holds its shard's lock
+      // until its entry is in: taking every shard lock once waits them out.
+      for (std::size_t i = 0; i < shard_count_; ++i) std::lock_guard<std::mutex> g(shards_[i].mu);
+    } catch (...) {
     }
   }
 
@@ -262,6 +276,8 @@ class batch_queue {
     return s;
   }
 
+  /// The options in effect (max_entries raised to batch_max_size if it was
+  /// below; see batch_queue_options::max_entries).
   const batch_queue_options& options() const noexcept { return opt_; }
 
   /// Counts a refusal decided outside the queue (http_log's JSON check), so
@@ -308,6 +324,11 @@ class batch_queue {
   };
 
   enum class wait_kind { none, process_delay, backoff };
+
+  static batch_queue_options effective(batch_queue_options o) {
+    if (o.max_entries != 0 && o.max_entries < o.batch_max_size) o.max_entries = o.batch_max_size;
+    return o;
+  }
 
   std::size_t size_of(const T& v) const { return cb_.size_of ? cb_.size_of(v) : detail::default_size(v); }
 

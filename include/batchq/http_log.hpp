@@ -123,7 +123,9 @@ class BATCHQ_CXX_API http_log {
   /// spool if configured (throws std::runtime_error with the path and the
   /// system error), and starts the queue's worker thread(s).
   explicit http_log(http_log_options options, http_log_callbacks callbacks = {});
-  /// shutdown(options().queue.shutdown_timeout)
+  /// shutdown(options().queue.shutdown_timeout); while a shutdown_begin()
+  /// shutdown still runs, waits for it instead (at most its own deadline,
+  /// plus the ~100 ms an attempt in flight takes to notice the cancel).
   ~http_log();
   http_log(const http_log&) = delete;
   http_log& operator=(const http_log&) = delete;
@@ -136,6 +138,24 @@ class BATCHQ_CXX_API http_log {
   /// See batch_queue::flush / shutdown. noexcept.
   bool flush(std::chrono::milliseconds timeout) noexcept;
   bool shutdown(std::chrono::milliseconds timeout) noexcept;
+
+  /// Non-blocking shutdown. Refuses new entries at once (enqueue returns
+  /// shut_down when this returns), then runs shutdown(timeout) on a thread of
+  /// its own and returns without waiting for the network or the deadline.
+  /// The deadline is counted from this call. What is left at the deadline
+  /// goes where shutdown() puts it: the write-ahead spool with a spool_dir,
+  /// else on_drop / the drop buffer with reason `shutdown`. A second call, or
+  /// a call after shutdown(), does nothing and returns true. Returns false
+  /// only if the thread could not be started (intake is closed anyway; call
+  /// shutdown() instead). Thread-safe.
+  bool shutdown_begin(std::chrono::milliseconds timeout) noexcept;
+  /// Whether a shutdown (shutdown_begin() or shutdown()) has finished: every
+  /// entry delivered, spooled or handed to on_drop / the drop buffer, the
+  /// worker threads joined and the spools synced. After true, the
+  /// destructor does not wait. Never blocks. Thread-safe.
+  bool shutdown_finished() const noexcept;
+  /// Whether shutdown_begin() or shutdown() has been called.
+  bool shutdown_started() const noexcept;
 
   /// A consistent snapshot of the queue's counters.
   queue_stats stats() const;

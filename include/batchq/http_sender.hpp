@@ -23,7 +23,7 @@
 // the environment (http_proxy, ...) are ignored.
 //
 // Classification of one send():
-//   2xx                          ok
+//   200..success_status_max      ok (default 2xx only)
 //   other status                 failure, "request to <host>:<port> returned
 //                                status code <n> and body <first max_error_body bytes>"
 //   429 / 503 with Retry-After   failure with retry_after set
@@ -50,6 +50,19 @@
 
 namespace batchq {
 
+/// What http_sender_options::timeout bounds.
+enum class timeout_scope : int {
+  /// The whole request: connect, TLS, send, wait, receive (batchq's default;
+  /// makes shutdown deadlines and worst cases predictable).
+  request = 0,
+  /// Each socket operation, as OpenResty cosockets (Kong http-log) do: the
+  /// connection must be made within `timeout`, and an attempt fails once no
+  /// byte has been sent or received for `timeout` (tracked with ms
+  /// resolution). A response that keeps trickling may take longer than
+  /// `timeout` in all.
+  operation = 1,
+};
+
 /// Options of http_sender. Names and defaults follow Kong's http-log plugin
 /// where it has the option; every field documents its default.
 struct http_sender_options {
@@ -67,13 +80,14 @@ struct http_sender_options {
   /// Content-Length or Content-Type (any case), nor Authorization when the URL
   /// has userinfo, nor Content-Encoding when gzip is on. [http-log headers]
   std::vector<std::pair<std::string, std::string>> headers;
-  /// Upper bound on one whole request: connect, TLS, send, wait, receive.
-  /// Kong applies its timeout to each socket operation instead; a total bound
-  /// is what makes shutdown deadlines predictable. Large bodies on slow links
+  /// Upper bound on one whole request: connect, TLS, send, wait, receive
+  /// (scope = request), or on each socket operation (scope = operation, as
+  /// Kong does). A total bound is what makes shutdown deadlines predictable. Large bodies on slow links
   /// need a larger value. [http-log timeout, default 10000 ms]
   std::chrono::milliseconds timeout{10000};
   /// How long an idle connection is kept for reuse by the next send(); it is
-  /// rounded up to whole seconds (libcurl's CURLOPT_MAXAGE_CONN). TCP
+  /// rounded up to whole seconds (libcurl's CURLOPT_MAXAGE_CONN). 0: no
+  /// reuse, every request opens a new connection (CURLOPT_FORBID_REUSE). TCP
   /// keep-alive probes are on for open connections. The server may close an
   /// idle connection sooner; that costs no attempt (libcurl reconnects and
   /// resends when a reused connection turns out dead before any byte of the
@@ -104,6 +118,13 @@ struct http_sender_options {
   /// How many bytes of a failed response's body are quoted in the error text
   /// (the rest is read and discarded). Default 256.
   std::size_t max_error_body = 256;
+  /// The highest status that counts as delivered (200..599). Default 299:
+  /// only 2xx (Kong 3.x http-log, res.status < 300); 399 makes 3xx a success
+  /// too (Kong 2.x http-log, res.status < 400). Statuses above it are failures
+  /// as described at the top of this file (Retry-After, drop_permanent_4xx).
+  int success_status_max = 299;
+  /// What `timeout` bounds; see timeout_scope. Default request.
+  timeout_scope scope = timeout_scope::request;
 };
 
 /// Checks `o` without opening anything. Returns "" when valid, else
@@ -117,7 +138,8 @@ struct http_sender_options {
 ///                  Content-Type; values have no CR, LF or NUL; no
 ///                  Authorization together with userinfo in the URL; no
 ///                  Content-Encoding when gzip is on
-///   timeout, keepalive  > 0;  connect_timeout >= 0
+///   timeout  > 0;  keepalive, connect_timeout >= 0
+///   success_status_max  200..599;  scope  request or operation
 ///   client_key     only together with client_cert
 /// Thread-safe; does not need curl_global_init.
 BATCHQ_CXX_API std::string validate(const http_sender_options& o, std::string* field = nullptr);

@@ -169,7 +169,10 @@ struct batch_queue_options {
   /// [Kong 2.x retry_count; http-log default 10]
   int retry_count = 10;
   /// Upper bound on entries held (queued, in open batches and in flight).
-  /// 0 = unbounded (Kong 2.x). [Kong 3.x max_entries 10000]
+  /// 0 = unbounded (Kong 2.x). A value below batch_max_size is raised to
+  /// batch_max_size (the queue always holds at least one full batch; Kong
+  /// accepts max_entries < max_batch_size too); options() shows the
+  /// effective value. [Kong 3.x max_entries 10000]
   std::size_t max_entries = 10000;
   /// Upper bound on bytes held (sum of entry sizes). 0 = none. An entry larger
   /// than this is refused (enqueue_result::too_large). [Kong 3.x max_bytes]
@@ -183,7 +186,9 @@ struct batch_queue_options {
   backoff_policy backoff = backoff_policy::kong_quadratic;
   /// First wait of the exponential policy. [Kong 3.x initial_retry_delay 0.01 s]
   milliseconds initial_retry_delay{10};
-  /// Cap on any backoff wait, both policies. [Kong 2.x: 60 s fixed; Kong 3.x max_retry_delay 60 s]
+  /// Cap on any backoff wait, both policies: a wait is min(max_retry_delay,
+  /// what the policy computes), also when it is below initial_retry_delay.
+  /// [Kong 2.x: 60 s fixed; Kong 3.x max_retry_delay 60 s]
   milliseconds max_retry_delay{60000};
   /// Full jitter: each backoff wait is drawn uniformly from [0, wait], so many
   /// processes do not retry in lock-step. Off by default (Kong has none).
@@ -230,10 +235,6 @@ inline std::string validate(const batch_queue_options& o, std::string* field = n
     return fail("flush_timeout", "is " + ms(o.flush_timeout) + " (allowed: 1 ms or more)");
   if (o.process_delay.count() < 0)
     return fail("process_delay", "is " + ms(o.process_delay) + " (allowed: 0 or more)");
-  if (o.max_entries != 0 && o.max_entries < o.batch_max_size)
-    return fail("max_entries", "is " + std::to_string(o.max_entries) +
-                                   ", smaller than batch_max_size " + std::to_string(o.batch_max_size) +
-                                   " (allowed: 0 for unbounded, or at least batch_max_size)");
   if (o.max_bytes != 0 && o.batch_max_bytes > o.max_bytes)
     return fail("batch_max_bytes", "is " + std::to_string(o.batch_max_bytes) + ", larger than max_bytes " +
                                        std::to_string(o.max_bytes) + " (allowed: 0, or at most max_bytes)");
@@ -241,9 +242,8 @@ inline std::string validate(const batch_queue_options& o, std::string* field = n
     return fail("max_retry_time", "is " + ms(o.max_retry_time) + " (allowed: 0 for none, or more)");
   if (o.initial_retry_delay.count() < 1)
     return fail("initial_retry_delay", "is " + ms(o.initial_retry_delay) + " (allowed: 1 ms or more)");
-  if (o.max_retry_delay < o.initial_retry_delay)
-    return fail("max_retry_delay", "is " + ms(o.max_retry_delay) + ", below initial_retry_delay " +
-                                       ms(o.initial_retry_delay) + " (allowed: at least initial_retry_delay)");
+  if (o.max_retry_delay.count() < 1)
+    return fail("max_retry_delay", "is " + ms(o.max_retry_delay) + " (allowed: 1 ms or more)");
   if (o.concurrency < 1 || o.concurrency > 64)
     return fail("concurrency", "is " + std::to_string(o.concurrency) + " (allowed: 1 to 64)");
   if (o.shutdown_timeout.count() < 0)

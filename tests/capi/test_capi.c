@@ -125,7 +125,7 @@ static void test_version_and_names(void) {
   int code;
   CHECK(strcmp(batchq_version(), BATCHQ_VERSION_STRING) == 0);
   CHECK(batchq_version_number() == BATCHQ_VERSION_NUMBER);
-  for (code = BATCHQ_EINTERNAL; code <= BATCHQ_OK; ++code) {
+  for (code = BATCHQ_EINPROGRESS; code <= BATCHQ_OK; ++code) {
     const char *s = batchq_strerror(code);
     CHECK(s != NULL && strncmp(s, "BATCHQ_", 7) == 0);
   }
@@ -175,7 +175,7 @@ static void test_new_errors(void) {
   expect_config_error("{\"zzzzzzzzzz\":1,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "zzzzzzzzzz", "unknown key");
   expect_config_error("{\"retry_count\":\"ten\",\"http_endpoint\":\"http://127.0.0.1:9/\"}", "retry_count",
                       "got a string");
-  expect_config_error("{\"queue_size\":0,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "queue_size", "from 1");
+  expect_config_error("{\"queue_size\":\"5\",\"http_endpoint\":\"http://127.0.0.1:9/\"}", "queue_size", "integer");
   expect_config_error("{\"queue_size\":2.5,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "queue_size", "integer");
   expect_config_error("{\"flush_timeout\":-1,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "flush_timeout", "seconds");
   expect_config_error("{\"gzip\":1,\"http_endpoint\":\"http://127.0.0.1:9/\"}", "gzip", "true or false");
@@ -185,8 +185,8 @@ static void test_new_errors(void) {
   expect_config_error("{\"queue_size\":5}", "http_endpoint", "required");
   expect_config_error("{\"http_endpoint\":\"http://127.0.0.1:9/\",\"headers\":{\"Host\":\"x\"}}", "headers", "Host");
   expect_config_error("{\"http_endpoint\":\"http://127.0.0.1:9/\",\"method\":\"GET\"}", "method", "POST");
-  expect_config_error("{\"http_endpoint\":\"http://127.0.0.1:9/\",\"max_entries\":3,\"queue_size\":10}",
-                      "max_entries", "batch_max_size");
+  expect_config_error("{\"http_endpoint\":\"http://127.0.0.1:9/\",\"max_entries\":-3,\"queue_size\":10}",
+                      "max_entries", "from 0");
 
   /* A small errbuf gets a truncated, NUL-terminated message. */
   memset(tiny, 'x', sizeof tiny);

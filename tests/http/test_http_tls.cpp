@@ -73,6 +73,20 @@ TEST_CASE("https: a self-signed server is refused without ca_file and reached wi
     http_sender s(o);
     CHECK(s.send("{}").ok);
   }
+  SECTION("ssl_verify = false with a ca_file that does not match still connects; true with it is refused") {
+    tls_fixture other;  // an unrelated CA: verifying with it must fail
+    REQUIRE(other.ok);
+    auto o = options_for(rx.url("/"));
+    o.ca_file = other.cert;
+    o.ssl_verify = false;  // the Kong plugin's default for http-log configurations
+    http_sender lax(o);
+    const send_result r = lax.send("{}");
+    INFO(r.error);
+    CHECK(r.ok);
+    o.ssl_verify = true;
+    http_sender strict(o);
+    CHECK_FALSE(strict.send("{}").ok);
+  }
   SECTION("a name the certificate does not carry is refused") {
     tls_fixture other;  // a second, unrelated CA
     REQUIRE(other.ok);

@@ -418,6 +418,91 @@ test("garbage collection frees the queue (and it still delivers)", function()
   rx.stop()
 end, true)
 
+-- A listening socket that never accepts: connects succeed (the kernel's
+-- backlog), nothing ever answers.
+local ffi = require "ffi"
+pcall(ffi.cdef, "int listen(int fd, int backlog);")
+local function silent_server()
+  local fd = ffi.C.socket(2, 1, 0)
+  assert(fd >= 0)
+  local sa = ffi.new("struct bq_test_sockaddr_in")
+  sa.family = 2
+  sa.port = 0
+  sa.addr = ffi.C.htonl(0x7f000001)
+  assert(ffi.C.bind(fd, sa, ffi.sizeof(sa)) == 0)
+  assert(ffi.C.listen(fd, 128) == 0)
+  local len = ffi.new("uint32_t[1]", ffi.sizeof(sa))
+  assert(ffi.C.getsockname(fd, sa, len) == 0)
+  return fd, ffi.C.ntohs(sa.port)
+end
+
+local function poll_done(q, ms)
+  local done
+  wait_for(function()
+    done = q:shutdown_poll()
+    return done ~= false
+  end, ms)
+  return done
+end
+
+test("shutdown_begin/shutdown_poll: never blocks; what is left is pulled as shutdown", function()
+  eq(batchq.errors.EINPROGRESS, -12, "EINPROGRESS")
+  has(batchq.strerror(batchq.errors.EINPROGRESS), "shutdown still running")
+  local fd, port = silent_server()
+  local q = assert(batchq.new({
+    http_endpoint = "http://127.0.0.1:" .. port .. "/",
+    timeout = 60000, shutdown_timeout = 30,
+  }))
+  local r, err, code = q:shutdown_poll()
+  eq(r, nil, "poll before begin")
+  eq(code, batchq.errors.EINVAL, "code")
+  has(err, "shutdown_begin")
+  for i = 1, 8 do
+    assert(q:enqueue('{"nb":' .. i .. '}'))
+  end
+  r, err, code = q:shutdown_begin("soon")
+  eq(r, nil, "bad timeout")
+  eq(code, batchq.errors.EINVAL, "code")
+  eq(q:shutdown_begin(1000), true, "begin")
+  eq(q:shutdown_poll(), false, "still running: nothing can be delivered")
+  local _, _, ecode = q:enqueue('{"late":1}')
+  eq(ecode, batchq.errors.ESHUTDOWN, "intake closed")
+  eq(q:shutdown_begin(1000), true, "again: harmless")
+  eq(poll_done(q, 20000), true, "finished after the deadline")
+  local d = q:poll_dropped()
+  eq(#d, 8, "all 8 pulled")
+  for _, e in ipairs(d) do
+    eq(e.reason, "shutdown", "reason")
+  end
+  local s = q:stats()
+  eq(s.delivered + s.dropped_by_reason.shutdown, s.enqueued, "accounted for")
+  check(balanced(s), "balanced")
+  -- close() after a finished poll: no second shutdown (30 s would be waited)
+  local t0 = os.time()
+  q:close()
+  check(os.time() - t0 < 10, "close did not wait")
+  eq(q:shutdown_poll(), true, "a closed queue has finished")
+  eq(q:shutdown_begin(0), true, "begin on a closed queue is harmless")
+  ffi.C.close(fd)
+end)
+
+test("shutdown_begin with a healthy receiver delivers everything", function()
+  local rx = start_receiver("--quiet")
+  local q = assert(batchq.new({ http_endpoint = rx.url, queue_size = 4 }))
+  for i = 1, 10 do
+    assert(q:enqueue('{"ok":' .. i .. '}'))
+  end
+  assert(q:shutdown_begin(10000))
+  eq(poll_done(q, 20000), true, "finished")
+  local s = q:stats()
+  eq(s.delivered, 10, "delivered")
+  eq(s.dropped, 0, "dropped")
+  eq(#q:poll_dropped(), 0, "nothing to pull")
+  assert(q:close())
+  check(wait_for(function() return #rx.entries() == 10 end, 10000), "received")
+  rx.stop()
+end, true)
+
 test("poll arguments are checked", function()
   local q = assert(batchq.new({ http_endpoint = "http://127.0.0.1:1/" }))
   local r, err = q:poll_dropped(0)

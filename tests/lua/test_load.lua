@@ -95,5 +95,54 @@ print("twice ok")
   assert(ok and out:find("twice ok", 1, true), out)
 end)
 
+-- Copies of the module and the library in a temporary tree, loaded with
+-- BATCHQ_LIB unset and nothing useful on the cpath: only the module's own
+-- location can lead to the library.
+local module_src = lua_path:match("([^;]*)/%?%.lua")
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  assert(ok == 0 or ok == true, "failed: " .. cmd)
+end
+local p = assert(io.popen("mktemp -d \"${TMPDIR:-/tmp}/batchq-load-XXXXXX\""))
+local tmp = p:read("*l")
+p:close()
+assert(tmp and tmp ~= "", "mktemp")
+local NO_CPATH = "/nonexistent-cpath/?.so;;"  -- ";;": the default cpath (lua-cjson)
+
+test("found next to the module (no BATCHQ_LIB, not on the cpath)", function()
+  local dir = tmp .. "/flat"
+  sh(fmt("mkdir -p %s && cp %s %s/batchq.lua && cp %s %s/libbatchq.so", shell_quote(dir),
+         shell_quote(module_src .. "/batchq.lua"), shell_quote(dir), shell_quote(lib), shell_quote(dir)))
+  local ok, out = run({ LUA_PATH = dir .. "/?.lua", LUA_CPATH = NO_CPATH }, PRINT_PATH)
+  assert(ok, out)
+  assert(out:find("path=" .. dir .. "/libbatchq.so", 1, true), "loaded next to the module: " .. out)
+end)
+
+test("found in <prefix>/lib from <prefix>/share/lua/5.1/batchq.lua", function()
+  local prefix = tmp .. "/prefix"
+  sh(fmt("mkdir -p %s/share/lua/5.1 %s/lib && cp %s %s/share/lua/5.1/batchq.lua && cp %s %s/lib/libbatchq.so.0",
+         shell_quote(prefix), shell_quote(prefix), shell_quote(module_src .. "/batchq.lua"), shell_quote(prefix),
+         shell_quote(lib), shell_quote(prefix)))
+  local ok, out = run({ LUA_PATH = prefix .. "/share/lua/5.1/?.lua", LUA_CPATH = NO_CPATH }, PRINT_PATH)
+  assert(ok, out)
+  assert(out:find("/lib/libbatchq.so.0", 1, true) and out:find(prefix, 1, true), "loaded from <prefix>/lib: " .. out)
+end)
+
+test("missing: the error names the paths tried and the kong.conf line that fixes it", function()
+  local dir = tmp .. "/alone"
+  sh(fmt("mkdir -p %s && cp %s %s/batchq.lua", shell_quote(dir), shell_quote(module_src .. "/batchq.lua"),
+         shell_quote(dir)))
+  local ok, out = run({ LUA_PATH = dir .. "/?.lua", LUA_CPATH = NO_CPATH }, PRINT_PATH)
+  assert(not ok, "require must fail: " .. out)
+  for _, want in ipairs({ dir .. "/libbatchq.so", dir .. "/../lib/libbatchq.so",
+                          "/nonexistent-cpath/libbatchq.so",
+                          "BATCHQ_LIB=/path/to/libbatchq.so",
+                          "lua_package_cpath = /path/to/?.so;;", "kong.conf" }) do
+    assert(out:find(want, 1, true), "mentions " .. want .. ": " .. out)
+  end
+end)
+
+os.execute("rm -rf " .. shell_quote(tmp))
+
 print(fmt("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

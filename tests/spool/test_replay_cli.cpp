@@ -410,19 +410,20 @@ TEST_CASE("batchq-replay: usage errors exit 2, bad directories exit 1 with the p
     CHECK(contains(r.err, missing));
     CHECK(contains(r.err, "No such file or directory"));
   }
-  // An http_log spool_dir is not a spool: the tool says which subdirectory to
-  // give and creates nothing there.
+  // An http_log spool_dir is not a spool: print and send say which spool to
+  // give (list lists them all, see below) and create nothing there.
   temp_dir parent;
   REQUIRE(::mkdir(parent.file("dead-letter").c_str(), 0700) == 0);
   fill_spool(parent.file("dead-letter"), json_entries(1, 2));
-  for (const std::string cmd : {"list", "print", "send"}) {
+  for (const std::string cmd : {"print", "send"}) {
     std::vector<std::string> args{cmd, parent.path()};
     if (cmd == "send") args.insert(args.end(), {"--url", url});
     const tool_result r = replay(args, scratch);
     INFO(cmd << ": " << r.err);
     CHECK(r.code == 2);
-    CHECK(contains(r.err, "is an http_log spool_dir, not a spool: give one of " + parent.path() + "/dead-letter"));
+    CHECK(contains(r.err, "is not a spool but holds 1 spool: give one of " + parent.path() + "/dead-letter"));
   }
+  CHECK(replay({"list", parent.path()}, scratch).code == 0);
   CHECK_FALSE(fs::exists(parent.file("LOCK")));
   CHECK(replay({"list", parent.file("dead-letter")}, scratch).code == 0);
 
@@ -430,4 +431,54 @@ TEST_CASE("batchq-replay: usage errors exit 2, bad directories exit 1 with the p
   const tool_result not_dir = replay({"list", d.file("plain-file")}, scratch);
   CHECK(not_dir.code == 1);
   CHECK(contains(not_dir.err, "Not a directory"));
+}
+
+TEST_CASE("batchq-replay list DIR finds every spool under a tree (one per queue and worker)", "[spool][replay]") {
+  // The Kong plugin's layout: <spool_dir>/<queue-id>/worker-<n>/{dead-letter,write-ahead},
+  // plus a spool one level deep and a directory with no spool at all.
+  temp_dir d;
+  temp_dir scratch;
+  const std::string a = d.path() + "/queue-a/worker-0/dead-letter";
+  const std::string b = d.path() + "/queue-b/worker-1/write-ahead";
+  const std::string c = d.path() + "/queue-b/worker-1/dead-letter";
+  const std::string shallow = d.path() + "/loose";
+  for (const auto& dir : {a, b, c, shallow}) REQUIRE(fs::create_directories(dir));
+  REQUIRE(fs::create_directories(d.path() + "/queue-c/worker-0/empty"));
+  fill_spool(a, json_entries(1, 3));
+  fill_spool(b, json_entries(4, 5));
+  fill_spool(c, json_entries(6, 6));
+  fill_spool(shallow, json_entries(7, 10));
+
+  const tool_result r = replay({"list", d.path()}, scratch);
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.empty());
+  const auto lines = lines_of(r.out);
+  std::vector<std::string> headers;
+  for (const auto& l : lines)
+    if (l.rfind("spool ", 0) == 0) headers.push_back(l.substr(6));
+  // Every spool, sorted by path, each followed by its own listing.
+  CHECK(headers == std::vector<std::string>{shallow, a, c, b});
+  CHECK(contains(r.out, "spool " + a + "\n"));
+  CHECK(contains(r.out, "records=3 unacked=3"));
+  CHECK(contains(r.out, "records=2 unacked=2"));
+  CHECK(contains(r.out, "records=1 unacked=1"));
+  CHECK(contains(r.out, "records=4 unacked=4"));
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back() == "spools=4 under " + d.path());
+  // Read-only, as for one spool: no lock left behind anywhere, nothing created.
+  CHECK_FALSE(fs::exists(d.path() + "/LOCK"));
+  CHECK(fs::is_empty(d.path() + "/queue-c/worker-0/empty"));
+
+  // A single spool keeps its old output (no "spool" header).
+  const tool_result one = replay({"list", a}, scratch);
+  REQUIRE(one.code == 0);
+  CHECK(one.out.rfind("spool ", 0) != 0);
+  CHECK(contains(one.out, "total segments=1 records=3"));
+
+  // print and send need one spool: they name all four.
+  const tool_result p = replay({"print", d.path()}, scratch);
+  CHECK(p.code == 2);
+  for (const auto& dir : {a, b, c, shallow}) CHECK(contains(p.err, dir));
+  CHECK(contains(p.err, "holds 4 spools"));
 }

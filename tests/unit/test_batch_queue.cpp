@@ -451,6 +451,44 @@ TEST_CASE("exponential backoff is capped by max_retry_delay", "[retry]") {
   CHECK(h.call_times() == std::vector<long long>{0, 10, 30, 70, 120, 170});
 }
 
+TEST_CASE("max_retry_delay below initial_retry_delay caps every wait (Kong accepts it)", "[retry][kong]") {
+  auto o = kong_opts(1);
+  o.process_delay = 0ms;
+  o.backoff = batchq::backoff_policy::exponential;
+  o.initial_retry_delay = 86400s;  // Kong 3.x allows up to 1e6 s
+  o.max_retry_delay = 1ms;         // ... and down to 0.001 s
+  o.retry_count = 4;
+  REQUIRE(batchq::validate(o).empty());
+  harness h(o);
+  h.behaviour = [](const call&) { return fail(); };
+  h.add("a");
+  h.run_until(10s);
+  // min(max_retry_delay, initial * 2^n) = 1 ms every time
+  CHECK(h.call_times() == std::vector<long long>{0, 1, 2, 3});
+  REQUIRE(h.drops.size() == 1);
+  CHECK(h.drops[0].reason == drop_reason::retries_exhausted);
+}
+
+TEST_CASE("max_entries below batch_max_size is raised to one batch", "[bounds][kong]") {
+  auto o = kong_opts(20000);  // http-log queue_size 20000 with the default max_entries 10000
+  o.overflow = batchq::overflow_policy::refuse_new;
+  o.process_delay = 0ms;
+  o.max_entries = 10000;
+  REQUIRE(batchq::validate(o).empty());
+  harness h(o);
+  CHECK(h.q->options().max_entries == 20000);
+  for (int i = 0; i < 20000; ++i) REQUIRE(h.q->enqueue("e" + std::to_string(i)) == enqueue_result::accepted);
+  CHECK(h.q->enqueue("one too many") == enqueue_result::queue_full);
+  h.q->run_due();
+  REQUIRE(h.calls.size() == 1);
+  CHECK(h.calls[0].entries.size() == 20000);  // one full batch, as Kong sends it
+
+  auto unbounded = kong_opts(5);
+  unbounded.max_entries = 0;
+  harness u(unbounded);
+  CHECK(u.q->options().max_entries == 0);  // 0 stays "no bound"
+}
+
 TEST_CASE("full jitter draws each wait from [0, wait], reproducibly with a seed", "[retry]") {
   auto run = [](std::uint64_t seed) {
     auto o = kong_opts(1);
@@ -542,9 +580,6 @@ TEST_CASE("invalid options are refused with the field and the allowed range", "[
   o.process_delay = -1ms;
   expect_error(o, "process_delay", "allowed: 0 or more");
   o = {};
-  o.max_entries = 5;
-  expect_error(o, "max_entries", "at least batch_max_size");
-  o = {};
   o.max_bytes = 100;
   o.batch_max_bytes = 1000;
   expect_error(o, "batch_max_bytes", "at most max_bytes");
@@ -552,8 +587,8 @@ TEST_CASE("invalid options are refused with the field and the allowed range", "[
   o.concurrency = 0;
   expect_error(o, "concurrency", "1 to 64");
   o = {};
-  o.max_retry_delay = 1ms;
-  expect_error(o, "max_retry_delay", "at least initial_retry_delay");
+  o.max_retry_delay = 0ms;
+  expect_error(o, "max_retry_delay", "1 ms or more");
   o = {};
   o.max_retry_time = -1s;
   expect_error(o, "max_retry_time", "allowed");

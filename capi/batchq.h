@@ -306,7 +306,7 @@ BATCHQ_API int batchq_enqueue_lua(batchq_queue *q, const void *data, size_t len,
  * length (excluding the NUL). BATCHQ_ESMALLBUF if buf_len <= *out_len (buf
  * may be NULL with buf_len 0 to ask the size); BATCHQ_EJSON with errbuf as
  * for batchq_enqueue_lua(); BATCHQ_EINVAL for NULL data with len > 0, len 0,
- * or a NULL out_len. The JSON is at most 12 * len + 16 bytes. Thread-safe.
+ * or a NULL out_len. The JSON is at most 20 * len + 16 bytes. Thread-safe.
  */
 BATCHQ_API int batchq_lua_to_json(const void *data, size_t len, char *buf, size_t buf_len, size_t *out_len,
                                   char *errbuf, size_t errbuf_len);

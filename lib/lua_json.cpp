@@ -121,16 +121,32 @@ struct escape_table {
 };
 const escape_table escapes;
 
+// true if one of the 8 bytes in x is escaped (< 0x20, '"', '/', '\\', 0x7f):
+// the "has a byte less than n / equal to c" bit tricks, exact as a whole.
+bool any_escaped(std::uint64_t x) {
+  constexpr std::uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  auto zero_byte = [](std::uint64_t v) { return (v - ones) & ~v & high; };
+  return ((x - ones * 0x20) & ~x & high) | zero_byte(x ^ (ones * '"')) | zero_byte(x ^ (ones * '/')) |
+         zero_byte(x ^ (ones * '\\')) | zero_byte(x ^ (ones * 0x7f));
+}
+
 void put_string(const unsigned char* s, std::size_t n, std::string& out) {
   out += '"';
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const unsigned char c = s[i];
-    if (escapes.len[c] == 0) continue;
-    out.append(reinterpret_cast<const char*>(s + run), i - run);
+  std::size_t run = 0, i = 0;
+  auto one = [&](std::size_t at) {
+    const unsigned char c = s[at];
+    if (escapes.len[c] == 0) return;
+    out.append(reinterpret_cast<const char*>(s + run), at - run);
     out.append(escapes.text[c], escapes.len[c]);
-    run = i + 1;
+    run = at + 1;
+  };
+  for (; i + 8 <= n; i += 8) {  // most strings have nothing to escape
+    std::uint64_t x;
+    std::memcpy(&x, s + i, 8);
+    if (!any_escaped(x)) continue;
+    for (std::size_t j = i; j < i + 8; ++j) one(j);
   }
+  for (; i < n; ++i) one(i);
   out.append(reinterpret_cast<const char*>(s + run), n - run);
   out += '"';
 }
@@ -467,26 +483,277 @@ class decoder {
   std::vector<std::uint32_t> slots_;  // arrays' elements by index (none: null)
 };
 
+// The fast path: one pass that writes the JSON as it reads (out == nullptr:
+// only checks). It takes the tables a log entry is made of - string-keyed
+// hash tables (objects), array-only tables (arrays, holes as null, or {}
+// when empty, cjson's sparse rule checked at the end), tables with t[0]
+// (objects) - and hands everything else (a hash table whose first key is
+// not a string, a table with both parts) to the decoder above, which reads
+// the whole entry again. Objects come out in the encoded order, which is the
+// reverse of cjson's: JSON objects are unordered, and decoded they are equal.
+class streamer {
+ public:
+  enum class result { ok, slow, refused, malformed };
+
+  result run(std::string_view enc, std::string* out) {
+    begin_ = reinterpret_cast<const unsigned char*>(enc.data());
+    p_ = begin_;
+    end_ = begin_ + enc.size();
+    out_ = out;
+    what_ = nullptr;
+    what_at_ = 0;
+    res_ = result::ok;
+    if (enc.size() >= UINT32_MAX) return stop(result::malformed, "encoding larger than 4 GiB", 0);
+    if (!value(0)) return res_;
+    if (p_ != end_) return stop(result::malformed, "trailing bytes after the encoded value", pos());
+    return result::ok;
+  }
+
+  std::string message() const {
+    if (res_ == result::refused)
+      return std::string("cannot become JSON (cjson.encode refuses it): ") + what_ + " (value at offset " +
+             std::to_string(what_at_) + ")";
+    return std::string("not a LuaJIT string.buffer encoding: ") + what_ + " (at offset " + std::to_string(what_at_) +
+           ")";
+  }
+
+ private:
+  std::uint32_t pos() const { return static_cast<std::uint32_t>(p_ - begin_); }
+  result stop(result r, const char* what, std::uint32_t at) {
+    res_ = r;
+    what_ = what;
+    what_at_ = at;
+    return r;
+  }
+  bool fail(result r, const char* what, std::uint32_t at) {
+    stop(r, what, at);
+    return false;
+  }
+  bool refuse(refusal why, std::uint32_t at) { return fail(result::refused, text_of(why), at); }
+  bool slow() { return fail(result::slow, "", 0); }
+  bool have(std::size_t n) const { return static_cast<std::size_t>(end_ - p_) >= n; }
+  void put(char c) {
+    if (out_) *out_ += c;
+  }
+  void put(const char* s, std::size_t n) {
+    if (out_) out_->append(s, n);
+  }
+
+  bool read_u124(std::uint32_t& v) {
+    if (p_ >= end_) return false;
+    v = *p_++;
+    if (v < 0xe0) return true;
+    if (v != 0xff) {
+      if (p_ >= end_) return false;
+      v = ((v & 0x1f) << 8) + *p_++ + 0xe0;
+      return true;
+    }
+    if (end_ - p_ < 4) return false;
+    v = load_u32(p_);
+    p_ += 4;
+    return true;
+  }
+
+  // A number value (tag already read); false on a refusal or truncation.
+  bool number(std::uint32_t tp, std::uint32_t at, bool as_key) {
+    double d;
+    if (tp == tag_int) {
+      if (!have(4)) return fail(result::malformed, "truncated integer", at);
+      d = static_cast<std::int32_t>(load_u32(p_));
+      p_ += 4;
+    } else {
+      if (!have(8)) return fail(result::malformed, "truncated number", at);
+      const std::uint64_t bits = load_u64(p_);
+      p_ += 8;
+      std::memcpy(&d, &bits, sizeof d);
+    }
+    if (as_key && std::isnan(d)) return fail(result::malformed, "a table key is NaN", at);
+    if (!std::isfinite(d)) return refuse(refusal::nan_inf, at);
+    if (!out_) return true;
+    if (as_key) *out_ += '"';
+    put_number(d, *out_);
+    if (as_key) *out_ += '"';
+    return true;
+  }
+
+  bool string(std::uint32_t tp, std::uint32_t at) {
+    const std::uint32_t len = tp - tag_str;
+    if (!have(len)) return fail(result::malformed, "truncated string", at);
+    if (out_) put_string(p_, len, *out_);
+    p_ += len;
+    return true;
+  }
+
+  bool value(std::size_t depth) {
+    const std::uint32_t at = pos();
+    std::uint32_t tp;
+    if (!read_u124(tp)) return fail(result::malformed, "truncated (a value was expected)", at);
+    if (tp >= tag_str) return string(tp, at);
+    switch (tp) {
+      case tag_nil:
+      case tag_null: put("null", 4); return true;
+      case tag_false: put("false", 5); return true;
+      case tag_true: put("true", 4); return true;
+      case tag_int:
+      case tag_num: return number(tp, at, false);
+      case tag_lightud32:
+      case tag_lightud64:
+        if (!have(tp == tag_lightud32 ? 4 : 8)) return fail(result::malformed, "truncated lightuserdata", at);
+        return refuse(refusal::lightud, at);
+      case tag_int64:
+      case tag_uint64:
+      case tag_complex:
+        if (!have(tp == tag_complex ? 16 : 8)) return fail(result::malformed, "truncated cdata", at);
+        return refuse(refusal::cdata, at);
+      case tag_dict_mt:
+        return fail(result::malformed,
+                    "a metatable dictionary reference (buffer.new{metatable=...}); encode with a plain buffer", at);
+      case tag_dict_str:
+        return fail(result::malformed,
+                    "a string dictionary reference (buffer.new{dict=...}); encode with a plain buffer", at);
+      default:
+        if (tp >= tag_tab && tp < tag_dict_mt) return table(tp, depth, at);
+        return fail(result::malformed, "unknown tag", at);
+    }
+  }
+
+  bool table(std::uint32_t tp, std::size_t depth, std::uint32_t at) {
+    std::uint32_t narray = 0, nhash = 0;
+    if (tp >= tag_tab + 2 && !read_u124(narray)) return fail(result::malformed, "truncated table header", at);
+    if ((tp & 1) && !read_u124(nhash)) return fail(result::malformed, "truncated table header", at);
+    if (depth + 1 > lua_json_max_depth) return refuse(refusal::depth, at);
+    switch (tp - tag_tab) {
+      case 0: put("{}", 2); return true;
+      case 1: return object(nhash, depth, at);
+      case 4: return array(narray, depth, at);
+      case 2: return zero_based(narray, depth);
+      default: return slow();  // both parts
+    }
+  }
+
+  // Hash part only: an object if the first key is a string.
+  bool object(std::uint32_t nhash, std::size_t depth, std::uint32_t at) {
+    if (p_ >= end_ || *p_ < tag_str) return p_ >= end_ ? fail(result::malformed, "truncated table", at) : slow();
+    put('{');
+    bool first = true;
+    for (std::uint32_t j = 0; j < nhash; ++j) {
+      const std::size_t mark = out_ ? out_->size() : 0;
+      if (!first) put(',');
+      const std::uint32_t key_at = pos();
+      std::uint32_t tp;
+      if (!read_u124(tp)) return fail(result::malformed, "truncated (a key was expected)", key_at);
+      if (tp >= tag_str) {
+        if (!string(tp, key_at)) return false;
+      } else if (tp == tag_int || tp == tag_num) {
+        if (!number(tp, key_at, true)) return false;
+      } else if (tp == tag_nil) {
+        return fail(result::malformed, "a table key is nil", key_at);
+      } else {
+        return refuse(refusal::key_type, key_at);
+      }
+      put(':');
+      if (p_ < end_ && *p_ == tag_nil) {  // never written by LuaJIT: a nil value is no entry
+        ++p_;
+        if (out_) out_->resize(mark);
+        continue;
+      }
+      if (!value(depth + 1)) return false;
+      first = false;
+    }
+    put('}');
+    return true;
+  }
+
+  // Array part from index 1 only: cjson's array, holes as null.
+  bool array(std::uint32_t narray, std::size_t depth, std::uint32_t at) {
+    if (narray > 0x7fffffffu) return slow();  // cjson's int length (see cjson_int)
+    const std::size_t mark = out_ ? out_->size() : 0;
+    std::uint32_t written = 0, items = 0;  // slots written; non-nil elements
+    for (std::uint32_t i = 1; i < narray; ++i) {
+      if (p_ >= end_) return fail(result::malformed, "truncated (a value was expected)", pos());
+      if (*p_ == tag_nil) {
+        ++p_;
+        continue;
+      }
+      put(written ? ',' : '[');
+      for (; written + 1 < i; ++written) put("null,", 5);
+      if (!value(depth + 1)) return false;
+      written = i;
+      ++items;
+    }
+    if (items == 0) {  // no element: cjson's empty table
+      if (out_) out_->resize(mark);
+      put("{}", 2);
+      return true;
+    }
+    if (written > 2ull * items && written > 10) return refuse(refusal::sparse, at);
+    put(']');
+    return true;
+  }
+
+  // Array part from index 0 (t[0] set): an object with keys "0", "1", ...
+  bool zero_based(std::uint32_t narray, std::size_t depth) {
+    if (p_ >= end_ || *p_ == tag_nil) return slow();  // t[0] missing: the decoder decides
+    put('{');
+    bool first = true;
+    char key[16];
+    for (std::uint32_t i = 0; i < narray; ++i) {
+      if (p_ >= end_) return fail(result::malformed, "truncated (a value was expected)", pos());
+      if (*p_ == tag_nil) {
+        ++p_;
+        continue;
+      }
+      if (out_) {
+        if (!first) *out_ += ',';
+        *out_ += '"';
+        const auto r = std::to_chars(key, key + sizeof key, i);
+        out_->append(key, static_cast<std::size_t>(r.ptr - key));
+        out_->append("\":", 2);
+      }
+      if (!value(depth + 1)) return false;
+      first = false;
+    }
+    put('}');
+    return true;
+  }
+
+  const unsigned char* begin_ = nullptr;
+  const unsigned char* p_ = nullptr;
+  const unsigned char* end_ = nullptr;
+  std::string* out_ = nullptr;
+  result res_ = result::ok;
+  const char* what_ = nullptr;
+  std::uint32_t what_at_ = 0;
+};
+
 decoder& local_decoder() {
   thread_local decoder d;
   return d;
 }
 
+// The fast path, then the decoder when the fast path cannot decide.
+bool convert(std::string_view enc, std::string* out, std::string* error) {
+  streamer st;
+  const std::size_t mark = out ? out->size() : 0;
+  if (out) out->reserve(mark + enc.size() + enc.size() / 4 + 16);
+  const streamer::result r = st.run(enc, out);
+  if (r == streamer::result::ok) return true;
+  if (out) out->resize(mark);
+  if (r != streamer::result::slow) {
+    if (error) *error = st.message();
+    return false;
+  }
+  decoder& d = local_decoder();
+  const bool ok = d.parse_all(enc, error);
+  if (ok && out) d.emit(*out);
+  d.trim();
+  return ok;
+}
+
 }  // namespace
 
-bool lua_json_check(std::string_view enc, std::string* error) {
-  decoder& d = local_decoder();
-  const bool ok = d.parse_all(enc, error);
-  d.trim();
-  return ok;
-}
+bool lua_json_check(std::string_view enc, std::string* error) { return convert(enc, nullptr, error); }
 
-bool lua_to_json(std::string_view enc, std::string& out, std::string* error) {
-  decoder& d = local_decoder();
-  const bool ok = d.parse_all(enc, error);
-  if (ok) d.emit(out);
-  d.trim();
-  return ok;
-}
+bool lua_to_json(std::string_view enc, std::string& out, std::string* error) { return convert(enc, &out, error); }
 
 }  // namespace batchq

@@ -742,7 +742,7 @@ function _M.to_json(value)
   if not p then
     return nil, n, enc and EJSON or EINVAL
   end
-  local need = 12 * n + 17 -- batchq.h: the JSON is at most 12 * len + 16 bytes
+  local need = 20 * n + 17 -- batchq.h: the JSON is at most 20 * len + 16 bytes
   if need > json_buf_len then
     json_buf_len = need
     json_buf = ffi_new("char[?]", need)

@@ -21,10 +21,10 @@
 //   - nil and the NULL lightuserdata (ngx.null, cjson.null) as null; other
 //     lightuserdata and FFI cdata (int64_t, uint64_t, complex) refused, as
 //     cjson refuses them ("type not supported");
-//   - tables nested deeper than 1000 refused (cjson's encode_max_depth);
-//   - keys in cjson's order (the order of lua_next(): the array part, then
-//     the hash nodes first to last; the encoding lists the hash part last to
-//     first, so it is read back reversed).
+//   - tables nested deeper than 1000 refused (cjson's encode_max_depth).
+// The bytes are cjson's except for the order of an object's keys: string-
+// keyed tables come out in the encoded order (the reverse of lua_next()'s,
+// which cjson uses); JSON objects are unordered, and the two decode equal.
 // What a table's metatable said is not in the encoding (string.buffer drops
 // it), so cjson.array_mt / empty_array_mt cannot be honoured: an empty table
 // is always {}.
@@ -32,7 +32,7 @@
 // Refused as malformed: truncated data, unknown tags, trailing bytes, a
 // dictionary reference (buffer.new{dict=..., metatable=...}: the
 // dictionaries are not in the bytes), a nil or NaN table key, a repeated
-// array index. Memory: the JSON is at most 12 bytes per input byte plus 16;
+// array index. Memory: the JSON is at most 20 bytes per input byte plus 16;
 // the decoder's scratch space is linear in the input. Time: linear.
 //
 // Thread-safe: every call uses thread-local scratch space.

@@ -145,10 +145,13 @@ if ng:
         vs_lua = f"{r_lua:.2f}x" if r_lua is not None else ""
         tgt = ""
         if name.startswith("batchq_q"):
-            qs = name[len("batchq_q"):]
+            qs = name[len("batchq_q"):].split("_")[0]
             tgt = f">= 0.95x entry-only {verdict(r_base is not None and r_base >= 0.95)}"
             if qs == "1":
                 tgt += f"; >= 3x pure-Lua {verdict(r_lua is not None and r_lua >= 3.0)}"
+            if qs == "100":  # issue 14: JSON off the worker
+                tgt += (f"; issue 14: >= 1.3x entry-only {verdict(r_base is not None and r_base >= 1.3)}, "
+                        f">= 1.5x pure-Lua {verdict(r_lua is not None and r_lua >= 1.5)}")
             tgt += f"; 0 lost {verdict(m['lost'] == 0)}"
         cols = [str(m["answered"]), str(m["received"]), str(m["reported"]), str(m["silent"])] if logging else ["", "", "", ""]
         out.append(f"| {name} | {m['rps']:.0f} | {m['p99_ms']:.2f} ms | " + " | ".join(cols) +

@@ -50,7 +50,7 @@ struct log_record {
   std::string data;
   std::uint64_t seq = 0;
   // data is a LuaJIT string.buffer encoding (enqueue_lua), checked at
-  // enqueue; it becomes JSON on the sending thread (see lua_entries_to_json).
+  // enqueue; it becomes JSON on the sending thread (lua_to_json_or_error).
   bool lua = false;
   std::size_t size() const noexcept { return data.size(); }
 };

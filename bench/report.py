@@ -93,6 +93,22 @@ if ffi:
         out.append(f"| {r['bytes']} B | {r['module_ns']:.0f} ns | {r['raw_ns']:.0f} ns | {r['lua_ns']:.1f} ns | "
                    f"{ratio:.1f}x | <= 1.0x {verdict(ratio <= 1.0)} |")
 
+lj = load("lua_json.json")
+if lj:
+    out.append("\n## 2b. JSON off the worker: string.buffer entry -> JSON on batchq's thread (issue 14)\n")
+    out.append(f"One Kong-style entry ({lj['json_bytes']} B of JSON, {lj['encoded_bytes']} B encoded), same LuaJIT "
+               "process, CPU time of the calling thread per entry, best of 5 after warm-up. The decoder is "
+               "`batchq_lua_to_json` called via FFI (what the sending thread does per entry).\n")
+    out.append("| figure | batchq | peer | peer / batchq | target |")
+    out.append("|---|---|---|---|---|")
+    r1 = lj["cjson_ns"] / lj["decoder_ns"]
+    out.append(f"| entry -> JSON: decoder vs `cjson.encode` | {lj['decoder_ns']:.0f} ns | {lj['cjson_ns']:.0f} ns | "
+               f"{r1:.1f}x | >= 3x {verdict(r1 >= 3)} |")
+    r2 = lj["cjson_enqueue_ns"] / lj["enqueue_table_ns"]
+    out.append(f"| Lua side: `q:enqueue_table(t)` vs `q:enqueue(cjson.encode(t))` | {lj['enqueue_table_ns']:.0f} ns | "
+               f"{lj['cjson_enqueue_ns']:.0f} ns | {r2:.1f}x | (no target) |")
+    out.append(f"| reference: `buf:encode(t)` alone | {lj['bufencode_ns']:.0f} ns | | | |")
+
 # ---- case 3 -----------------------------------------------------------------
 dl = load("delivery.json")
 if dl:
@@ -129,10 +145,13 @@ if ng:
         vs_lua = f"{r_lua:.2f}x" if r_lua is not None else ""
         tgt = ""
         if name.startswith("batchq_q"):
-            qs = name[len("batchq_q"):]
+            qs = name[len("batchq_q"):].split("_")[0]
             tgt = f">= 0.95x entry-only {verdict(r_base is not None and r_base >= 0.95)}"
             if qs == "1":
                 tgt += f"; >= 3x pure-Lua {verdict(r_lua is not None and r_lua >= 3.0)}"
+            if qs == "100":  # issue 14: JSON off the worker
+                tgt += (f"; issue 14: >= 1.3x entry-only {verdict(r_base is not None and r_base >= 1.3)}, "
+                        f">= 1.5x pure-Lua {verdict(r_lua is not None and r_lua >= 1.5)}")
             tgt += f"; 0 lost {verdict(m['lost'] == 0)}"
         cols = [str(m["answered"]), str(m["received"]), str(m["reported"]), str(m["silent"])] if logging else ["", "", "", ""]
         out.append(f"| {name} | {m['rps']:.0f} | {m['p99_ms']:.2f} ms | " + " | ".join(cols) +

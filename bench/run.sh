@@ -94,6 +94,10 @@ if want ffi; then
   # page faults of a heap growing from zero.
   MALLOC_TRIM_THRESHOLD_=4000000000 BATCHQ_LIB="$LIB" LUA_PATH="$SRC/capi/lua/?.lua;;" \
     luajit "$HERE/lua/bench_ffi.lua" --json "$RES/ffi.json" >&2
+  # Issue 14: the string.buffer -> JSON decoder vs cjson.encode, and
+  # enqueue_table vs cjson.encode + enqueue (CPU time of the Lua thread).
+  MALLOC_TRIM_THRESHOLD_=4000000000 BATCHQ_LIB="$LIB" LUA_PATH="$SRC/capi/lua/?.lua;;" \
+    luajit "$HERE/lua/bench_lua_json.lua" --json "$RES/lua_json.json" >&2
 fi
 
 # ---- case 3: delivery ------------------------------------------------------------------------

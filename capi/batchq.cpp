@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "batchq/http_log.hpp"
+#include "batchq/lua_json.hpp"
 #include "batchq/version.h"
 
 struct batchq_queue {
@@ -354,6 +355,57 @@ BATCHQ_API int batchq_stats_prometheus(batchq_queue* q, char* buf, size_t buf_le
   try {
     return write_text(q->log->stats_prometheus(), buf, buf_len, out_len);
   } catch (...) {
+    return BATCHQ_EINTERNAL;
+  }
+}
+
+BATCHQ_API int batchq_enqueue_lua(batchq_queue* q, const void* data, size_t len, char* errbuf, size_t errbuf_len) {
+  if (!q) {
+    set_err(errbuf, errbuf_len, "queue: must not be NULL");
+    return BATCHQ_EINVAL;
+  }
+  if (!data || len == 0) {
+    set_err(errbuf, errbuf_len, "entry: must be a non-empty string.buffer encoding (got NULL or length 0)");
+    return BATCHQ_EINVAL;
+  }
+  try {
+    std::string why;
+    const auto r = q->log->enqueue_lua(std::string(static_cast<const char*>(data), len), errbuf ? &why : nullptr);
+    set_err(errbuf, errbuf_len, r != batchq::enqueue_result::accepted ? why : std::string());
+    return code_of(r);
+  } catch (const std::bad_alloc&) {
+    set_err(errbuf, errbuf_len, "out of memory");
+    return BATCHQ_ENOMEM;
+  } catch (...) {
+    set_err(errbuf, errbuf_len, "unknown internal error");
+    return BATCHQ_EINTERNAL;
+  }
+}
+
+BATCHQ_API int batchq_lua_to_json(const void* data, size_t len, char* buf, size_t buf_len, size_t* out_len,
+                                  char* errbuf, size_t errbuf_len) {
+  if (out_len) *out_len = 0;
+  set_err(errbuf, errbuf_len, "");
+  if (!out_len || (!buf && buf_len)) {
+    set_err(errbuf, errbuf_len, "out_len: must not be NULL (and buf NULL only with buf_len 0)");
+    return BATCHQ_EINVAL;
+  }
+  if (!data || len == 0) {
+    set_err(errbuf, errbuf_len, "data: must be a non-empty string.buffer encoding (got NULL or length 0)");
+    return BATCHQ_EINVAL;
+  }
+  try {
+    std::string json, why;
+    if (!batchq::lua_to_json(std::string_view(static_cast<const char*>(data), len), json, &why)) {
+      set_err(errbuf, errbuf_len, why);
+      return BATCHQ_EJSON;
+    }
+    return write_text(json, buf, buf_len, out_len);
+  } catch (const std::bad_alloc&) {
+    set_err(errbuf, errbuf_len, "out of memory");
+    return BATCHQ_ENOMEM;
+  } catch (...) {
+    set_err(errbuf, errbuf_len, "unknown internal error");
     return BATCHQ_EINTERNAL;
   }
 }

@@ -319,6 +319,46 @@ BATCHQ_API int batchq_shutdown_begin(batchq_queue *q, int64_t timeout_ms);
  * Thread-safe.
  */
 BATCHQ_API int batchq_shutdown_poll(batchq_queue *q);
+/* ---- entries as LuaJIT string.buffer encodings ------------------------------ */
+
+/*
+ * Adds one entry given as a LuaJIT string.buffer encoding of a Lua value
+ * (what `require("string.buffer").new():encode(value)` writes; buf:ref()
+ * gives its pointer and length without making a Lua string). The queue sends
+ * it as the JSON that lua-cjson's cjson.encode(value) would have produced
+ * with its default settings (Kong http-log's): numbers as "%.14g", "/"
+ * escaped as "\/", empty tables as {}, cjson's array/object and sparse-array
+ * rules, ngx.null as null. The JSON is made on the queue's sending thread
+ * when a request body is built, and before a dropped entry is handed out
+ * (batchq_poll_dropped, on_drop) or written to a spool: everything that
+ * shows or keeps an entry shows JSON. In spool_mode "write_ahead" it is made
+ * during this call instead (the write-ahead record is JSON).
+ *
+ * `len` bytes at `data` are copied. Returns what batchq_enqueue_ex() returns,
+ * and BATCHQ_EJSON (counted in refused_invalid_json) when the bytes are not
+ * one complete encoding, use a string.buffer dictionary, or hold a value
+ * cjson.encode() refuses (NaN/Inf, FFI cdata such as int64_t, a
+ * lightuserdata other than NULL, an excessively sparse array, a key that is
+ * not a number or string, nesting deeper than 1000); errbuf says which and
+ * at what offset. The entry is then not taken: encode it with cjson to get
+ * cjson's own answer. max_bytes counts the encoded bytes; validate_json does
+ * not apply. A table's metatable is not in the encoding, so cjson.array_mt /
+ * empty_array_mt have no effect (an empty table is {}).
+ * Thread-safe like batchq_enqueue_ex(); never blocks on sending.
+ */
+BATCHQ_API int batchq_enqueue_lua(batchq_queue *q, const void *data, size_t len, char *errbuf, size_t errbuf_len);
+
+/*
+ * Converts one LuaJIT string.buffer encoding to JSON exactly as the queue
+ * does for batchq_enqueue_lua() entries (for tools, tests and C hosts).
+ * Writes at most buf_len bytes including a NUL; *out_len receives the JSON's
+ * length (excluding the NUL). BATCHQ_ESMALLBUF if buf_len <= *out_len (buf
+ * may be NULL with buf_len 0 to ask the size); BATCHQ_EJSON with errbuf as
+ * for batchq_enqueue_lua(); BATCHQ_EINVAL for NULL data with len > 0, len 0,
+ * or a NULL out_len. The JSON is at most 20 * len + 16 bytes. Thread-safe.
+ */
+BATCHQ_API int batchq_lua_to_json(const void *data, size_t len, char *buf, size_t buf_len, size_t *out_len,
+                                  char *errbuf, size_t errbuf_len);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "batchq/batch_queue.hpp"
+#include "batchq/lua_json.hpp"
 
 namespace batchq {
 
@@ -48,8 +49,22 @@ std::int64_t unix_ms() {
 struct log_record {
   std::string data;
   std::uint64_t seq = 0;
+  // data is a LuaJIT string.buffer encoding (enqueue_lua), checked at
+  // enqueue; it becomes JSON on the sending thread (lua_to_json_or_error).
+  bool lua = false;
   std::size_t size() const noexcept { return data.size(); }
 };
+
+// Where enqueue_lua() entries become JSON: here, on the thread that builds a
+// body or hands entries to drop reports and spools, never on the enqueue
+// path (except in write_ahead mode, whose record must be JSON before
+// enqueue returns). They were checked at enqueue with the same decoder, so
+// a failure here is a bug; the entry is then sent as a JSON object naming
+// the error rather than lost or left unparseable.
+void lua_to_json_or_error(std::string_view enc, std::string& out) {
+  std::string why;
+  if (!lua_to_json(enc, out, &why)) out += "{\"batchq_error\":\"" + json_escape(why) + "\"}";
+}
 
 spool_options spool_opts(const http_log_options& o, const std::string& dir, spool_mode mode) {
   spool_options so;
@@ -174,13 +189,32 @@ struct http_log::impl {
     thread_local std::string body;
     thread_local std::vector<std::string_view> views;
     views.clear();
-    for (const auto& r : batch) views.emplace_back(r.data);
+    thread_local std::string lua_json;  // this batch's enqueue_lua() entries as JSON, back to back
+    thread_local std::vector<std::size_t> lua_ends;
+    lua_json.clear();
+    lua_ends.clear();
+    for (const auto& r : batch) {
+      if (!r.lua) continue;
+      lua_to_json_or_error(r.data, lua_json);
+      lua_ends.push_back(lua_json.size());
+    }
+    std::size_t lua_i = 0;
+    for (const auto& r : batch) {
+      if (!r.lua) {
+        views.emplace_back(r.data);
+        continue;
+      }
+      const std::size_t from = lua_i ? lua_ends[lua_i - 1] : 0;
+      views.emplace_back(std::string_view(lua_json).substr(from, lua_ends[lua_i] - from));
+      ++lua_i;
+    }
     build_payload(span<const std::string_view>(views.data(), views.size()), opt.format, body);
     if (spool* w = wal.load(); w && opt.spool_fsync == fsync_policy::always) w->sync();
     auto s = take_sender();
     send_result r = s->send(body, &ctx);
     give_back(std::move(s));
     if (body.capacity() > (std::size_t{64} << 20)) std::string().swap(body);
+    if (lua_json.capacity() > (std::size_t{64} << 20)) std::string().swap(lua_json);
     return r.to_process_result();
   }
 
@@ -205,6 +239,13 @@ struct http_log::impl {
   }
 
   void on_drop(span<log_record> entries, const drop_info& info) {
+    for (auto& e : entries) {
+      if (!e.lua) continue;  // spools and drop reports always hold JSON
+      std::string json;
+      lua_to_json_or_error(e.data, json);
+      e.data.swap(json);
+      e.lua = false;
+    }
     bool spooled = true;
     spool* d = dead.load();
     record_meta meta;
@@ -250,6 +291,19 @@ struct http_log::impl {
       drop_bytes += e.data.size();
       drops.push_back(dropped_entry{std::move(e.data), info.reason, info.attempts, std::string(info.last_error), now,
                                     spooled});
+    }
+  }
+
+  std::string refused_text(enqueue_result r, std::size_t n) const {
+    switch (r) {
+      case enqueue_result::too_large:
+        return "string to be queued is longer (" + std::to_string(n) + " bytes) than the queue's max_bytes (" +
+               std::to_string(opt.queue.max_bytes) + " bytes)";
+      case enqueue_result::queue_full:
+        return "queue full (max_entries " + std::to_string(opt.queue.max_entries) + ", max_bytes " +
+               std::to_string(opt.queue.max_bytes) + ") and overflow is refuse_new";
+      case enqueue_result::shut_down: return "queue is shut down";
+      default: return to_string(r);
     }
   }
 
@@ -464,20 +518,28 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
   const std::uint64_t seq = rec.seq;
   const enqueue_result r = m.q->enqueue(std::move(rec));
   if (r != enqueue_result::accepted && seq) w->ack(seq, seq);  // refused: the caller keeps it
-  if (r != enqueue_result::accepted && error) {
-    switch (r) {
-      case enqueue_result::too_large:
-        *error = "string to be queued is longer (" + std::to_string(n) + " bytes) than the queue's max_bytes (" +
-                 std::to_string(m.opt.queue.max_bytes) + " bytes)";
-        break;
-      case enqueue_result::queue_full:
-        *error = "queue full (max_entries " + std::to_string(m.opt.queue.max_entries) + ", max_bytes " +
-                 std::to_string(m.opt.queue.max_bytes) + ") and overflow is refuse_new";
-        break;
-      case enqueue_result::shut_down: *error = "queue is shut down"; break;
-      default: *error = to_string(r); break;
-    }
+  if (r != enqueue_result::accepted && error) *error = m.refused_text(r, n);
+  return r;
+}
+
+enqueue_result http_log::enqueue_lua(std::string encoded, std::string* error) {
+  impl& m = *impl_;
+  std::string why;
+  if (!lua_json_check(encoded, &why)) {
+    m.q->count_refused(enqueue_result::invalid_json);
+    if (error) *error = std::move(why);
+    return enqueue_result::invalid_json;
   }
+  if (m.opt.spool == spool_mode::write_ahead && !m.opt.spool_dir.empty()) {
+    // The write-ahead record is appended before enqueue returns and must be
+    // JSON like every spooled entry: in this mode the conversion is here.
+    std::string json;
+    lua_to_json_or_error(encoded, json);
+    return enqueue(std::move(json), error);
+  }
+  const std::size_t n = encoded.size();
+  const enqueue_result r = m.q->enqueue(log_record{std::move(encoded), 0, true});
+  if (r != enqueue_result::accepted && error) *error = m.refused_text(r, n);
   return r;
 }
 

@@ -8,6 +8,10 @@
 #   batchq_q100   the same, queue_size 100
 #   purelua_q1    a pure-Lua Kong 2.x style logger (purelua_logger.lua), queue_size 1
 #   purelua_q100  the same, queue_size 100
+#   batchq_q100_table  issue 14's path without the plugin: table_logger.lua,
+#                 q:enqueue_table(kong.log.serialize()) (JSON made on batchq's
+#                 thread), queue_size 100. Once the plugin's handler uses
+#                 enqueue_table, batchq_q100 measures the same path.
 #
 # For each mode: fresh receiver, fresh nginx, wrk for $BENCH_WRK_SECONDS (4)
 # with 1 thread / 16 connections, then `nginx -s quit`; once nginx has exited,
@@ -29,7 +33,7 @@ MODULES=${BATCHQ_NGINX_MODULES:-/usr/lib/nginx/modules}
 SECS=${BENCH_WRK_SECONDS:-4}
 CONNS=${BENCH_WRK_CONNECTIONS:-16}
 HERE="$BATCHQ_SRC/bench/nginx"
-MODES=${BENCH_NGINX_MODES:-"none entry_only batchq_q1 batchq_q100 purelua_q1 purelua_q100"}
+MODES=${BENCH_NGINX_MODES:-"none entry_only batchq_q1 batchq_q100 purelua_q1 purelua_q100 batchq_q100_table"}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/batchq-bench-nginx-XXXXXX")
 MASTER_PID=
@@ -95,6 +99,9 @@ load_module $MODULES/ngx_http_lua_module.so;"
   case "$mode" in
     none) ;;
     entry_only) log_block='log_by_lua_block { local e = cjson.encode(kong.log.serialize()) }' ;;
+    batchq_q100_table)
+      log_block="log_by_lua_block { require(\"table_logger\").log(require(\"bench_conf\").batchq_q100) }"
+      worker_hooks='exit_worker_by_lua_block { require("table_logger").exit_worker() }' ;;
     batchq_q*)
       log_block="log_by_lua_block { require(\"kong.plugins.batchq-log.handler\"):log(require(\"bench_conf\").$mode) }"
       worker_hooks='init_worker_by_lua_block { require("kong.plugins.batchq-log.handler"):init_worker() }
@@ -220,7 +227,7 @@ for m in modes:
          "silent": sum(r["silent"] for r in rs), "errors": sum(r["errors"] for r in rs), "rounds": len(rs),
          "vs_entry_only": ratio(m, "entry_only")}
     if m.startswith("batchq_q"):
-        e["vs_purelua"] = ratio(m, "purelua_q" + m[len("batchq_q"):])
+        e["vs_purelua"] = ratio(m, "purelua_q" + m[len("batchq_q"):].split("_")[0])
     out.append(e)
 json.dump({"wrk": sys.argv[3], "modes": out}, open(sys.argv[2], "w"))
 PY

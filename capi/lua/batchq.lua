@@ -111,6 +111,11 @@ int batchq_stats_prometheus(batchq_queue *q, char *buf, size_t buf_len,
                             size_t *out_len);
 int batchq_shutdown_begin(batchq_queue *q, int64_t timeout_ms);
 int batchq_shutdown_poll(batchq_queue *q);
+int batchq_enqueue_lua(batchq_queue *q, const void *data, size_t len,
+                       char *errbuf, size_t errbuf_len);
+int batchq_lua_to_json(const void *data, size_t len, char *buf,
+                       size_t buf_len, size_t *out_len, char *errbuf,
+                       size_t errbuf_len);
 ]]
 end
 
@@ -738,6 +743,104 @@ mt.__tostring = function(self)
     return "batchq queue (" .. tostring(self.h) .. ")"
   end
   return "batchq queue (closed)"
+end
+
+-- Entries as Lua tables (batchq_enqueue_lua) --------------------------------
+
+-- LuaJIT's string.buffer (LuaJIT 2.1 from 2021 on; Debian's luajit2 has
+-- it). Without it, enqueue_table() refuses and the host encodes with cjson:
+--   if batchq.has_string_buffer then q:enqueue_table(t)
+--   else q:enqueue(cjson.encode(t)) end
+local has_sbuf, sbuf = pcall(require, "string.buffer")
+_M.has_string_buffer = has_sbuf and type(sbuf) == "table" and sbuf.new ~= nil
+-- One encoder for the worker, reused: its bytes go to C through buf:ref()
+-- (a pointer and a length), so no Lua string is made per entry.
+local enc = _M.has_string_buffer and sbuf.new() or nil
+local ENC_KEEP = 1024 * 1024 -- a buffer grown past this is freed after use
+local EJSON = E.EJSON
+
+-- buf:ref() runs in the interpreter: in Debian's luajit2 (2.1-20230119) a
+-- JIT-compiled buf:ref() after buf:encode() corrupted the Lua state
+-- (SIGSEGV after a few hundred calls in tests/lua/test_lua_json.lua; fine
+-- with -joff or with this). The rest of the path is still compiled.
+local function enc_ref()
+  return enc:ref()
+end
+jit.off(enc_ref)
+
+-- Encodes `value` into the reused buffer: pointer and length, or nil + error.
+local function encode_value(value)
+  if not enc then
+    return nil, "string.buffer is not available in this LuaJIT: encode the entry with cjson and use enqueue()"
+  end
+  enc:reset()
+  local ok, err = pcall(enc.encode, enc, value)
+  if not ok then
+    enc:reset()
+    return nil, "the entry cannot be encoded with string.buffer: " .. tostring(err)
+  end
+  return enc_ref()
+end
+
+local function release_encoder(n)
+  if n > ENC_KEEP then
+    enc:free()
+  else
+    enc:reset()
+  end
+end
+
+-- q:enqueue_table(t): true, or nil + message + code. The library sends the
+-- JSON cjson.encode(t) would have made (default settings; see batchq.h
+-- batchq_enqueue_lua), made on its own thread. A value cjson would refuse,
+-- or one string.buffer cannot encode (functions, userdata, tables nested
+-- deeper than 100), gives nil + the reason + BATCHQ_EJSON: encode it with
+-- cjson instead to get cjson's own answer. Tables are not modified; their
+-- metatables are not looked at (cjson.array_mt has no effect).
+function methods.enqueue_table(self, value)
+  local h = self.h
+  if not h then
+    return nil, "closed", E.ESHUTDOWN
+  end
+  local p, n = encode_value(value)
+  if not p then
+    return nil, n, enc and EJSON or EINVAL
+  end
+  errbuf[0] = 0
+  local rc = lib.batchq_enqueue_lua(h, p, n, errbuf, ERRBUF_LEN)
+  release_encoder(n)
+  if rc == 0 then
+    return true
+  end
+  return nil, errmsg(rc), rc
+end
+
+-- batchq.to_json(value): the JSON string enqueue_table(value) would have the
+-- queue send, or nil + message + code. For tests and tools: it makes a Lua
+-- string, which enqueue_table() avoids.
+local json_buf_len = 0
+local json_buf
+function _M.to_json(value)
+  local p, n = encode_value(value)
+  if not p then
+    return nil, n, enc and EJSON or EINVAL
+  end
+  local need = 20 * n + 17 -- batchq.h: the JSON is at most 20 * len + 16 bytes
+  if need > json_buf_len then
+    json_buf_len = need
+    json_buf = ffi_new("char[?]", need)
+  end
+  errbuf[0] = 0
+  local rc = lib.batchq_lua_to_json(p, n, json_buf, json_buf_len, size_out, errbuf, ERRBUF_LEN)
+  release_encoder(n)
+  if rc ~= 0 then
+    return nil, errmsg(rc), rc
+  end
+  local out = ffi_string(json_buf, size_out[0])
+  if json_buf_len > ENC_KEEP then
+    json_buf_len, json_buf = 0, nil
+  end
+  return out
 end
 
 return _M

@@ -134,6 +134,16 @@ class BATCHQ_CXX_API http_log {
   /// sending. Refusals: too_large, queue_full, shut_down, invalid_json (with
   /// validate_json; *error receives the parse error and its offset).
   enqueue_result enqueue(std::string entry, std::string* error = nullptr);
+  /// Takes an entry as a LuaJIT string.buffer encoding (batchq/lua_json.hpp)
+  /// and sends it as the JSON cjson.encode() would have made of the value.
+  /// Checked here (a malformed encoding or a value cjson refuses gives
+  /// invalid_json, counted as such, with the reason in *error); converted on
+  /// the sending thread when a body is built, and before a drop report or a
+  /// spool sees it, so those always hold JSON. In write_ahead spool mode it
+  /// is converted here instead (the record must be JSON before this
+  /// returns). max_bytes counts the encoded bytes. validate_json does not
+  /// apply (the JSON is made by batchq). Thread-safe; never blocks on sending.
+  enqueue_result enqueue_lua(std::string encoded, std::string* error = nullptr);
 
   /// See batch_queue::flush / shutdown. noexcept.
   bool flush(std::chrono::milliseconds timeout) noexcept;

@@ -263,6 +263,56 @@ static void test_config(void) {
 
 /* ---- entries ---------------------------------------------------------------- */
 
+/* Entries as LuaJIT string.buffer encodings (batchq_enqueue_lua,
+ * batchq_lua_to_json). {a=1} encodes as 09 01 21 'a' 07 <double 1.0 LE>. */
+static const char lua_a1[] = "\x09\x01\x21" "a" "\x07\x00\x00\x00\x00\x00\x00\xf0\x3f";
+static void test_lua_entries(void) {
+  char err[256];
+  char out[64];
+  size_t n = 99;
+  const char nan_enc[] = "\x09\x01\x21" "a" "\x07\x00\x00\x00\x00\x00\x00\xf8\x7f"; /* {a=0/0} */
+  batchq_queue *q;
+  batchq_stats_t st;
+
+  CHECK_RC(batchq_lua_to_json(lua_a1, sizeof lua_a1 - 1, out, sizeof out, &n, err, sizeof err), BATCHQ_OK);
+  CHECK(n == 7 && strcmp(out, "{\"a\":1}") == 0 && err[0] == '\0');
+  CHECK_RC(batchq_lua_to_json(lua_a1, sizeof lua_a1 - 1, out, 7, &n, NULL, 0), BATCHQ_ESMALLBUF);
+  CHECK(n == 7); /* the size needed, without the NUL */
+  CHECK_RC(batchq_lua_to_json(lua_a1, sizeof lua_a1 - 1, NULL, 0, &n, NULL, 0), BATCHQ_ESMALLBUF);
+  CHECK_RC(batchq_lua_to_json(lua_a1, sizeof lua_a1 - 1, out, sizeof out, NULL, err, sizeof err), BATCHQ_EINVAL);
+  CHECK_RC(batchq_lua_to_json(NULL, 3, out, sizeof out, &n, err, sizeof err), BATCHQ_EINVAL);
+  CHECK_RC(batchq_lua_to_json(lua_a1, 0, out, sizeof out, &n, err, sizeof err), BATCHQ_EINVAL);
+  CHECK_RC(batchq_lua_to_json(lua_a1, 5, out, sizeof out, &n, err, sizeof err), BATCHQ_EJSON); /* truncated */
+  CHECK(strstr(err, "not a LuaJIT string.buffer encoding") != NULL && strstr(err, "offset") != NULL);
+  CHECK_RC(batchq_lua_to_json(nan_enc, sizeof nan_enc - 1, out, sizeof out, &n, err, sizeof err), BATCHQ_EJSON);
+  CHECK(strstr(err, "cannot become JSON") != NULL && strstr(err, "NaN") != NULL);
+
+  q = live("");
+  if (!q) return;
+  CHECK_RC(batchq_enqueue_lua(NULL, lua_a1, sizeof lua_a1 - 1, err, sizeof err), BATCHQ_EINVAL);
+  CHECK_RC(batchq_enqueue_lua(q, NULL, 3, err, sizeof err), BATCHQ_EINVAL);
+  CHECK_RC(batchq_enqueue_lua(q, lua_a1, 0, err, sizeof err), BATCHQ_EINVAL);
+  CHECK_RC(batchq_enqueue_lua(q, lua_a1, 5, err, sizeof err), BATCHQ_EJSON);
+  CHECK(strstr(err, "truncated") != NULL);
+  CHECK_RC(batchq_enqueue_lua(q, nan_enc, sizeof nan_enc - 1, NULL, 0), BATCHQ_EJSON);
+  memset(err, 'x', sizeof err);
+  CHECK_RC(batchq_enqueue_lua(q, lua_a1, sizeof lua_a1 - 1, err, sizeof err), BATCHQ_OK);
+  CHECK(err[0] == '\0');
+  CHECK_RC(batchq_shutdown(q, 0), BATCHQ_ETIMEDOUT); /* the entry is dropped (shutdown) ... */
+  CHECK_RC(batchq_enqueue_lua(q, lua_a1, sizeof lua_a1 - 1, err, sizeof err), BATCHQ_ESHUTDOWN);
+  st.struct_size = sizeof st;
+  CHECK_RC(batchq_stats(q, &st), BATCHQ_OK);
+  CHECK(st.refused_invalid_json == 2 && st.enqueued == 1 && st.refused_shutdown == 1);
+  {
+    batchq_dropped d[2];
+    size_t k = 0;
+    d[0].struct_size = sizeof d[0];
+    CHECK_RC(batchq_poll_dropped(q, d, 2, &k), BATCHQ_OK); /* ... and handed back as JSON */
+    CHECK(k == 1 && d[0].len == 7 && memcmp(d[0].data, "{\"a\":1}", 7) == 0);
+  }
+  batchq_free(q);
+}
+
 static void test_entries(void) {
   char err[256];
   char big[300];
@@ -435,6 +485,7 @@ int main(void) {
   test_null_and_zero();
   test_config();
   test_entries();
+  test_lua_entries();
   test_spool_dirs();
   test_unknown_codes();
 

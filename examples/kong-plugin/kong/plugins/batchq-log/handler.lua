@@ -11,10 +11,8 @@
 --   queues.lua         the worker's queues: create, switch, retire, worker exit
 --   report.lua         how drops, refusals and the queue's own lines are logged
 --   custom_fields.lua  custom_fields_by_lua in Kong's sandbox, as http-log runs it
-local cjson = require "cjson.safe"
 local plugin_conf = require "kong.plugins.batchq-log.conf"
 local queues = require "kong.plugins.batchq-log.queues"
-local report = require "kong.plugins.batchq-log.report"
 local custom_fields = require "kong.plugins.batchq-log.custom_fields"
 
 local type = type
@@ -51,12 +49,7 @@ function BatchqLogHandler:log(conf)
       custom_fields.set_path(entry, kv[1], kv[2])
     end
   end
-  local data, jerr = cjson.encode(entry)
-  if not data then
-    report.log_err("cannot encode the log entry as JSON: ", jerr)
-    return
-  end
-  queues.enqueue(conf, data)
+  queues.enqueue_entry(conf, entry)
 end
 
 -- For exit_worker_by_lua_block: runs after the worker's last request. Only

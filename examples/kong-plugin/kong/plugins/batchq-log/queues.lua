@@ -20,6 +20,7 @@
 -- exit_worker_by_lua, which runs after the worker's last request: the queues
 -- then stay open until every request has been logged.
 local batchq = require "batchq"
+local cjson = require "cjson.safe"
 local bit = require "bit"
 local plugin_conf = require "kong.plugins.batchq-log.conf"
 local report = require "kong.plugins.batchq-log.report"
@@ -316,6 +317,48 @@ function _M.enqueue(conf, data)
   else
     f.unqueued = f.unqueued + 1
   end
+end
+
+-- Called from the log phase with the serialized entry (a Lua table). Where
+-- LuaJIT has string.buffer, the table crosses the FFI in string.buffer's
+-- encoding and becomes JSON on batchq's sending thread (the same JSON
+-- cjson.encode makes; see the README, "Entries as Lua tables"); otherwise,
+-- and for values string.buffer cannot encode or cjson would refuse, cjson
+-- encodes it here as http-log does.
+local USE_STRING_BUFFER = batchq.has_string_buffer
+local EJSON = batchq.errors.EJSON
+
+function _M.enqueue_entry(conf, entry)
+  if USE_STRING_BUFFER then
+    local st = get_queue(conf)
+    if st then
+      st.last_used = now()
+      local ok, err, code = st.q:enqueue_table(entry)
+      if ok then
+        return
+      end
+      if code ~= EJSON then
+        -- refused for a reason of the queue's (full, too large, shut down):
+        -- kept as JSON for the refusal report, as enqueue() does
+        local data = cjson.encode(entry)
+        if data then
+          if #st.refused < MAX_REFUSED_KEPT then
+            st.refused[#st.refused + 1] = { err = err, data = data }
+          else
+            st.refused_extra = st.refused_extra + 1
+          end
+          return
+        end
+      end
+      -- EJSON: cjson decides below (and says why if it refuses too)
+    end
+  end
+  local data, jerr = cjson.encode(entry)
+  if not data then
+    report.log_err("cannot encode the log entry as JSON: ", jerr)
+    return
+  end
+  _M.enqueue(conf, data)
 end
 
 -- Worker exit ---------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 
+#include <cstdio>
+
 namespace batchq {
 
 namespace {
@@ -88,6 +90,94 @@ bool validate_json(std::string_view s, std::string* error) {
   // looks like the end to the parser; anything left unread is that case.
   if (ms.Tell() != s.size()) return fail(ms.Tell(), "NUL byte in the input.");
   if (error) error->clear();
+  return true;
+}
+
+bool check_framing(std::string_view s, payload_format format, std::string* error) {
+  const bool ndjson = format == payload_format::ndjson;
+  const char* const p = s.data();
+  const std::size_t n = s.size();
+  auto fail = [&](std::size_t at, const std::string& what) {
+    if (error)
+      *error = "entry would change the " + std::string(to_string(format)) + " batch's framing: " + what +
+               " at offset " + std::to_string(at) + " (send exactly one JSON value per entry, compact or with "
+               "newlines escaped)";
+    return false;
+  };
+  auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  auto line_break = [&](std::size_t at) { return fail(at, "a raw newline (CR or LF) would split the ndjson line"); };
+  std::size_t i = 0;
+  // Leading whitespace.
+  for (; i < n && is_ws(p[i]); ++i)
+    if (ndjson && (p[i] == '\n' || p[i] == '\r')) return line_break(i);
+  if (i == n) return fail(i, "the entry is empty or only whitespace");
+  // A string from the '"' at p[i]; returns the offset after its closing quote, or n + 1.
+  auto skip_string = [&](std::size_t at) -> std::size_t {
+    for (++at; at < n; ++at) {
+      const char c = p[at];
+      if (c == '"') return at + 1;
+      if (c == '\\') {
+        ++at;  // whatever follows is escaped (an escaped raw newline is still a raw newline)
+        if (at < n && ndjson && (p[at] == '\n' || p[at] == '\r')) return n + 2 + at;
+      } else if (ndjson && (c == '\n' || c == '\r')) {
+        return n + 2 + at;
+      }
+    }
+    return n + 1;
+  };
+  const std::size_t start = i;
+  const char first = p[i];
+  if (first == '{' || first == '[') {
+    std::string open;  // the bracket stack; SSO keeps shallow entries off the heap
+    while (i < n) {
+      const char c = p[i];
+      if (c == '"') {
+        const std::size_t at = i;
+        i = skip_string(i);
+        if (i == n + 1) return fail(at, "an unterminated string starting");
+        if (i > n + 1) return line_break(i - n - 2);
+        continue;
+      }
+      if (c == '{' || c == '[') {
+        open += c;
+      } else if (c == '}' || c == ']') {
+        if (open.empty() || open.back() != (c == '}' ? '{' : '['))
+          return fail(i, std::string("a '") + c + "' that closes nothing open or the wrong bracket");
+        open.pop_back();
+        if (open.empty()) {
+          ++i;
+          break;
+        }
+      } else if (ndjson && (c == '\n' || c == '\r')) {
+        return line_break(i);
+      }
+      ++i;
+    }
+    if (!open.empty()) return fail(start, "an unclosed '" + open.substr(0, 1) + "' (brackets do not balance) starting");
+  } else if (first == '"') {
+    i = skip_string(i);
+    if (i == n + 1) return fail(start, "an unterminated string starting");
+    if (i > n + 1) return line_break(i - n - 2);
+  } else if (first == '}' || first == ']' || first == ',' || first == ':') {
+    return fail(i, std::string("a '") + first + "' where a value should start");
+  } else {
+    // One scalar token (number, true, false, null, or garbage the receiver
+    // will refuse on its own): it ends at whitespace or a structural byte.
+    auto structural = [](char c) {
+      return c == '{' || c == '}' || c == '[' || c == ']' || c == '"' || c == ',' || c == ':';
+    };
+    while (i < n && !is_ws(p[i]) && !structural(p[i])) ++i;
+  }
+  for (; i < n; ++i) {
+    if (is_ws(p[i])) {
+      if (ndjson && (p[i] == '\n' || p[i] == '\r')) return line_break(i);
+      continue;
+    }
+    const auto u = static_cast<unsigned char>(p[i]);
+    char shown[8];
+    std::snprintf(shown, sizeof shown, u < 0x20 || u > 0x7e ? "\\x%02x" : "%c", u);
+    return fail(i, std::string("a second value or separator '") + shown + "' after the first value");
+  }
   return true;
 }
 

@@ -175,6 +175,15 @@ TEST_CASE("check_framing: exactly one JSON value per entry, no raw newline in nd
   std::string err;
   CHECK_FALSE(batchq::check_framing("{\"a\":\"x\ny\"}", payload_format::ndjson, &err));
   CHECK(contains(err, "offset 7"));
+  // Long strings (scanned with memchr past 32 bytes): an escaped quote does
+  // not end them, an even run of backslashes before a quote does.
+  const std::string x100(100, 'x');
+  CHECK(batchq::check_framing("{\"a\":\"" + x100 + "\\\"" + x100 + "\\\\\"}", payload_format::json_array));
+  CHECK_FALSE(batchq::check_framing("{\"a\":\"" + x100 + "\\\"}", payload_format::json_array));
+  CHECK_FALSE(batchq::check_framing("{\"a\":\"" + x100 + "\\\\\\\"}", payload_format::json_array));
+  CHECK(batchq::check_framing("\"" + x100 + "\\\\\"", payload_format::kong));
+  CHECK_FALSE(batchq::check_framing("\"" + x100 + "\\\"", payload_format::kong));
+  CHECK_FALSE(batchq::check_framing("[\"" + x100 + "\"],[1]", payload_format::json_array));
   // Deep nesting is fine and needs no recursion.
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   CHECK(batchq::check_framing(deep, payload_format::json_array));

@@ -802,7 +802,10 @@ class batch_queue {
 
   // A permanently refused batch whose refusal may concern only some entries
   // (process_result::split): its halves go to the front of the line, in
-  // order, keeping the id (flush() waits for them) and the attempt count.
+  // order, keeping the id (flush() waits for them). Each is a new request
+  // with its own retry budget: inheriting the count would let a deep split
+  // (a batch of 1000 is 10 levels) use up retry_count, so that one transient
+  // failure of a good half would drop it.
   void split_batch_locked(batch b) {
     log_locked(log_level::debug, "batch of " + std::to_string(b.entries.size()) +
                                      " entries refused, splitting it to find the refused ones: " + b.last_error);
@@ -816,8 +819,7 @@ class batch_queue {
     second.bytes = b.bytes - std::min(first_bytes, b.bytes);
     b.bytes = first_bytes;
     second.id = b.id;
-    second.attempts = b.attempts;
-    second.first_attempt = b.first_attempt;
+    b.attempts = 0;
     second.last_error = b.last_error;
     ready_.push_front(std::move(second));
     ready_.push_front(std::move(b));

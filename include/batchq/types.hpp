@@ -275,9 +275,10 @@ struct process_result {
   /// With `permanent`: the refusal may concern only some entries of the batch
   /// (e.g. an HTTP 4xx). A batch of more than one entry is then not dropped
   /// but split in two halves, attempted again at once ahead of other batches
-  /// (no backoff; they keep the batch's attempt count); a single entry is
-  /// dropped with `permanent_reason`. Bisection: n entries cost at most
-  /// 2n - 1 process calls. Ignored once shutdown's deadline has passed.
+  /// (no backoff; each half is a new batch with its own retry_count and
+  /// max_retry_time); a single entry is dropped with `permanent_reason`.
+  /// Bisection: n entries refused for good cost at most 2n - 1 process calls.
+  /// Ignored once shutdown's deadline has passed.
   bool split = false;
 
   static process_result success() { return {}; }

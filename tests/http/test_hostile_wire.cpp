@@ -22,6 +22,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -340,6 +341,39 @@ TEST_CASE("split_on_4xx: a batch with one refused entry delivers the 99 others; 
   CHECK(rep.dropped[0] == entry_n(37, true));
   CHECK(rep.reasons[0] == drop_reason::rejected);
   CHECK(contains(rep.errors[0], "returned status code 400 and body refused: record with field poison"));
+}
+
+TEST_CASE("split_on_4xx: a half that then fails for a while is retried with its own budget, not dropped",
+          "[poison][split]") {
+  receiver rx;
+  std::mutex mu;
+  std::map<long, int> delivered;
+  std::set<std::string> seen;
+  rx.set_responder([&](const recorded_request& req) {
+    if (contains(req.body, "\"poison\"")) return reply::with_status(400, "refused: poison");
+    std::lock_guard<std::mutex> g(mu);
+    if (seen.insert(req.body).second) return reply::with_status(503, "busy");  // every good half fails once first
+    std::vector<long> ns;
+    if (ns_of(req.body, payload_format::kong, ns))
+      for (long n : ns) ++delivered[n];
+    return reply::with_status(200);
+  });
+  reports rep;
+  auto o = batch_options(rx.url("/flaky"), 16, payload_format::kong);
+  o.http.drop_permanent_4xx = true;
+  o.queue.retry_count = 2;  // a split 4 levels deep must not have used it up
+  batchq::http_log log(o, rep.callbacks());
+  for (long n = 0; n < 16; ++n) REQUIRE(log.enqueue(entry_n(n, n == 11)) == enqueue_result::accepted);
+  REQUIRE(log.flush(30s));
+  const auto s = log.stats();
+  CHECK(s.balanced());
+  CHECK(s.delivered == 15);
+  CHECK(s.dropped_for(drop_reason::rejected) == 1);
+  CHECK(s.dropped_total() == 1);
+  CHECK(s.retried == 4);  // [0-7], [12-15], [8-9], [10]: each once
+  std::lock_guard<std::mutex> g(mu);
+  CHECK(delivered.size() == 15);
+  for (const auto& [n, times] : delivered) CHECK(times == 1);
 }
 
 TEST_CASE("split_on_4xx: a receiver that refuses everything ends with every entry dropped exactly once",

@@ -2,7 +2,7 @@
 # bench/run.sh - builds the benchmarks in Release and runs them (issue 7).
 #
 #   bash bench/run.sh                 every case, then the table
-#   bash bench/run.sh enqueue|ffi|delivery|nginx|memory|spool   one case (+ table)
+#   bash bench/run.sh enqueue|ffi|delivery|nginx|memory|spool|framing   one case (+ table)
 #
 # Installs the Debian packages it needs (apt-get, sudo when not root; set
 # BATCHQ_SKIP_APT=1 to skip), configures build-bench/ (Release,
@@ -19,7 +19,7 @@ BUILD=${BENCH_BUILD_DIR:-$SRC/build-bench}
 RES="$BUILD/bench-results"
 CASES=${1:-all}
 case "$CASES" in
-  all|enqueue|ffi|delivery|nginx|memory|spool) ;;
+  all|enqueue|ffi|delivery|nginx|memory|spool|framing) ;;
   *) echo "usage: bash bench/run.sh [all|enqueue|ffi|delivery|nginx|memory]" >&2; exit 2;;
 esac
 
@@ -127,6 +127,12 @@ fi
 if want spool; then
   log "case 6: spool (write-ahead enqueue, fsync policies vs raw writes)"
   "$B/bench_spool" --json "$RES/spool.json" --entries 100000 --rounds 5 >&2
+fi
+
+# ---- case 7: the poison-entry rule (check_framing per entry) ----------------------------------------
+if want framing; then
+  log "case 7: check_framing per entry, enqueue with and without it"
+  "$B/bench_framing" --json "$RES/framing.json" --entries 100000 --rounds 7 >&2
 fi
 
 # ---- table -----------------------------------------------------------------------------------------------

@@ -171,6 +171,9 @@ BATCHQ_API int batchq_new_with_callbacks(const char *config_json, size_t len, co
  * was not taken: the caller still has it), BATCHQ_EINVAL (NULL queue, or NULL
  * data with len > 0; len == 0 is refused too: an empty entry is not JSON).
  * With validate_json on, errbuf receives the parse error and its offset.
+ * Whatever validate_json says, an entry that would change the batch's framing
+ * (not exactly one JSON value in shape, or a raw CR/LF with ndjson) is refused
+ * with BATCHQ_EJSON, errbuf saying what and where.
  *
  * Never blocks on sending, takes no lock held during a send, and makes no
  * system call in the default (memory) mode; with a write-ahead spool it makes

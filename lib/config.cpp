@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "batchq/http_log.hpp"
+#include "batchq/payload.hpp"
 
 namespace batchq {
 
@@ -138,7 +139,8 @@ E get_enum(const std::string& key, const Value& v, std::initializer_list<std::pa
   const std::string s(v.GetString(), v.GetStringLength());
   for (const auto& c : choices)
     if (s == c.first) return c.second;
-  bad(key, "must be one of " + allowed + ", got \"" + s + "\"");
+  const std::string shown = json_escape(std::string_view(s).substr(0, 64)) + (s.size() > 64 ? "..." : "");
+  bad(key, "must be one of " + allowed + ", got \"" + shown + "\"");
 }
 
 constexpr std::int64_t k_max_ms = 24LL * 3600 * 1000;  // a day
@@ -327,6 +329,7 @@ const std::vector<std::pair<const char*, setter>>& keys() {
        [](const Value& v, http_log_options& o) {
          o.log_buffer_lines = static_cast<std::size_t>(get_int("log_buffer_lines", v, 0, 1000000));
        }},
+      {"split_on_4xx", [](const Value& v, http_log_options& o) { o.split_on_4xx = get_bool("split_on_4xx", v); }},
   };
   return table;
 }
@@ -369,14 +372,24 @@ http_log_options parse_http_log_config(std::string_view json) {
       std::string best;
       std::size_t best_d = 3;  // suggest only close matches
       for (const auto& k : table) {
+        // The distance is at least the difference in length: a key that far
+        // off (say 1 MB long) costs no quadratic comparison.
+        const std::size_t klen = std::char_traits<char>::length(k.first);
+        if ((key.size() > klen ? key.size() - klen : klen - key.size()) >= best_d) continue;
         const std::size_t d = edit_distance(key, k.first);
         if (d < best_d) {
           best_d = d;
           best = k.first;
         }
       }
-      bad(key, best.empty() ? "unknown key (see the configuration reference in the README)"
-                            : "unknown key (did you mean " + best + "?)");
+      // The key is quoted back at most 64 bytes long, escaped: the message
+      // stays short and printable whatever was sent.
+      constexpr std::size_t k_shown = 64;
+      const std::string shown = json_escape(std::string_view(key).substr(0, k_shown)) +
+                                (key.size() > k_shown ? "... (" + std::to_string(key.size()) + " bytes)" : "");
+      throw options_error(shown, shown + ": " +
+                                     (best.empty() ? "unknown key (see the configuration reference in the README)"
+                                                   : "unknown key (did you mean " + best + "?)"));
     }
     found->second(it->value, o);
   }

@@ -215,7 +215,9 @@ struct http_log::impl {
     give_back(std::move(s));
     if (body.capacity() > (std::size_t{64} << 20)) std::string().swap(body);
     if (lua_json.capacity() > (std::size_t{64} << 20)) std::string().swap(lua_json);
-    return r.to_process_result();
+    process_result pr = r.to_process_result();
+    pr.split = pr.permanent && opt.split_on_4xx;  // find the entries the receiver refuses
+    return pr;
   }
 
   // Acknowledges write-ahead records, merging consecutive seqs into ranges.
@@ -503,6 +505,15 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
       if (error) *error = std::move(why);
       return enqueue_result::invalid_json;
     }
+  }
+  // The poison-entry rule, for every format: an entry that would change the
+  // body's framing (two values, unbalanced brackets, a raw newline in ndjson)
+  // is refused here, before it can take a batch down with it. (After
+  // validate_json, only ndjson's raw newlines can still fail it.)
+  if (std::string why; !check_framing(entry, m.opt.format, &why)) {
+    m.q->count_refused(enqueue_result::invalid_json);
+    if (error) *error = std::move(why);
+    return enqueue_result::invalid_json;
   }
   const std::size_t n = entry.size();
   log_record rec{std::move(entry), 0};

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cctype>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <limits>
@@ -51,6 +52,7 @@ struct endpoint_parts {
   std::string user;          // percent-decoded
   std::string password;      // percent-decoded
   std::string password_raw;  // as written in the URL, for scrubbing
+  std::vector<std::string> query_values;  // raw and decoded, for scrubbing
 };
 
 using curlu_ptr = std::unique_ptr<CURLU, decltype(&curl_url_cleanup)>;
@@ -74,6 +76,24 @@ std::string parse_endpoint(const std::string& url, endpoint_parts* out) {
   const std::size_t sep = url.find("://");
   if (sep == std::string::npos || sep == 0) return std::string("is not an absolute URL") + allowed;
   if (sep + 3 >= url.size() || std::strchr("/?#", url[sep + 3])) return std::string("has no host") + allowed;
+  {
+    // "https://user:pa#ss@host/": the authority ends at the first '/', '?'
+    // or '#', so a password holding one of them makes the text before it
+    // the host (the request would go elsewhere, and the rest of the password
+    // would be quoted as a host or port). An '@' after that point with no
+    // '/' or '?' in between means user info was meant: refuse, saying how to
+    // write it. (A path or query holding an '@', as /ingest?mail=a@b, passes.)
+    const std::size_t auth_end = url.find_first_of("/?#", sep + 3);
+    if (auth_end != std::string::npos && url.find('@', sep + 3) > auth_end) {
+      const std::size_t at = url.find('@', auth_end);
+      const std::size_t next_sep = url.find_first_of("/?", auth_end + 1);
+      if (at != std::string::npos && (next_sep == std::string::npos || at < next_sep))
+        return "has '" + std::string(1, url[auth_end]) +
+               "' before an '@': percent-encode '#' (%23), '?' (%3F), '/' (%2F) and '@' (%40) in the user name "
+               "and password, e.g. https://user:pa%23ss@host/ (allowed: an absolute http:// or https:// URL "
+               "with a host)";
+    }
+  }
   curlu_ptr u(curl_url(), &curl_url_cleanup);
   if (!u) throw std::bad_alloc();
   // NON_SUPPORT_SCHEME: parse any scheme, so that we can say which rule broke.
@@ -92,6 +112,25 @@ std::string parse_endpoint(const std::string& url, endpoint_parts* out) {
   out->password = url_part(u.get(), CURLUPART_PASSWORD, CURLU_URLDECODE, &has_password);
   out->password_raw = url_part(u.get(), CURLUPART_PASSWORD, 0);
   out->has_userinfo = has_user || has_password;
+  // Query-string values may be credentials too (?api_key=...): each value,
+  // as written and percent-decoded, is scrubbed from error texts.
+  const std::string query = url_part(u.get(), CURLUPART_QUERY, 0);
+  for (std::size_t pos = 0; pos < query.size();) {
+    std::size_t amp = query.find('&', pos);
+    if (amp == std::string::npos) amp = query.size();
+    const std::string pair = query.substr(pos, amp - pos);
+    const std::size_t eq = pair.find('=');
+    const std::string value = eq == std::string::npos ? pair : pair.substr(eq + 1);
+    if (!value.empty()) {
+      out->query_values.push_back(value);
+      int len = 0;
+      if (char* d = curl_easy_unescape(nullptr, value.c_str(), static_cast<int>(value.size()), &len)) {
+        out->query_values.emplace_back(d, static_cast<std::size_t>(len));
+        curl_free(d);
+      }
+    }
+    pos = amp + 1;
+  }
   curl_url_set(u.get(), CURLUPART_USER, nullptr, 0);
   curl_url_set(u.get(), CURLUPART_PASSWORD, nullptr, 0);
   curl_url_set(u.get(), CURLUPART_OPTIONS, nullptr, 0);
@@ -236,7 +275,9 @@ std::string validate(const http_sender_options& o, std::string* field) {
 struct http_sender::impl {
   http_sender_options opts;
   endpoint_parts ep;
+  static constexpr std::size_t k_min_secret = 4;
   std::vector<std::string> secrets;  // scrubbed from every error text
+  std::size_t longest_secret = 0;
   CURL* easy = nullptr;
   CURLM* multi = nullptr;
   curl_slist* header_list = nullptr;
@@ -303,17 +344,25 @@ struct http_sender::impl {
     for (const auto& [name, value] : opts.headers) {
       // "Name;" is libcurl's spelling of a header with an empty value.
       add_header(value.empty() ? name + ";" : name + ": " + value);
-      if (iequals(name, "Authorization") || iequals(name, "Proxy-Authorization")) {
-        secrets.push_back(value);
-        const auto sp = value.find(' ');  // "Bearer <token>": the token alone too
-        if (sp != std::string::npos) secrets.push_back(value.substr(sp + 1));
-      }
+      // Every configured header value may be a credential (X-Api-Key,
+      // apikey, ...): all are scrubbed. Values under k_min_secret bytes of
+      // headers other than Authorization are not (they cannot be secret, and
+      // "1" or "on" would garble every text).
+      const bool auth = iequals(name, "Authorization") || iequals(name, "Proxy-Authorization");
+      if (auth || value.size() >= k_min_secret) secrets.push_back(value);
+      const auto sp = value.find(' ');  // "Bearer <token>": the token alone too
+      if (sp != std::string::npos && (auth || value.size() - sp - 1 >= k_min_secret))
+        secrets.push_back(value.substr(sp + 1));
     }
+    for (const auto& v : ep.query_values)
+      if (v.size() >= k_min_secret) secrets.push_back(v);
     // Longest first, so that a secret containing another is replaced whole.
     secrets.erase(std::remove_if(secrets.begin(), secrets.end(), [](const std::string& s) { return s.empty(); }),
                   secrets.end());
     std::sort(secrets.begin(), secrets.end(),
               [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
+    longest_secret = secrets.empty() ? 0 : secrets.front().size();
 
     const bool per_op = opts.scope == timeout_scope::operation;
     const auto timeout_ms = static_cast<long>(opts.timeout.count());
@@ -364,7 +413,11 @@ struct http_sender::impl {
     auto* me = static_cast<impl*>(self);
     const std::size_t len = size * n;
     me->last_progress = std::chrono::steady_clock::now();
-    const std::size_t room = me->opts.max_error_body - std::min(me->opts.max_error_body, me->err_body.size());
+    // longest_secret bytes more than will be quoted: a secret that starts
+    // inside the quoted part is then seen whole and scrubbed whole.
+    const std::size_t max = me->opts.max_error_body;
+    const std::size_t keep = max > SIZE_MAX - me->longest_secret ? SIZE_MAX : max + me->longest_secret;
+    const std::size_t room = keep - std::min(keep, me->err_body.size());
     me->err_body.append(data, std::min(room, len));
     return len;  // the rest is read and discarded, keeping the connection usable
   }
@@ -466,6 +519,28 @@ struct http_sender::impl {
     for (const auto& secret : secrets) replace_all(s, secret, "***");
   }
 
+  // The first max_error_body bytes of the response body as they may be
+  // quoted: every secret occurrence in what was read (which runs
+  // longest_secret bytes past the cut) is masked first, so none survives in
+  // part at the cut.
+  std::string quoted_body() const {
+    std::vector<bool> masked(err_body.size(), false);
+    for (const auto& secret : secrets)
+      for (std::size_t pos = err_body.find(secret); pos != std::string::npos; pos = err_body.find(secret, pos + 1))
+        std::fill(masked.begin() + static_cast<std::ptrdiff_t>(pos),
+                  masked.begin() + static_cast<std::ptrdiff_t>(pos + secret.size()), true);
+    std::string out;
+    const std::size_t n = std::min(err_body.size(), opts.max_error_body);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!masked[i]) {
+        out += err_body[i];
+      } else if (i == 0 || !masked[i - 1]) {
+        out += "***";
+      }
+    }
+    return out;
+  }
+
   send_result send(std::string_view body, const attempt_context* attempt) {
     send_result r;
     if (attempt && attempt->cancelled()) {
@@ -501,7 +576,7 @@ struct http_sender::impl {
         r.ok = true;
         return r;
       }
-      r.error = "request to " + ep.host_port + " returned status code " + std::to_string(code) + " and body " + err_body;
+      r.error = "request to " + ep.host_port + " returned status code " + std::to_string(code) + " and body " + quoted_body();
       if (code == 429 || code == 503) r.retry_after = parse_retry_after(retry_after_value);
       if (opts.drop_permanent_4xx && code >= 400 && code < 500 && code != 408 && code != 429) {
         r.permanent = true;

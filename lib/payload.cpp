@@ -4,6 +4,11 @@
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstring>
+
 namespace batchq {
 
 namespace {
@@ -88,6 +93,109 @@ bool validate_json(std::string_view s, std::string* error) {
   // looks like the end to the parser; anything left unread is that case.
   if (ms.Tell() != s.size()) return fail(ms.Tell(), "NUL byte in the input.");
   if (error) error->clear();
+  return true;
+}
+
+bool check_framing(std::string_view s, payload_format format, std::string* error) {
+  const char* const p = s.data();
+  const std::size_t n = s.size();
+  auto fail = [&](std::size_t at, const std::string& what) {
+    if (error)
+      *error = "entry would change the " + std::string(to_string(format)) + " batch's framing: " + what +
+               " at offset " + std::to_string(at) + " (send exactly one JSON value per entry, compact or with "
+               "newlines escaped)";
+    return false;
+  };
+  // ndjson: no raw CR or LF anywhere (outside strings it would end the line,
+  // inside one it is invalid JSON and would end the line too). memchr is
+  // vectorised: two passes cost less than a byte loop.
+  if (format == payload_format::ndjson && n) {
+    const void* lf = std::memchr(p, '\n', n);
+    const void* cr = std::memchr(p, '\r', lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - p) : n);
+    if (const void* first = cr ? cr : lf)
+      return fail(static_cast<std::size_t>(static_cast<const char*>(first) - p),
+                  "a raw newline (CR or LF) would split the ndjson line");
+  }
+  auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  // From the '"' at p[at]: the offset after the closing quote, or npos if
+  // there is none. Short strings (most of a log entry) byte by byte; past 32
+  // bytes, memchr to the next quote, which is escaped iff an odd run of
+  // backslashes precedes it.
+  auto skip_string = [&](std::size_t at) -> std::size_t {
+    std::size_t k = at + 1;
+    for (const std::size_t stop = std::min(n, at + 33); k < stop; ++k) {
+      if (p[k] == '"') return k + 1;
+      if (p[k] == '\\') ++k;
+    }
+    // k is not inside an escape here (the byte loop stepped over any).
+    while (k < n) {
+      const void* q = std::memchr(p + k, '"', n - k);
+      if (!q) return std::string_view::npos;
+      const std::size_t pos = static_cast<std::size_t>(static_cast<const char*>(q) - p);
+      std::size_t bs = 0;
+      while (pos - bs > at + 1 && p[pos - bs - 1] == '\\') ++bs;
+      if (bs % 2 == 0) return pos + 1;
+      k = pos + 1;
+    }
+    return std::string_view::npos;
+  };
+  std::size_t i = 0;
+  while (i < n && is_ws(p[i])) ++i;
+  if (i == n) return fail(i, "the entry is empty or only whitespace");
+  const std::size_t start = i;
+  const char first = p[i];
+  if (first == '{' || first == '[') {
+    std::string open;  // the bracket stack; SSO keeps shallow entries off the heap
+    // Bytes that matter outside strings: quotes and brackets.
+    static constexpr auto special = [] {
+      std::array<bool, 256> t{};
+      for (const unsigned char c : {'"', '{', '[', '}', ']'}) t[c] = true;
+      return t;
+    }();
+    while (i < n) {
+      while (i < n && !special[static_cast<unsigned char>(p[i])]) ++i;
+      if (i == n) break;
+      const char c = p[i];
+      if (c == '"') {
+        const std::size_t at = i;
+        i = skip_string(i);
+        if (i == std::string_view::npos) return fail(at, "an unterminated string starting");
+        continue;
+      }
+      if (c == '{' || c == '[') {
+        open += c;
+      } else if (c == '}' || c == ']') {
+        if (open.empty() || open.back() != (c == '}' ? '{' : '['))
+          return fail(i, std::string("a '") + c + "' that closes nothing open or the wrong bracket");
+        open.pop_back();
+        if (open.empty()) {
+          ++i;
+          break;
+        }
+      }
+      ++i;
+    }
+    if (!open.empty()) return fail(start, "an unclosed '" + open.substr(0, 1) + "' (brackets do not balance) starting");
+  } else if (first == '"') {
+    i = skip_string(i);
+    if (i == std::string_view::npos) return fail(start, "an unterminated string starting");
+  } else if (first == '}' || first == ']' || first == ',' || first == ':') {
+    return fail(i, std::string("a '") + first + "' where a value should start");
+  } else {
+    // One scalar token (number, true, false, null, or garbage the receiver
+    // will refuse on its own): it ends at whitespace or a structural byte.
+    auto structural = [](char c) {
+      return c == '{' || c == '}' || c == '[' || c == ']' || c == '"' || c == ',' || c == ':';
+    };
+    while (i < n && !is_ws(p[i]) && !structural(p[i])) ++i;
+  }
+  for (; i < n; ++i) {
+    if (is_ws(p[i])) continue;
+    const auto u = static_cast<unsigned char>(p[i]);
+    char shown[8];
+    std::snprintf(shown, sizeof shown, u < 0x20 || u > 0x7e ? "\\x%02x" : "%c", u);
+    return fail(i, std::string("a second value or separator '") + shown + "' after the first value");
+  }
   return true;
 }
 

@@ -765,6 +765,10 @@ class batch_queue {
   void on_failure_locked(batch b, process_result r, time_point now) {
     ++failed_attempts_;
     b.last_error = std::move(r.error);
+    if (r.permanent && r.split && b.entries.size() > 1 && !expired_) {
+      split_batch_locked(std::move(b));
+      return;  // the receiver answered: no reason to slow down
+    }
     if (r.permanent) {
       log_locked(log_level::error, "permanent failure, dropping " + std::to_string(b.entries.size()) +
                                        " entries: " + b.last_error);
@@ -815,6 +819,31 @@ class batch_queue {
     wait = std::max<duration>(wait, r.retry_after);
     next_send_at_ = now + wait;
     waiting_ = wait_kind::backoff;
+  }
+
+  // A permanently refused batch whose refusal may concern only some entries
+  // (process_result::split): its halves go to the front of the line, in
+  // order, keeping the id (flush() waits for them). Each is a new request
+  // with its own retry budget: inheriting the count would let a deep split
+  // (a batch of 1000 is 10 levels) use up retry_count, so that one transient
+  // failure of a good half would drop it.
+  void split_batch_locked(batch b) {
+    log_locked(log_level::debug, "batch of " + std::to_string(b.entries.size()) +
+                                     " entries refused, splitting it to find the refused ones: " + b.last_error);
+    const std::size_t half = b.entries.size() / 2;
+    batch second;
+    second.entries.assign(std::make_move_iterator(b.entries.begin() + static_cast<std::ptrdiff_t>(half)),
+                          std::make_move_iterator(b.entries.end()));
+    b.entries.erase(b.entries.begin() + static_cast<std::ptrdiff_t>(half), b.entries.end());
+    std::size_t first_bytes = 0;
+    for (const auto& e : b.entries) first_bytes += size_of(e);
+    second.bytes = b.bytes - std::min(first_bytes, b.bytes);
+    b.bytes = first_bytes;
+    second.id = b.id;
+    b.attempts = 0;
+    second.last_error = b.last_error;
+    ready_.push_front(std::move(second));
+    ready_.push_front(std::move(b));
   }
 
   void drop_batch_locked(batch b, drop_reason why) {

@@ -70,6 +70,14 @@ struct http_log_options {
   std::size_t drop_buffer_bytes = std::size_t{16} << 20;
   /// Pull mode (no on_log callback): the last this-many log lines are kept.
   std::size_t log_buffer_lines = 256;
+  /// When the receiver refuses a batch of several entries with a permanent
+  /// 4xx (see http.drop_permanent_4xx; 413 included, 408/429 never), split it
+  /// in halves and send those at once, recursively, so that only the entries
+  /// the receiver refuses on their own are dropped (each with the answer to
+  /// its own request) and the others are delivered. Bounded: a batch of n
+  /// entries costs at most 2n - 1 requests, each counted in stats().attempts.
+  /// Off: the whole batch is dropped at the first permanent 4xx. Default on.
+  bool split_on_4xx = true;
 };
 
 /// Checks every part; "" when valid, else "<field>: <problem> (allowed: ...)".
@@ -131,8 +139,10 @@ class BATCHQ_CXX_API http_log {
   http_log& operator=(const http_log&) = delete;
 
   /// Takes an entry (a serialized JSON value). Thread-safe; never blocks on
-  /// sending. Refusals: too_large, queue_full, shut_down, invalid_json (with
-  /// validate_json; *error receives the parse error and its offset).
+  /// sending. Refusals: too_large, queue_full, shut_down, invalid_json (an
+  /// entry that would change the body's framing, for every format, see
+  /// check_framing(); or, with validate_json, not valid JSON; *error receives
+  /// what is wrong and its offset).
   enqueue_result enqueue(std::string entry, std::string* error = nullptr);
   /// Takes an entry as a LuaJIT string.buffer encoding (batchq/lua_json.hpp)
   /// and sends it as the JSON cjson.encode() would have made of the value.

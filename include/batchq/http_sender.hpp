@@ -31,8 +31,14 @@
 //                                (413 -> drop_reason::too_large, others rejected)
 //   no response                  failure, status 0, "failed request to
 //                                <host>:<port>: <libcurl's message>"
-// Credentials (URL userinfo, Authorization header values) are scrubbed from
-// every error text, including response bodies quoted in it.
+// Credentials are scrubbed ("***") from every error text, including response
+// bodies quoted in it (a secret cut by max_error_body is masked whole): the
+// URL's user info (as written and decoded, and the Basic token), every
+// configured header value (Authorization and Proxy-Authorization always;
+// others of 4 bytes or more, and the part after a first space, e.g. a Bearer
+// token), and every query-string value of 4 bytes or more (as written and
+// percent-decoded). Texts are matched byte for byte: a receiver that echoes a
+// secret re-encoded (e.g. JSON-escaped) is not caught.
 #ifndef BATCHQ_HTTP_SENDER_HPP
 #define BATCHQ_HTTP_SENDER_HPP
 
@@ -69,7 +75,10 @@ struct http_sender_options {
   /// Where batches go: an http:// or https:// URL with a host. Required.
   /// Userinfo ("https://user:pass@host/") becomes the header
   /// `Authorization: Basic base64(user ":" pass)` (both parts percent-decoded)
-  /// and is removed from the URL libcurl sees. [http-log http_endpoint]
+  /// and is removed from the URL libcurl sees. A '#', '?' or '/' in the user
+  /// name or password must be percent-encoded (%23, %3F, %2F): a URL where an
+  /// '@' follows one of them with no '/' or '?' in between is refused, since
+  /// it would send to the wrong host. [http-log http_endpoint]
   std::string http_endpoint;
   /// "POST", "PUT" or "PATCH" (exact spelling). [http-log method, default POST]
   std::string method = "POST";

@@ -27,8 +27,8 @@ enum class payload_format : int {
   json_array = 1,
   /// Newline-delimited JSON: "e1\ne2\n...\n" (each entry followed by '\n');
   /// zero entries -> "". Entries must not contain a raw newline (compact
-  /// JSON never does); this is not checked. Set the sender's content_type to
-  /// "application/x-ndjson" yourself.
+  /// JSON never does); http_log refuses them (check_framing). Set the
+  /// sender's content_type to "application/x-ndjson" yourself.
   ndjson = 2,
 };
 
@@ -65,6 +65,20 @@ BATCHQ_CXX_API std::size_t payload_size(span<const std::string_view> entries, pa
 /// (offset in bytes from the start of `s`). Thread-safe; does not allocate a
 /// document.
 BATCHQ_CXX_API bool validate_json(std::string_view s, std::string* error = nullptr);
+
+/// The poison-entry rule: true if `entry` can sit in a body of `format`
+/// without changing the body's framing, i.e. it is exactly ONE JSON value in
+/// shape: optional whitespace, then an object or array whose brackets and
+/// braces balance and match (counted outside strings), a complete string, or
+/// one scalar token; then only whitespace. Refused: empty entries, a second
+/// value or a top-level ',' / ':' (`{"a":1},{"b":2}`), unbalanced or
+/// mismatched brackets, an unterminated string, and for ndjson any raw CR or
+/// LF byte (it would end the line). It checks shape only, not grammar:
+/// `{"a":tru}` passes (validate_json() catches that; a receiver that refuses
+/// it refuses one entry, see http_log's split_on_4xx). One pass, no
+/// allocation below 16 levels of nesting. On failure `error` (if not null)
+/// receives what is wrong, where, and what to send instead. Thread-safe.
+BATCHQ_CXX_API bool check_framing(std::string_view entry, payload_format format, std::string* error = nullptr);
 
 /// The JSON string-literal escaping of `s`, without the surrounding quotes:
 /// `"` `\` and control characters below 0x20 are escaped (\n, \t, ... or

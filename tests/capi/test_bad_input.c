@@ -329,7 +329,8 @@ static void test_entries(void) {
   CHECK_RC(batchq_enqueue_ex(q, big, sizeof big, err, sizeof err), BATCHQ_ETOOLARGE);
   CHECK(strstr(err, "max_bytes") != NULL);
   CHECK_RC(batchq_enqueue_ex(q, big, sizeof big, NULL, 0), BATCHQ_ETOOLARGE);
-  CHECK_RC(batchq_enqueue(q, big, 256), BATCHQ_OK); /* exactly max_bytes fits (validation off: not JSON, taken) */
+  big[255] = '"'; /* one JSON string of exactly max_bytes: fits */
+  CHECK_RC(batchq_enqueue(q, big, 256), BATCHQ_OK);
   memset(err, 'x', sizeof err);
   CHECK_RC(batchq_enqueue_ex(q, "{}", 2, err, sizeof err), BATCHQ_OK);
   CHECK(err[0] == '\0'); /* errbuf is NUL-terminated on success too: empty */
@@ -354,11 +355,16 @@ static void test_entries(void) {
   CHECK(st.refused_invalid_json == 5 && st.enqueued == 2);
   batchq_free(q);
 
-  /* ... and with validation off the same bytes are taken as they are */
+  /* ... with validation off, bytes are taken as they are unless they would
+     change the batch's framing (the poison-entry rule: one value per entry) */
   q = live("");
   if (!q) return;
-  CHECK_RC(batchq_enqueue(q, "not json", 8), BATCHQ_OK);
-  CHECK_RC(batchq_enqueue(q, "{}\0{}", 5), BATCHQ_OK);
+  CHECK_RC(batchq_enqueue(q, "notjson", 7), BATCHQ_OK);
+  CHECK_RC(batchq_enqueue(q, "{\"a\":tru}", 9), BATCHQ_OK);
+  CHECK_RC(batchq_enqueue(q, "not json", 8), BATCHQ_EJSON);
+  CHECK_RC(batchq_enqueue_ex(q, "{}\0{}", 5, err, sizeof err), BATCHQ_EJSON);
+  CHECK(strstr(err, "framing") != NULL);
+  CHECK_RC(batchq_enqueue(q, "{\"a\":1},{\"b\":2}", 15), BATCHQ_EJSON);
   batchq_free(q);
 
   /* after shutdown: refused, counted; flush/stats/poll still work; shutdown idempotent */

@@ -339,6 +339,7 @@ struct http_log::impl {
   void open_later(bool want_dead, bool want_wal) {
     opener = std::thread([this, want_dead, want_wal] {
       bool need[2] = {want_dead, want_wal};
+      bool failed_before = spool_down.load();
       std::string last_error;
       auto delay = std::chrono::milliseconds(1000);
       std::unique_lock<std::mutex> lk(opener_mu);
@@ -364,7 +365,7 @@ struct http_log::impl {
             }
             need[i] = false;
           } catch (const std::exception& e) {
-            failed = true;
+            failed = failed_before = true;
             if (last_error != e.what()) {
               last_error = e.what();
               on_log(log_level::error, last_error + "; still working in memory, retrying in the background");
@@ -375,9 +376,9 @@ struct http_log::impl {
         delay = failed ? std::min<std::chrono::milliseconds>(delay * 2, std::chrono::seconds(30))
                        : std::chrono::milliseconds(1000);
         if (!need[0] && !need[1])
-          on_log(log_level::info, "spool in " + opt.spool_dir + " opened" +
-                                      (last_error.empty() ? " (taken over from its previous owner)"
-                                                          : " after earlier failures: entries are protected again"));
+          on_log(log_level::info, failed_before ? "spool in " + opt.spool_dir +
+                                                      " opened after earlier failures: entries are protected again"
+                                                : std::string("spool taken over from its previous owner"));
       }
     });
   }

@@ -473,3 +473,62 @@ TEST_CASE("e2e: crash-restart: write-ahead backlog, kill -9, three clean restart
   CHECK(sp->stats().last_seq >= accepted.size());
   CHECK(sp->stats().acked_seq == sp->stats().last_seq);
 }
+
+// Issue 12, item 2 (second half): after a crash during an outage, entries
+// dead-lettered while the replay still ran were not acknowledged either, so
+// the next restart sent them again: dead-lettered and delivered, or
+// dead-lettered twice.
+TEST_CASE("e2e: crash during an outage: an entry dead-lettered on restart is never sent or dead-lettered again",
+          "[spool][e2e]") {
+  temp_dir root;
+  temp_dir scratch;
+  const std::string received_file = scratch.file("received.jsonl");
+  const std::string accepted_file = scratch.file("accepted.txt");
+  const std::string down_url = "http://127.0.0.1:" + std::to_string(batchq::test::unused_port()) + "/ingest";
+
+  const std::string err_file = scratch.file("feed.err");
+  const pid_t pid = spawn_tool({BATCHQ_WAL_CHILD_EXE, "--spool", root.path(), "--url", down_url, "--accepted",
+                                accepted_file, "--first", "1"},
+                               "", err_file);
+  constexpr std::size_t backlog = 300;
+  for (int i = 0; i < 3000 && lines_of(slurp(accepted_file)).size() < backlog; ++i)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  REQUIRE(wait_for_exit(pid) == 128 + SIGKILL);
+  std::size_t accepted = 0;
+  for (const auto& l : lines_of(slurp(accepted_file)))
+    if (!l.empty() && l[0] != '-') ++accepted;
+  REQUIRE(accepted >= backlog);
+
+  // Restart 1, still during the outage, one attempt per batch: every entry
+  // is dead-lettered; the replay pauses after its first record meanwhile.
+  const tool_result first = run_tool({BATCHQ_WAL_CHILD_EXE, "--spool", root.path(), "--url", down_url, "--drain",
+                                      "--slow-replay", "300", "--retry-count", "1"},
+                                     scratch.path());
+  INFO(first.out << first.err);
+  CHECK(contains(first.out, "left=0"));
+  unsigned long long replayed = 0, delivered_n = 0, dropped = 0;
+  REQUIRE(std::sscanf(first.out.c_str(), "drained replayed=%llu delivered=%llu dropped=%llu", &replayed,
+                      &delivered_n, &dropped) == 3);
+  CHECK(replayed >= accepted);
+  CHECK(dropped == replayed);
+
+  // Restart 2 with the receiver up: nothing left to send.
+  receiver_process rx(received_file, 0);
+  const tool_result second =
+      run_tool({BATCHQ_WAL_CHILD_EXE, "--spool", root.path(), "--url", rx.url(), "--drain"}, scratch.path());
+  INFO(second.out << second.err);
+  CHECK(second.code == 0);
+  CHECK(contains(second.out, "replayed=0 delivered=0 dropped=0 left=0"));
+  CHECK(rx.stop() == 0);
+  CHECK(slurp(received_file).empty());
+
+  // Each entry is in the dead-letter spool exactly once.
+  auto dead = must_open(reopen_options(root.path() + "/dead-letter"));
+  std::map<std::string, int> times;
+  for (const auto& r : dead->read_all()) ++times[r.payload];
+  CHECK(times.size() == replayed);
+  std::size_t twice = 0;
+  for (const auto& [payload, n] : times) twice += n > 1 ? 1 : 0;
+  CHECK(twice == 0);
+}

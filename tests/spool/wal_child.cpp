@@ -3,7 +3,7 @@
 //
 // Usage:
 //   batchq_wal_child --spool DIR --url URL --accepted FILE --first N
-//   batchq_wal_child --spool DIR --url URL --drain [--slow-replay MS]
+//   batchq_wal_child --spool DIR --url URL --drain [--slow-replay MS] [--retry-count N]
 //
 // Feed mode (the default): opens the http_log on spool_dir DIR (which replays
 // what an earlier, killed child left in DIR/write-ahead), then enqueues
@@ -21,7 +21,7 @@
 // Exit 0 if nothing was dropped and nothing is left, else 1. --slow-replay MS
 // pauses the replay for MS ms after its first record (a test hook of
 // http_log), so that deliveries start while the replay still runs, as on a
-// busy machine.
+// busy machine. --retry-count N replaces the retry count (1000) of the queue.
 //
 // Exit status 2 for bad arguments or options, 1 if the http_log cannot start.
 #include <fcntl.h>
@@ -49,6 +49,7 @@ struct config {
   unsigned long long first = 1;
   bool drain = false;
   long slow_replay_ms = 0;
+  long retry_count = 1000;  // the receiver is up: nothing should ever be dropped
 };
 
 long g_slow_replay_ms = 0;
@@ -90,6 +91,8 @@ config parse(int argc, char** argv) {
       c.drain = true;
     } else if (a == "--slow-replay") {
       c.slow_replay_ms = std::strtol(value().c_str(), nullptr, 10);
+    } else if (a == "--retry-count") {
+      c.retry_count = std::strtol(value().c_str(), nullptr, 10);
     } else {
       usage("unknown argument " + a);
     }
@@ -110,7 +113,7 @@ batchq::http_log_options log_options(const config& c) {
   o.queue.process_delay = std::chrono::milliseconds(0);
   o.queue.max_entries = 2000;  // more than the pace lets pile up: replay never hits it
   o.queue.overflow = batchq::overflow_policy::refuse_new;
-  o.queue.retry_count = 1000;  // the receiver is up: nothing should ever be dropped
+  o.queue.retry_count = static_cast<int>(c.retry_count);
   o.queue.backoff = batchq::backoff_policy::exponential;
   o.queue.initial_retry_delay = std::chrono::milliseconds(5);
   o.queue.max_retry_delay = std::chrono::milliseconds(100);

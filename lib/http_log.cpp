@@ -275,6 +275,10 @@ struct http_log::impl {
   // Returns nullptr with *locked = true when another process holds it.
   std::unique_ptr<spool> open_spool(const char* sub, spool_mode mode, bool* locked) {
     const std::string dir = opt.spool_dir + "/" + sub;
+    // spool_dir itself too (0700), when it went missing or could not be made
+    // at construction (its parent existed then).
+    if (::mkdir(opt.spool_dir.c_str(), 0700) != 0 && errno != EEXIST)
+      throw std::runtime_error("spool_dir: cannot create \"" + opt.spool_dir + "\": " + std::strerror(errno));
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
       throw std::runtime_error("spool_dir: cannot create \"" + dir + "\": " + std::strerror(errno));
     // A symlink planted there would send our records wherever it points.
@@ -425,11 +429,23 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
     }
   };
   if (!m.opt.spool_dir.empty()) {
+    // Configuration errors: a spool_dir whose parent does not exist, or that
+    // is not a directory. A missing spool_dir under an existing parent is
+    // created (0700) by open_spool; a spool_dir this process may not look
+    // into or create (EACCES...) is a runtime condition like the others.
     struct stat st {};
-    if (::stat(m.opt.spool_dir.c_str(), &st) != 0)
-      throw std::runtime_error("spool_dir: cannot use \"" + m.opt.spool_dir + "\": " + std::strerror(errno));
-    if (!S_ISDIR(st.st_mode))
+    if (::stat(m.opt.spool_dir.c_str(), &st) != 0) {
+      const int e = errno;
+      std::string parent = m.opt.spool_dir;
+      while (parent.size() > 1 && parent.back() == '/') parent.pop_back();
+      const auto slash = parent.find_last_of('/');
+      parent = slash == std::string::npos ? "." : slash == 0 ? "/" : parent.substr(0, slash);
+      struct stat pst {};
+      if (e == ENOENT && (::stat(parent.c_str(), &pst) != 0 || !S_ISDIR(pst.st_mode)))
+        throw std::runtime_error("spool_dir: cannot use \"" + m.opt.spool_dir + "\": " + std::strerror(e));
+    } else if (!S_ISDIR(st.st_mode)) {
       throw std::runtime_error("spool_dir: \"" + m.opt.spool_dir + "\" is not a directory");
+    }
     m.dead_owner = try_open("dead-letter", spool_mode::dead_letter, &dead_later);
     m.dead.store(m.dead_owner.get());
     m.wal_owner = try_open("write-ahead", spool_mode::write_ahead, &wal_later);

@@ -133,3 +133,39 @@ TEST_CASE("write_ahead protects an entry larger than a segment; one it cannot pr
     CHECK(must_open(read_only(root.file("write-ahead")))->read_all().empty());
   }
 }
+
+TEST_CASE("spool_dir: created when only its last part is missing; unusable under a file, in memory", "[spool]") {
+  temp_dir root;
+  http_log_options o;
+  o.http.http_endpoint = "http://127.0.0.1:" + std::to_string(batchq::test::unused_port()) + "/logs";
+  o.queue.shutdown_timeout = 0ms;
+  o.spool_fsync = fsync_policy::never;
+  SECTION("missing, its parent exists: created 0700 and used") {
+    o.spool_dir = root.file("made-by-batchq");
+    http_log log(o);
+    CHECK(log.spool_stats().unavailable == 0);
+    struct stat st {};
+    REQUIRE(::stat(o.spool_dir.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0700);
+    CHECK(fs::is_directory(o.spool_dir + "/dead-letter"));
+  }
+  SECTION("under a regular file (cannot be created): the queue works in memory") {
+    write_file(root.file("a-file"), "x");
+    o.spool_dir = root.file("a-file/spool");
+    log_lines logs;
+    http_log log(o, logs.callbacks());
+    CHECK(log.spool_stats().unavailable == 1);
+    CHECK(logs.any(o.spool_dir, "works in memory"));
+    CHECK(log.enqueue("{}") == enqueue_result::accepted);
+  }
+  SECTION("missing with its parent: a configuration error") {
+    o.spool_dir = root.file("missing/spool");
+    std::string what;
+    try {
+      http_log log(o);
+    } catch (const std::runtime_error& e) {
+      what = e.what();
+    }
+    CHECK(contains(what, "No such file or directory"));
+  }
+}

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <sstream>
@@ -284,6 +285,8 @@ TEST_CASE("reading a crafted segment is linear: the work is a bounded multiple o
     CHECK(sc.damaged_regions == 1);
     CHECK(sc.damaged_bytes == sizes[i]);
     ratio[i] = static_cast<double>(sc.work) / static_cast<double>(sizes[i]);
+    std::printf("crafted segment of %zu bytes: %llu bytes examined (%.1f x its size)\n", sizes[i],
+                static_cast<unsigned long long>(sc.work), ratio[i]);
     INFO("size " << sizes[i] << " work " << sc.work);
     // The old reader checksummed every candidate: ~size^2 / 72 bytes (1.4e10 for 1 MiB).
     CHECK(sc.work <= 24 * sizes[i] + (std::size_t{8} << 20));
@@ -359,6 +362,8 @@ TEST_CASE("a 1 GiB sparse segment is read with bounded memory", "[spool]") {
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   INFO("peak RSS growth " << got[0] << " KiB");
+  std::printf("1 GiB sparse segment opened and read: peak RSS growth %llu KiB\n",
+              static_cast<unsigned long long>(got[0]));
   CHECK(got[0] < 64 * 1024);  // the old reader held the whole file: 1 GiB
   CHECK(got[1] == 1);
   CHECK(got[2] == std::uint64_t{1} << 30);

@@ -61,8 +61,8 @@
 // the bytes all failed candidates of one segment may cost are capped at 8
 // times the segment's size, after which the rest of the file is treated as
 // one damaged region (kept in quarantine, see below, never deleted). A record
-// longer than 1 GiB, or longer than segment_bytes anywhere but alone in its
-// segment, is damage.
+// longer than 1 GiB is damage; a long candidate's checksum is computed through
+// the buffer, and only a record that passes is read into memory.
 //
 // Every damaged region is counted (stats), reported (on_damage: file, offset,
 // bytes) and kept: a writable spool hard-links the damaged segment into

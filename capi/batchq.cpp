@@ -332,6 +332,10 @@ BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
     f.spool_errors = sp.errors;
     f.spool_evicted = sp.evicted;
     f.spool_replayed = sp.replayed;
+    f.spool_damaged_records = sp.damaged_records;
+    f.spool_damaged_bytes = sp.damaged_bytes;
+    f.spool_unprotected = sp.unprotected;
+    f.spool_unavailable = sp.unavailable;
     copy_prefix(out, f);
     return BATCHQ_OK;
   } catch (...) {

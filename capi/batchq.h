@@ -265,6 +265,13 @@ typedef struct batchq_stats_t {
   uint64_t spool_errors;         /* failed writes (e.g. ENOSPC) */
   uint64_t spool_evicted;        /* records deleted by the spool_max_bytes cap */
   uint64_t spool_replayed;       /* entries re-queued from the spools at start */
+  /* damaged spool regions found since the queue started, and their bytes;
+   * each is logged (file, offset) and kept in <spool>/quarantine/ */
+  uint64_t spool_damaged_records;
+  uint64_t spool_damaged_bytes;
+  uint64_t spool_unprotected;    /* write_ahead: entries accepted without a write-ahead record */
+  uint64_t spool_unavailable;    /* 1 while a configured spool cannot be opened: the queue works in
+                                  * memory and retries it in the background (see the log) */
 } batchq_stats_t;
 
 /* Fills *out with a consistent snapshot. out->struct_size must be set; a

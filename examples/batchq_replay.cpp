@@ -86,6 +86,7 @@ constexpr int exit_locked = 3;
 constexpr const char* usage_text =
     "usage: batchq-replay list DIR\n"
     "       batchq-replay print DIR [--from SEQ] [--limit N]\n"
+    "       batchq-replay quarantine DIR [--from SEQ] [--limit N]\n"
     "       batchq-replay send DIR --url URL [--batch N] [--format kong|json_array|ndjson]\n"
     "                              [--header 'K: V']... [--timeout MS] [--ca-file F]\n"
     "                              [--insecure] [--dry-run]\n"
@@ -102,6 +103,9 @@ constexpr const char* help_text =
     "         under it (any depth) is listed with its path.\n"
     "  print  unacknowledged records as JSON lines, oldest first. Read-only.\n"
     "         --from SEQ   start at this seq      --limit N   at most N records\n"
+    "  quarantine  damaged segments kept in DIR/quarantine: the records that\n"
+    "         still read back, as JSON lines; per file, where the damage is\n"
+    "         (stderr). Read-only. --from and --limit as for print.\n"
     "  send   deliver the unacknowledged records in seq order, N per request,\n"
     "         removing each batch from the spool once it was delivered; stops\n"
     "         at the first failed request. Needs the spool's lock.\n"
@@ -176,10 +180,10 @@ arguments parse_arguments(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) throw usage_error{"no command given"};
   a.command = args[0];
-  if (a.command != "list" && a.command != "print" && a.command != "send")
-    throw usage_error{"unknown command \"" + a.command + "\" (expected list, print or send)"};
+  if (a.command != "list" && a.command != "print" && a.command != "send" && a.command != "quarantine")
+    throw usage_error{"unknown command \"" + a.command + "\" (expected list, print, quarantine or send)"};
 
-  const bool is_print = a.command == "print";
+  const bool is_print = a.command == "print" || a.command == "quarantine";
   const bool is_send = a.command == "send";
   bool have_dir = false;
   for (std::size_t i = 1; i < args.size(); ++i) {
@@ -503,6 +507,12 @@ int main(int argc, char** argv) {
       o.limit = a.limit;
       o.namer = reason_name;
       rc = batchq::replay_print(a.dir, o, std::cout, err);
+    } else if (a.command == "quarantine") {
+      batchq::replay_print_options o;
+      o.from_seq = a.from_seq;
+      o.limit = a.limit;
+      o.namer = reason_name;
+      rc = batchq::replay_quarantine(a.dir, o, std::cout, err);
     } else {
       return run_send(a);
     }

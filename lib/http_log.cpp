@@ -97,7 +97,13 @@ class block_signals {
   bool ok_ = false;
 };
 
+std::atomic<void (*)(std::uint64_t)> g_replay_hook{nullptr};
+
 }  // namespace
+
+namespace detail {
+void set_replay_hook(void (*hook)(std::uint64_t seq)) noexcept { g_replay_hook.store(hook); }
+}  // namespace detail
 
 std::string validate(const http_log_options& o, std::string* field) {
   std::string err = validate(o.queue, field);
@@ -154,6 +160,7 @@ struct http_log::impl {
   std::atomic<std::uint64_t> wal_unprotected{0};  // accepted while the WAL was not open
   std::atomic<std::uint64_t> evicted{0};
   std::atomic<std::uint64_t> replay_refused{0};
+  std::atomic<bool> spool_down{false};  // a configured spool could not be opened (not: held by another process)
   std::thread opener;
   std::mutex opener_mu;
   std::condition_variable opener_cv;
@@ -330,6 +337,16 @@ struct http_log::impl {
   // Returns nullptr with *locked = true when another process holds it.
   std::unique_ptr<spool> open_spool(const char* sub, spool_mode mode, bool* locked) {
     const std::string dir = opt.spool_dir + "/" + sub;
+    // spool_dir and its missing parents too (0700, like `mkdir -p`), so a
+    // host can give each queue its own directory below a shared root (the
+    // Kong plugin: <spool_dir>/<queue-id>/worker-<n>) without a mkdir of its
+    // own; again on each retry when they could not be made before.
+    for (std::size_t i = 1; i <= opt.spool_dir.size(); ++i) {
+      if (i < opt.spool_dir.size() && opt.spool_dir[i] != '/') continue;
+      const std::string part = opt.spool_dir.substr(0, i);
+      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
+        throw std::runtime_error("spool_dir: cannot create \"" + part + "\": " + std::strerror(errno));
+    }
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
       throw std::runtime_error("spool_dir: cannot create \"" + dir + "\": " + std::strerror(errno));
     // A symlink planted there would send our records wherever it points.
@@ -345,6 +362,7 @@ struct http_log::impl {
                                              : "dead letters are being deleted") +
                                      " (first seq " + std::to_string(r.seq) + ")");
     };
+    so.on_damage = [this](const spool_damage& d) { on_log(log_level::error, d.message); };
     spool_error why;
     auto sp = spool::open(so, &why);
     if (!sp) {
@@ -365,6 +383,7 @@ struct http_log::impl {
     w.for_each([&](const spool_record& r) {
       if (r.kind != record_kind::entry) return true;
       const enqueue_result res = q->enqueue(log_record{std::string(r.payload), r.seq});
+      if (auto hook = g_replay_hook.load()) hook(r.seq);
       if (res == enqueue_result::accepted) {
         replayed.fetch_add(1);
       } else if (res != enqueue_result::shut_down) {
@@ -382,37 +401,56 @@ struct http_log::impl {
     });
   }
 
-  // Tries to open what could not be opened because another process held it.
+  // Opens in the background what could not be opened at construction: a
+  // spool another process still holds (an old nginx worker draining after a
+  // reload; tried every second) or one this process cannot use (permissions,
+  // a read-only disk...; tried with a backoff of 1 s doubling up to 30 s).
+  // Until then the queue works in memory. The write-ahead spool is published
+  // before its replay, so that entries delivered while the replay still runs
+  // are acknowledged like any others.
   void open_later(bool want_dead, bool want_wal) {
     opener = std::thread([this, want_dead, want_wal] {
-      bool need_dead = want_dead, need_wal = want_wal;
+      bool need[2] = {want_dead, want_wal};
+      bool failed_before = spool_down.load();
+      std::string last_error;
+      auto delay = std::chrono::milliseconds(1000);
       std::unique_lock<std::mutex> lk(opener_mu);
-      while (!stopping && (need_dead || need_wal)) {
-        opener_cv.wait_for(lk, std::chrono::seconds(1));
+      while (!stopping && (need[0] || need[1])) {
+        opener_cv.wait_for(lk, delay);
         if (stopping) break;
-        try {
-          bool locked = false;
-          if (need_dead) {
-            if (auto d = open_spool("dead-letter", spool_mode::dead_letter, &locked)) {
-              dead_owner = std::move(d);
+        bool failed = false;
+        for (int i = 0; i < 2; ++i) {
+          if (!need[i]) continue;
+          const bool is_dead = i == 0;
+          try {
+            bool locked = false;
+            auto sp = open_spool(is_dead ? "dead-letter" : "write-ahead",
+                                 is_dead ? spool_mode::dead_letter : spool_mode::write_ahead, &locked);
+            if (!sp) continue;  // still held by another process
+            if (is_dead) {
+              dead_owner = std::move(sp);
               dead.store(dead_owner.get());
-              need_dead = false;
-            }
-          }
-          if (need_wal) {
-            locked = false;
-            if (auto w = open_spool("write-ahead", spool_mode::write_ahead, &locked)) {
-              wal_owner = std::move(w);
-              replay(*wal_owner);
+            } else {
+              wal_owner = std::move(sp);
               wal.store(wal_owner.get());
-              need_wal = false;
+              replay(*wal_owner);
+            }
+            need[i] = false;
+          } catch (const std::exception& e) {
+            failed = failed_before = true;
+            if (last_error != e.what()) {
+              last_error = e.what();
+              on_log(log_level::error, last_error + "; still working in memory, retrying in the background");
             }
           }
-          if (!need_dead && !need_wal) on_log(log_level::info, "spool taken over from its previous owner");
-        } catch (const std::exception& e) {
-          on_log(log_level::error, e.what());
-          break;
         }
+        spool_down.store(failed);
+        delay = failed ? std::min<std::chrono::milliseconds>(delay * 2, std::chrono::seconds(30))
+                       : std::chrono::milliseconds(1000);
+        if (!need[0] && !need[1])
+          on_log(log_level::info, failed_before ? "spool in " + opt.spool_dir +
+                                                      " opened after earlier failures: entries are protected again"
+                                                : std::string("spool taken over from its previous owner"));
       }
     });
   }
@@ -439,25 +477,37 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   // Fail now, with the sender's own message, rather than on the first send.
   m.idle.push_back(std::make_unique<http_sender>(m.opt.http));
 
-  bool dead_locked = false, wal_locked = false;
-  if (!m.opt.spool_dir.empty()) {
-    // Missing components are created (0700, like `mkdir -p`), so a host can
-    // give each queue its own directory below a shared root (the Kong plugin:
-    // <spool_dir>/<queue-id>/worker-<n>) without a mkdir of its own.
-    for (std::size_t i = 1; i <= m.opt.spool_dir.size(); ++i) {
-      if (i < m.opt.spool_dir.size() && m.opt.spool_dir[i] != '/') continue;
-      const std::string part = m.opt.spool_dir.substr(0, i);
-      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
-        throw std::runtime_error("spool_dir: cannot create \"" + part + "\": " + std::strerror(errno));
+  // A spool_dir that is missing or not a directory is a configuration error
+  // (thrown). A spool that cannot be opened under it (permissions, a
+  // read-only disk, a file in the way...) is a runtime condition: the queue
+  // runs in memory, says so loudly (log, spool_unavailable) and keeps trying.
+  bool dead_later = false, wal_later = false;
+  std::string open_errors;
+  auto try_open = [&](const char* sub, spool_mode mode, bool* later) -> std::unique_ptr<spool> {
+    bool locked = false;
+    try {
+      auto sp = m.open_spool(sub, mode, &locked);
+      if (!sp) *later = true;
+      return sp;
+    } catch (const std::runtime_error& e) {
+      *later = true;
+      m.spool_down.store(true);
+      open_errors += (open_errors.empty() ? "" : "; ") + std::string(e.what());
+      return nullptr;
     }
+  };
+  if (!m.opt.spool_dir.empty()) {
+    // The one configuration error: a spool_dir that exists and is not a
+    // directory. Missing components are created by open_spool; one this
+    // process may not create or look into (EACCES, a file in the path...) is
+    // a runtime condition like the others.
     struct stat st {};
-    if (::stat(m.opt.spool_dir.c_str(), &st) != 0)
-      throw std::runtime_error("spool_dir: cannot use \"" + m.opt.spool_dir + "\": " + std::strerror(errno));
-    if (!S_ISDIR(st.st_mode))
+    if (::stat(m.opt.spool_dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
       throw std::runtime_error("spool_dir: \"" + m.opt.spool_dir + "\" is not a directory");
-    m.dead_owner = m.open_spool("dead-letter", spool_mode::dead_letter, &dead_locked);
+    }
+    m.dead_owner = try_open("dead-letter", spool_mode::dead_letter, &dead_later);
     m.dead.store(m.dead_owner.get());
-    m.wal_owner = m.open_spool("write-ahead", spool_mode::write_ahead, &wal_locked);
+    m.wal_owner = try_open("write-ahead", spool_mode::write_ahead, &wal_later);
   }
 
   batch_queue_callbacks<log_record> qcb;
@@ -475,15 +525,21 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   }
 
   if (m.wal_owner) {
-    m.replay(*m.wal_owner);
+    // Published before the replay: acknowledgements of replayed entries
+    // delivered while the replay is still running must reach the spool.
     m.wal.store(m.wal_owner.get());
+    m.replay(*m.wal_owner);
   }
-  if (dead_locked || wal_locked) {
+  if (!open_errors.empty()) {
+    m.on_log(log_level::error, open_errors + "; the queue works in memory meanwhile (entries are not protected "
+                                             "against a crash, dropped entries are not kept) and retries the spool "
+                                             "in the background");
+  } else if (dead_later || wal_later) {
     m.on_log(log_level::warn, "spool in " + m.opt.spool_dir +
                                   " is held by another process (an old worker?); working in memory until it "
                                   "lets go");
-    m.open_later(dead_locked, wal_locked);
   }
+  if (dead_later || wal_later) m.open_later(dead_later, wal_later);
 }
 
 http_log::~http_log() {
@@ -523,6 +579,7 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
     record_meta meta;
     meta.time_ms = unix_ms();
     rec.seq = w->append(rec.data, meta);
+    if (rec.seq == 0) m.wal_unprotected.fetch_add(1, std::memory_order_relaxed);  // a write error: counted by the spool too
   } else if (m.opt.spool == spool_mode::write_ahead && !m.opt.spool_dir.empty()) {
     m.wal_unprotected.fetch_add(1, std::memory_order_relaxed);
   }
@@ -600,10 +657,14 @@ spool_figures http_log::spool_stats() const {
     f.bytes += s.bytes;
     f.durable_seq = s.durable_seq;  // the write-ahead spool's, when there is one (it comes last)
     f.errors += s.write_errors;
+    f.damaged_records += s.corrupt_records + s.torn_records;
+    f.damaged_bytes += s.skipped_bytes + s.truncated_bytes;
   }
   f.replayed = impl_->replayed.load();
   f.evicted = impl_->evicted.load();
   f.replay_refused = impl_->replay_refused.load();
+  f.unprotected = impl_->wal_unprotected.load();
+  f.unavailable = impl_->spool_down.load() ? 1 : 0;
   return f;
 }
 

@@ -39,6 +39,7 @@ constexpr std::size_t kAckBytes = 16;             // magic, crc32c of the mark, 
 constexpr const char* kLockName = "LOCK";
 constexpr const char* kAckName = "ACK";
 constexpr const char* kAckTmpName = "ACK.tmp";
+constexpr const char* kQuarantineName = "quarantine";
 
 void put16(unsigned char* p, std::uint16_t v) noexcept {
   p[0] = static_cast<unsigned char>(v);
@@ -137,37 +138,163 @@ int write_all(int fd, const void* data, std::size_t size) noexcept {
   return 0;
 }
 
-// ---- record parsing -------------------------------------------------------
+// ---- reading ---------------------------------------------------------------
 
 enum class parse_status { ok, incomplete, bad };
 
-parse_status parse_record(const unsigned char* p, std::size_t avail, spool_record* rec,
-                          std::uint32_t* length) noexcept {
-  unsigned char magic[4];
-  put32(magic, spool_record_magic);
-  if (avail < 4) return std::memcmp(p, magic, avail) == 0 ? parse_status::incomplete : parse_status::bad;
-  if (std::memcmp(p, magic, 4) != 0) return parse_status::bad;
-  if (avail < 12) return parse_status::incomplete;
-  const std::uint32_t len = get32(p + 8);
-  if (len < kHdr || len > kMaxRecord) return parse_status::bad;
-  if (len > avail) return parse_status::incomplete;
-  std::uint32_t crc = detail::crc32c(p + 20, len - 20);
-  crc = detail::crc32c(p + 8, 12, crc);
-  if (crc != get32(p + 4)) return parse_status::bad;
-  const std::uint16_t elen = get16(p + 30);
-  if (kHdr + elen > len) return parse_status::bad;
-  rec->seq = get64(p + 12);
-  if (rec->seq == 0 || rec->seq > kMaxSeq) return parse_status::bad;
-  rec->time_ms = static_cast<std::int64_t>(get64(p + 20));
-  rec->attempts = get16(p + 28);
-  rec->kind = static_cast<record_kind>(p[32]);
-  rec->reason = p[33];
-  const char* text = reinterpret_cast<const char*>(p);
-  rec->last_error = std::string_view(text + kHdr, elen);
-  rec->payload = std::string_view(text + kHdr + elen, len - kHdr - elen);
-  *length = len;
-  return parse_status::ok;
-}
+constexpr std::size_t kWindow = std::size_t{256} << 10;  // the reader's fixed buffer
+
+// Reads one segment file through a fixed window, plus at most one record that
+// is longer than the window. Counts every byte it reads, checksums or
+// searches in `work`, and the part of it spent on candidates that turned out
+// damaged in `failed_work`.
+class seg_reader {
+ public:
+  seg_reader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
+  std::uint64_t size() const noexcept { return size_; }
+  int error() const noexcept { return err_; }
+  std::uint64_t work = 0;
+  std::uint64_t failed_work = 0;
+
+  // [off, off + n) in memory (n <= kWindow, off + n <= size), or nullptr on a
+  // read error. Valid until the next call.
+  const unsigned char* at(std::uint64_t off, std::size_t n) {
+    if (off >= win_off_ && off + n <= win_off_ + win_.size()) return bytes(win_) + (off - win_off_);
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, size_ - off));
+    if (!fill(&win_, off, want)) {
+      win_.clear();
+      return nullptr;
+    }
+    win_off_ = off;
+    return bytes(win_);
+  }
+
+  // The next offset >= from holding byte c, or size() if none.
+  std::uint64_t find(std::uint64_t from, unsigned char c) {
+    while (from < size_) {
+      const unsigned char* p = nullptr;
+      std::size_t n = 0;
+      if (from >= win_off_ && from < win_off_ + win_.size()) {  // what the window holds first
+        p = bytes(win_) + (from - win_off_);
+        n = static_cast<std::size_t>(win_off_ + win_.size() - from);
+      } else {
+        n = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, size_ - from));
+        p = at(from, n);
+        if (p == nullptr) return size_;
+      }
+      const void* hit = std::memchr(p, c, n);
+      if (hit != nullptr) {
+        const auto k = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - p);
+        work += k + 1;
+        return from + k;
+      }
+      work += n;
+      from += n;
+    }
+    return size_;
+  }
+
+  // Checks the record at off (seq in (prev, end_seq), end_seq 0 = open-ended)
+  // and, when it is valid, makes *rec view it (valid until the next call).
+  parse_status check(std::uint64_t off, std::uint64_t prev, std::uint64_t end_seq, spool_record* rec,
+                     std::uint32_t* length) {
+    unsigned char magic[4];
+    put32(magic, spool_record_magic);
+    const std::uint64_t avail = size_ - off;
+    const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(avail, kHdr));
+    const unsigned char* p = at(off, head);
+    if (p == nullptr) return parse_status::bad;
+    work += head;
+    if (head < 4) return std::memcmp(p, magic, head) == 0 ? parse_status::incomplete : parse_status::bad;
+    if (std::memcmp(p, magic, 4) != 0) return parse_status::bad;
+    if (head < 12) return parse_status::incomplete;
+    const std::uint32_t len = get32(p + 8);
+    if (len < kHdr || len > kMaxRecord) return parse_status::bad;
+    if (len > avail) return parse_status::incomplete;
+    // The cheap header checks come before the checksum.
+    const std::uint64_t seq = get64(p + 12);
+    const std::uint16_t elen = get16(p + 30);
+    if (seq == 0 || seq > kMaxSeq || seq <= prev || (end_seq != 0 && seq >= end_seq) || kHdr + elen > len)
+      return parse_status::bad;
+    unsigned char hdr[kHdr];
+    std::memcpy(hdr, p, kHdr);
+    std::uint32_t crc = 0;
+    const unsigned char* whole = nullptr;
+    if (len <= kWindow) {
+      whole = at(off, len);
+      if (whole == nullptr) return parse_status::bad;
+      crc = detail::crc32c(whole + 20, len - 20);
+    } else if (!crc_stream(off + 20, len - 20, &crc)) {
+      return parse_status::bad;
+    }
+    work += len;
+    crc = detail::crc32c(hdr + 8, 12, crc);
+    if (crc != get32(hdr + 4)) {
+      failed_work += len;
+      return parse_status::bad;
+    }
+    if (whole == nullptr) {  // a record longer than the window: read it whole, once it is known good
+      if (!fill(&big_, off, len)) return parse_status::bad;
+      whole = bytes(big_);
+    }
+    rec->seq = seq;
+    rec->time_ms = static_cast<std::int64_t>(get64(hdr + 20));
+    rec->attempts = get16(hdr + 28);
+    rec->kind = static_cast<record_kind>(hdr[32]);
+    rec->reason = hdr[33];
+    const char* text = reinterpret_cast<const char*>(whole);
+    rec->last_error = std::string_view(text + kHdr, elen);
+    rec->payload = std::string_view(text + kHdr + elen, len - kHdr - elen);
+    *length = len;
+    return parse_status::ok;
+  }
+
+ private:
+  static const unsigned char* bytes(const std::string& s) noexcept {
+    return reinterpret_cast<const unsigned char*>(s.data());
+  }
+
+  bool fill(std::string* buf, std::uint64_t off, std::size_t n) {
+    buf->resize(n);
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::pread(fd_, &(*buf)[got], n - got, static_cast<off_t>(off + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        err_ = errno;
+        return false;
+      }
+      if (r == 0) {  // the file shrank under us
+        err_ = EIO;
+        return false;
+      }
+      got += static_cast<std::size_t>(r);
+    }
+    work += n;
+    return true;
+  }
+
+  bool crc_stream(std::uint64_t off, std::uint64_t n, std::uint32_t* crc) {
+    std::string chunk;
+    std::uint32_t c = 0;
+    while (n > 0) {
+      const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, n));
+      if (!fill(&chunk, off, k)) return false;
+      c = detail::crc32c(chunk.data(), k, c);
+      off += k;
+      n -= k;
+    }
+    *crc = c;
+    return true;
+  }
+
+  int fd_;
+  std::uint64_t size_;
+  int err_ = 0;
+  std::string win_;
+  std::uint64_t win_off_ = 0;
+  std::string big_;
+};
 
 struct scan_result {
   std::uint64_t records = 0;
@@ -176,30 +303,36 @@ struct scan_result {
   std::uint64_t torn = 0;
   std::uint64_t skipped_bytes = 0;
   std::uint64_t tail_bytes = 0;  // damaged tail, starting at `valid_end`
-  std::size_t valid_end = 0;
+  std::uint64_t valid_end = 0;
+  std::uint64_t first_damage = 0;  // offset of the first damaged region (when corrupt + torn > 0)
+  std::uint64_t work = 0;          // bytes examined
+  int read_error = 0;              // a read failed: what follows was not examined (and is not damage)
   std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;  // seqs of the range with no valid record
+  bool damaged() const noexcept { return corrupt + torn > 0; }
 };
 
-// Reads buf as a segment holding seqs in [first_seq, end_seq) (end_seq 0:
-// unknown) and calls on_record for each valid record. A record only counts as
-// valid if its seq is above the previous one's: that keeps a stale record image
-// inside a payload from being taken for the real thing after a resync.
+// Reads a segment holding seqs in [first_seq, end_seq) (end_seq 0: unknown)
+// and calls on_record for each valid record. A record only counts as valid if
+// its seq is above the previous one's: that keeps a stale record image inside
+// a payload from being taken for the real thing after a resync. Linear: the
+// work spent on candidates that fail their checksum is capped at 8 times the
+// file's size (plus 1 MiB); past that, the rest of the file is one damaged
+// region.
 template <class F>
-scan_result scan_segment(const unsigned char* buf, std::size_t size, std::uint64_t first_seq, std::uint64_t end_seq,
-                         F&& on_record) {
+scan_result scan_segment(seg_reader& rd, std::uint64_t first_seq, std::uint64_t end_seq, F&& on_record) {
   scan_result r;
+  const std::uint64_t size = rd.size();
+  const std::uint64_t budget = 8 * size + (std::uint64_t{1} << 20);
   std::uint64_t prev = first_seq - 1;
-  auto acceptable = [&](parse_status st, const spool_record& rec) {
-    return st == parse_status::ok && rec.seq > prev && (end_seq == 0 || rec.seq < end_seq);
-  };
   unsigned char magic[4];
   put32(magic, spool_record_magic);
-  std::size_t off = 0;
+  std::uint64_t off = 0;
   while (off < size) {
     spool_record rec;
     std::uint32_t len = 0;
-    const parse_status st = parse_record(buf + off, size - off, &rec, &len);
-    if (acceptable(st, rec)) {
+    const parse_status st = rd.check(off, prev, end_seq, &rec, &len);
+    if (rd.error() != 0) break;
+    if (st == parse_status::ok) {
       if (rec.seq > prev + 1) r.gaps.emplace_back(prev + 1, rec.seq - 1);
       prev = rec.seq;
       r.last_seq = rec.seq;
@@ -209,19 +342,20 @@ scan_result scan_segment(const unsigned char* buf, std::size_t size, std::uint64
       continue;
     }
     // Damaged at `off`: look for the next offset that holds a valid record.
-    std::size_t next = size;
-    for (std::size_t pos = off + 1; pos + kHdr <= size; ++pos) {
-      const void* hit = std::memchr(buf + pos, magic[0], size - pos);
-      if (hit == nullptr) break;
-      pos = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - buf);
-      if (pos + kHdr > size) break;
+    std::uint64_t next = size;
+    for (std::uint64_t pos = off + 1; pos + kHdr <= size && rd.failed_work <= budget; ++pos) {
+      pos = rd.find(pos, magic[0]);
+      if (pos + kHdr > size || rd.error() != 0) break;
       spool_record cand;
       std::uint32_t cand_len = 0;
-      if (std::memcmp(buf + pos, magic, 4) == 0 && acceptable(parse_record(buf + pos, size - pos, &cand, &cand_len), cand)) {
+      if (rd.check(pos, prev, end_seq, &cand, &cand_len) == parse_status::ok) {
         next = pos;
         break;
       }
+      if (rd.error() != 0) break;
     }
+    if (rd.error() != 0) break;
+    if (!r.damaged()) r.first_damage = off;
     if (next < size) {
       ++r.corrupt;
       r.skipped_bytes += next - off;
@@ -233,10 +367,13 @@ scan_result scan_segment(const unsigned char* buf, std::size_t size, std::uint64
     else
       ++r.corrupt;
     r.tail_bytes = size - off;
+    off = size;
     break;
   }
-  r.valid_end = off;
-  if (end_seq != 0 && prev + 1 < end_seq) r.gaps.emplace_back(prev + 1, end_seq - 1);
+  r.read_error = rd.error();
+  r.valid_end = r.tail_bytes != 0 ? size - r.tail_bytes : off;
+  r.work = rd.work;
+  if (r.read_error == 0 && end_seq != 0 && prev + 1 < end_seq) r.gaps.emplace_back(prev + 1, end_seq - 1);
   return r;
 }
 
@@ -263,10 +400,12 @@ struct segment {
 };
 using seg_ptr = std::shared_ptr<segment>;
 
-// Reads a whole segment: through `file` up to `limit` (the active one, whose
-// tail may be growing), else by name up to its current end.
+// Scans a segment: through `file` up to `limit` (the active one, whose tail
+// may be growing), else opened by name up to its current end. Returns the
+// errno of opening it (ENOENT: gone meanwhile), else 0 with *out filled.
+template <class F>
 int read_segment(int dir_fd, const segment& s, const std::shared_ptr<seg_file>& file, std::uint64_t limit,
-                 std::string* buf) {
+                 std::uint64_t end_seq, scan_result* out, F&& on_record) {
   int fd = -1;
   bool own = false;
   std::uint64_t size = limit;
@@ -284,26 +423,15 @@ int read_segment(int dir_fd, const segment& s, const std::shared_ptr<seg_file>& 
     }
     size = static_cast<std::uint64_t>(st.st_size);
   }
-  buf->resize(static_cast<std::size_t>(size));
-  std::size_t got = 0;
-  int err = 0;
-  while (got < buf->size()) {
-    const ssize_t r = ::pread(fd, &(*buf)[got], buf->size() - got, static_cast<off_t>(got));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      err = errno;
-      break;
-    }
-    if (r == 0) break;
-    got += static_cast<std::size_t>(r);
+  try {
+    seg_reader rd(fd, size);
+    *out = scan_segment(rd, s.first_seq, end_seq, on_record);
+  } catch (...) {
+    if (own) ::close(fd);
+    throw;
   }
-  buf->resize(got);
   if (own) ::close(fd);
-  return err;
-}
-
-const unsigned char* bytes_of(const std::string& s) noexcept {
-  return reinterpret_cast<const unsigned char*>(s.data());
+  return out->read_error;
 }
 
 // Acknowledged seqs: everything <= mark, plus disjoint, non-adjacent ranges
@@ -412,7 +540,8 @@ struct spool::impl {
 
   std::atomic<std::uint64_t> last_seq{0}, mark_pub{0}, durable_seq{0};
   std::atomic<std::uint64_t> appended{0}, appended_bytes{0}, corrupt{0}, torn{0}, skipped{0}, truncated{0},
-      dropped_cap{0}, dropped_cap_bytes{0}, write_errors{0}, rejected{0}, syncs{0}, sync_errors{0}, io_errors{0};
+      dropped_cap{0}, dropped_cap_bytes{0}, write_errors{0}, rejected{0}, syncs{0}, sync_errors{0}, io_errors{0},
+      quarantined{0}, scan_work{0};
   std::atomic<int> last_write_errno{0};
 
   ~impl() {
@@ -421,6 +550,41 @@ struct spool::impl {
   }
 
   std::string path(const char* name) const { return join_path(opt.dir, name); }
+
+  // Replaces segment `name` by a new file holding its first `keep` bytes
+  // (copied, then renamed over it): a hard link to the old file keeps all of
+  // it. Returns 0 or an errno.
+  int replace_with_prefix(const std::string& name, std::uint64_t keep) {
+    const std::string tmp = name + ".tmp";
+    if (keep == 0) return ::unlinkat(dir_fd, name.c_str(), 0) == 0 ? 0 : errno;
+    const int in = ::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0) return errno;
+    const int out = ::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0) {
+      const int e = errno;
+      ::close(in);
+      return e;
+    }
+    std::string chunk(kWindow, '\0');
+    int err = 0;
+    for (std::uint64_t off = 0; off < keep && err == 0;) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, keep - off));
+      const ssize_t got = ::pread(in, &chunk[0], want, static_cast<off_t>(off));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        err = got < 0 ? errno : EIO;
+        break;
+      }
+      err = write_all(out, chunk.data(), static_cast<std::size_t>(got));
+      off += static_cast<std::uint64_t>(got);
+    }
+    if (err == 0 && opt.fsync != fsync_policy::never && ::fdatasync(out) != 0) err = errno;
+    ::close(in);
+    if (::close(out) != 0 && err == 0) err = errno;
+    if (err == 0 && ::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) err = errno;
+    if (err != 0) ::unlinkat(dir_fd, tmp.c_str(), 0);
+    return err;
+  }
 
   // ---- acknowledgement ----
 
@@ -477,15 +641,97 @@ struct spool::impl {
   // seqs without a valid record to the acknowledged set.
   void account_scan(segment& s, const scan_result& r) {
     if (s.counted.exchange(true)) return;
-    corrupt.fetch_add(r.corrupt, std::memory_order_relaxed);
-    torn.fetch_add(r.torn, std::memory_order_relaxed);
-    skipped.fetch_add(r.skipped_bytes, std::memory_order_relaxed);
-    truncated.fetch_add(r.tail_bytes, std::memory_order_relaxed);
+    count_damage(s.first_seq, r);
     if (r.gaps.empty()) return;
     std::lock_guard<std::mutex> lk(ack_mu);
     const std::uint64_t old = acked.mark;
     for (const auto& g : r.gaps) acked.add(g.first, g.second);
     after_ack_locked(old);
+  }
+
+  // ---- damage ----
+
+  // Hard-links segment `name` into <dir>/quarantine/ (created 0700) as
+  // <name>.damaged (.1, .2 ... if taken by another file); a link to the same
+  // file already there is reused. Returns the path, or "" with *why.
+  std::string quarantine_link(const std::string& name, std::string* why) {
+    if (::mkdirat(dir_fd, kQuarantineName, 0700) != 0 && errno != EEXIST) {
+      *why = "cannot create " + quoted(path(kQuarantineName)) + ": " + errno_text(errno);
+      return {};
+    }
+    const int qfd = ::openat(dir_fd, kQuarantineName, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (qfd < 0) {
+      *why = "cannot open " + quoted(path(kQuarantineName)) + ": " + errno_text(errno);
+      return {};
+    }
+    struct stat seg_st;
+    if (::fstatat(dir_fd, name.c_str(), &seg_st, AT_SYMLINK_NOFOLLOW) != 0) {
+      *why = "cannot stat " + quoted(path(name.c_str())) + ": " + errno_text(errno);
+      ::close(qfd);
+      return {};
+    }
+    std::string result;
+    for (int i = 0; i < 1000 && result.empty(); ++i) {
+      const std::string target = name + ".damaged" + (i == 0 ? "" : "." + std::to_string(i));
+      struct stat q_st;
+      if (::fstatat(qfd, target.c_str(), &q_st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (q_st.st_ino == seg_st.st_ino && q_st.st_dev == seg_st.st_dev) result = target;  // kept already
+        continue;
+      }
+      if (::linkat(dir_fd, name.c_str(), qfd, target.c_str(), 0) == 0) {
+        quarantined.fetch_add(1, std::memory_order_relaxed);
+        result = target;
+      } else if (errno != EEXIST) {
+        *why = "cannot link " + quoted(path(name.c_str())) + " into " + quoted(path(kQuarantineName)) + ": " +
+               errno_text(errno);
+        break;
+      }
+    }
+    ::close(qfd);
+    if (result.empty()) {
+      if (why->empty()) *why = "no free name in " + quoted(path(kQuarantineName));
+      io_errors.fetch_add(1, std::memory_order_relaxed);
+      return {};
+    }
+    return path(kQuarantineName) + "/" + result;
+  }
+
+  // Counts what a scan of segment `first_seq` found and, if it found damage,
+  // keeps the segment in quarantine (writable spools) and reports it.
+  void count_damage(std::uint64_t first_seq, const scan_result& r, std::string kept = {}, std::string why = {}) {
+    corrupt.fetch_add(r.corrupt, std::memory_order_relaxed);
+    torn.fetch_add(r.torn, std::memory_order_relaxed);
+    skipped.fetch_add(r.skipped_bytes, std::memory_order_relaxed);
+    truncated.fetch_add(r.tail_bytes, std::memory_order_relaxed);
+    if (!r.damaged()) return;
+    const std::string name = segment_name(first_seq);
+    if (kept.empty() && why.empty()) {
+      if (opt.read_only)
+        why = "opened read-only";
+      else
+        kept = quarantine_link(name, &why);
+    }
+    spool_damage d;
+    d.file = path(name.c_str());
+    d.offset = r.first_damage;
+    d.bytes = r.skipped_bytes + r.tail_bytes;
+    d.regions = r.corrupt + r.torn;
+    d.tail = r.tail_bytes != 0;
+    d.torn = r.torn != 0;
+    d.quarantine = kept;
+    d.message = "spool: damaged data in " + quoted(d.file) + " at offset " + std::to_string(d.offset) + " (" +
+                std::to_string(d.regions) + (d.regions == 1 ? " region, " : " regions, ") +
+                std::to_string(d.bytes) + " bytes" +
+                (d.torn ? ", the last record cut short (a crash while writing it?)" : "") +
+                (r.corrupt != 0 ? ", failing the record checksum or format" : "") + "): " +
+                (kept.empty() ? "could not be kept in quarantine (" + why + "), left in place"
+                              : "kept in " + quoted(kept) + " (batchq-replay quarantine " + opt.dir + ")");
+    if (opt.on_damage) {
+      try {
+        opt.on_damage(d);
+      } catch (...) {
+      }
+    }
   }
 
   ack_set ack_snapshot() const {
@@ -523,7 +769,8 @@ struct spool::impl {
     if (opt.read_only) return fail(EROFS);
     const std::size_t elen = std::min(m.last_error.size(), spool_max_error_bytes);
     const std::uint64_t len = kHdr + elen + static_cast<std::uint64_t>(payload.size());
-    if (len > opt.segment_bytes) {
+    // A record longer than segment_bytes gets a segment of its own (below).
+    if (len > kMaxRecord || (opt.max_bytes != 0 && len > opt.max_bytes / 2)) {
       rejected.fetch_add(1, std::memory_order_relaxed);
       return fail(E2BIG);
     }
@@ -547,7 +794,7 @@ struct spool::impl {
     // Seqs above kMaxSeq read back as damage: a spool whose files claim seqs
     // that high (only a crafted or corrupt file can) takes no more records.
     if (next_seq > kMaxSeq) return fail(EOVERFLOW);
-    if (!active || active->bytes + len > opt.segment_bytes) {
+    if (!active || (active->bytes != 0 && active->bytes + len > opt.segment_bytes)) {
       if (const int e = rotate_locked()) {
         write_errors.fetch_add(1, std::memory_order_relaxed);
         last_write_errno.store(e, std::memory_order_relaxed);
@@ -662,28 +909,22 @@ struct spool::impl {
   void evict(const seg_ptr& s) noexcept {
     try {
       const ack_set snap = ack_snapshot();
-      std::string buf;
-      const int e = read_segment(dir_fd, *s, nullptr, 0, &buf);
-      if (e == 0) {
-        std::uint64_t n = 0, bytes = 0;
-        const scan_result r =
-            scan_segment(bytes_of(buf), buf.size(), s->first_seq, s->end_seq, [&](const spool_record& rec) {
-              if (snap.contains(rec.seq)) return;
-              ++n;
-              bytes += rec.payload.size();
-              if (opt.on_evict) {
-                try {
-                  opt.on_evict(rec);
-                } catch (...) {
-                }
-              }
-            });
-        if (!s->counted.exchange(true)) {
-          corrupt.fetch_add(r.corrupt, std::memory_order_relaxed);
-          torn.fetch_add(r.torn, std::memory_order_relaxed);
-          skipped.fetch_add(r.skipped_bytes, std::memory_order_relaxed);
-          truncated.fetch_add(r.tail_bytes, std::memory_order_relaxed);
+      std::uint64_t n = 0, bytes = 0;
+      scan_result r;
+      const int e = read_segment(dir_fd, *s, nullptr, 0, s->end_seq, &r, [&](const spool_record& rec) {
+        if (snap.contains(rec.seq)) return;
+        ++n;
+        bytes += rec.payload.size();
+        if (opt.on_evict) {
+          try {
+            opt.on_evict(rec);
+          } catch (...) {
+          }
         }
+      });
+      scan_work.fetch_add(r.work, std::memory_order_relaxed);
+      if (e == 0) {
+        if (!s->counted.exchange(true)) count_damage(s->first_seq, r);
         dropped_cap.fetch_add(n, std::memory_order_relaxed);
         dropped_cap_bytes.fetch_add(bytes, std::memory_order_relaxed);
       } else if (e != ENOENT) {
@@ -771,17 +1012,23 @@ struct spool::impl {
     return v;
   }
 
-  template <class F>
-  void read_each(F&& per_segment) {
-    std::string buf;
+  // Scans each segment: skip(v) says whether to pass it by; on_record(v, rec)
+  // sees its records; done(v, r) gets the scan's result and says whether to
+  // go on.
+  template <class S, class R, class D>
+  void read_each(S&& skip, R&& on_record, D&& done) {
     for (const auto& v : snapshot()) {
-      const int e = read_segment(dir_fd, *v.seg, v.file, v.limit, &buf);
+      if (skip(v)) continue;
+      scan_result r;
+      const int e = read_segment(dir_fd, *v.seg, v.file, v.limit, v.end_seq, &r,
+                                 [&](const spool_record& rec) { on_record(v, rec); });
+      scan_work.fetch_add(r.work, std::memory_order_relaxed);
       if (e == ENOENT) continue;  // acknowledged or evicted meanwhile
       if (e != 0) {
         io_errors.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      if (!per_segment(v, buf)) break;
+      if (!done(v, r)) break;
     }
   }
 
@@ -917,29 +1164,28 @@ std::unique_ptr<spool> spool::open(const spool_options& o, spool_error* error) {
       auto& last = found.back();
       auto seg = std::make_shared<segment>();
       seg->first_seq = last.first;
-      std::string buf;
-      const int re = read_segment(s.dir_fd, *seg, nullptr, 0, &buf);
+      scan_result r;
+      const int re = read_segment(s.dir_fd, *seg, nullptr, 0, 0, &r, [](const spool_record&) {});
+      s.scan_work.fetch_add(r.work, std::memory_order_relaxed);
       if (re != 0 && !(re == ENOENT && o.read_only))
         return fail(spool_errc::io_error, re,
                     "cannot read " + quoted(s.path(segment_name(last.first).c_str())) + ": " + errno_text(re));
-      const scan_result r = scan_segment(bytes_of(buf), buf.size(), last.first, 0, [](const spool_record&) {});
-      s.corrupt += r.corrupt;
-      s.torn += r.torn;
-      s.skipped += r.skipped_bytes;
-      s.truncated += r.tail_bytes;
       gaps = r.gaps;
-      if (r.tail_bytes != 0 && !o.read_only) {
+      std::string kept, why;
+      if (r.damaged() && !o.read_only) kept = s.quarantine_link(segment_name(last.first), &why);
+      // A damaged tail is cut (appends go to a new segment anyway; the cut
+      // spares later readers the search), but only once the whole file is
+      // kept in quarantine: the cut copies the good part to a new file that
+      // replaces the name, so the kept file stays whole.
+      if (r.tail_bytes != 0 && !o.read_only && !kept.empty()) {
         const std::string name = segment_name(last.first);
-        const int fd = ::openat(s.dir_fd, name.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(r.valid_end)) != 0) {
-          const int te = errno;
-          if (fd >= 0) ::close(fd);
-          return fail(spool_errc::io_error, te, "cannot cut the damaged tail of " + quoted(s.path(name.c_str())) +
-                                                    ": " + errno_text(te));
-        }
-        ::close(fd);
+        const int ce = s.replace_with_prefix(name, r.valid_end);
+        if (ce != 0)
+          return fail(spool_errc::io_error, ce,
+                      "cannot cut the damaged tail of " + quoted(s.path(name.c_str())) + ": " + errno_text(ce));
         last.second = r.valid_end;
       }
+      s.count_damage(last.first, r, kept, why);
       next = std::max({next, last.first, r.last_seq + 1});
       if (last.second == 0 && !o.read_only) {
         ::unlinkat(s.dir_fd, segment_name(last.first).c_str(), 0);
@@ -1016,17 +1262,19 @@ std::size_t spool::for_each(const std::function<bool(const spool_record&)>& fn, 
   ack_set snap = s.ack_snapshot();
   std::size_t n = 0;
   bool go = true;
-  s.read_each([&](const impl::seg_view& v, const std::string& buf) {
-    if (v.end_seq != 0 && (v.end_seq - 1 <= snap.mark || v.end_seq <= from_seq)) return true;
-    const scan_result r =
-        scan_segment(bytes_of(buf), buf.size(), v.seg->first_seq, v.end_seq, [&](const spool_record& rec) {
-          if (!go || rec.seq < from_seq || snap.contains(rec.seq)) return;
-          ++n;
-          go = fn(rec);
-        });
-    if (!v.file) s.account_scan(*v.seg, r);  // the active segment is never damaged
-    return go;
-  });
+  s.read_each(
+      [&](const impl::seg_view& v) {
+        return v.end_seq != 0 && (v.end_seq - 1 <= snap.mark || v.end_seq <= from_seq);
+      },
+      [&](const impl::seg_view&, const spool_record& rec) {
+        if (!go || rec.seq < from_seq || snap.contains(rec.seq)) return;
+        ++n;
+        go = fn(rec);
+      },
+      [&](const impl::seg_view& v, const scan_result& r) {
+        if (!v.file) s.account_scan(*v.seg, r);  // the active segment is never damaged
+        return go;
+      });
   return n;
 }
 
@@ -1045,26 +1293,27 @@ std::vector<spool_segment_info> spool::inspect() const {
   if (!impl_) return out;
   impl& s = *impl_;
   const ack_set snap = s.ack_snapshot();
-  s.read_each([&](const impl::seg_view& v, const std::string& buf) {
-    spool_segment_info info;
-    info.file = segment_name(v.seg->first_seq);
-    info.first_seq = v.seg->first_seq;
-    info.file_bytes = buf.size();
-    info.active = static_cast<bool>(v.file);
-    const scan_result r =
-        scan_segment(bytes_of(buf), buf.size(), v.seg->first_seq, v.end_seq, [&](const spool_record& rec) {
-          ++info.records;
-          info.payload_bytes += rec.payload.size();
-          if (snap.contains(rec.seq)) ++info.acked;
-          if (rec.kind == record_kind::dropped) ++info.dropped_kind;
-        });
-    info.last_seq = r.last_seq;
-    info.corrupt_records = r.corrupt;
-    info.torn_records = r.torn;
-    if (!v.file) s.account_scan(*v.seg, r);
-    out.push_back(std::move(info));
-    return true;
-  });
+  spool_segment_info info;
+  s.read_each([](const impl::seg_view&) { return false; },
+              [&](const impl::seg_view&, const spool_record& rec) {
+                ++info.records;
+                info.payload_bytes += rec.payload.size();
+                if (snap.contains(rec.seq)) ++info.acked;
+                if (rec.kind == record_kind::dropped) ++info.dropped_kind;
+              },
+              [&](const impl::seg_view& v, const scan_result& r) {
+                info.file = segment_name(v.seg->first_seq);
+                info.first_seq = v.seg->first_seq;
+                info.file_bytes = r.valid_end + r.tail_bytes;
+                info.active = static_cast<bool>(v.file);
+                info.last_seq = r.last_seq;
+                info.corrupt_records = r.corrupt;
+                info.torn_records = r.torn;
+                if (!v.file) s.account_scan(*v.seg, r);
+                out.push_back(std::move(info));
+                info = spool_segment_info{};
+                return true;
+              });
   return out;
 }
 
@@ -1095,6 +1344,8 @@ spool_stats spool::stats() const noexcept {
   st.syncs = s.syncs.load(r);
   st.sync_errors = s.sync_errors.load(r);
   st.io_errors = s.io_errors.load(r);
+  st.quarantined = s.quarantined.load(r);
+  st.scan_work = s.scan_work.load(r);
   return st;
 }
 
@@ -1143,6 +1394,39 @@ void spool::close() noexcept {
   }
   if (s.lock_fd >= 0) ::close(s.lock_fd);  // releases the flock
   s.lock_fd = -1;
+}
+
+segment_file_scan scan_segment_file(const std::string& path, const std::function<void(const spool_record&)>& fn) {
+  segment_file_scan out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    out.error = errno;
+    return out;
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    out.error = errno;
+    ::close(fd);
+    return out;
+  }
+  try {
+    seg_reader rd(fd, static_cast<std::uint64_t>(st.st_size));
+    const scan_result r = scan_segment(rd, 1, 0, [&](const spool_record& rec) {
+      if (fn) fn(rec);
+    });
+    out.file_bytes = rd.size();
+    out.records = r.records;
+    out.damaged_regions = r.corrupt + r.torn;
+    out.damaged_bytes = r.skipped_bytes + r.tail_bytes;
+    out.first_damage = r.first_damage;
+    out.work = r.work;
+    out.error = r.read_error;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  return out;
 }
 
 }  // namespace batchq

@@ -1,6 +1,11 @@
 // JSON lines and listings for the spool: the core of `batchq-replay`. A
 // validator and an escaper of our own, so the spool needs no JSON library.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <ostream>
+#include <vector>
 
 #include "batchq/spool.hpp"
 
@@ -275,7 +280,68 @@ void report_damage(const spool& s, std::ostream& err) {
       << " skipped_bytes=" << st.skipped_bytes << " tail_bytes=" << st.truncated_bytes << '\n';
 }
 
+// The regular files in <dir>/quarantine, sorted; false if the folder exists
+// but cannot be read.
+bool quarantine_files(const std::string& dir, std::vector<std::string>* names, std::string* qdir) {
+  *qdir = dir + (dir.empty() || dir.back() != '/' ? "/" : "") + "quarantine";
+  DIR* d = ::opendir(qdir->c_str());
+  if (d == nullptr) return errno == ENOENT;
+  while (const dirent* e = ::readdir(d)) {
+    struct stat st;
+    const std::string p = *qdir + "/" + e->d_name;
+    if (::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode)) names->emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  std::sort(names->begin(), names->end());
+  return true;
+}
+
+void describe_scan(const std::string& name, const segment_file_scan& s, std::ostream& out) {
+  out << "quarantine/" << name << " file_bytes=" << s.file_bytes << " records=" << s.records
+      << " damaged_regions=" << s.damaged_regions << " damaged_bytes=" << s.damaged_bytes;
+  if (s.damaged_regions != 0) out << " first_damage_offset=" << s.first_damage;
+  if (s.error != 0) out << " read_error=" << s.error;
+  out << '\n';
+}
+
+// replay_list's lines for the quarantine folder.
+void list_quarantine(const std::string& dir, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> names;
+  std::string qdir;
+  if (!quarantine_files(dir, &names, &qdir)) {
+    err << "cannot read " << qdir << '\n';
+    return;
+  }
+  for (const auto& n : names) describe_scan(n, scan_segment_file(qdir + "/" + n), out);
+}
+
 }  // namespace
+
+int replay_quarantine(const std::string& dir, const replay_print_options& o, std::ostream& out,
+                      std::ostream& err) {
+  try {
+    std::vector<std::string> names;
+    std::string qdir;
+    if (!quarantine_files(dir, &names, &qdir)) {
+      err << "cannot read " << qdir << '\n';
+      return 1;
+    }
+    if (names.empty()) err << "nothing in quarantine in " << dir << '\n';
+    std::size_t n = 0;
+    for (const auto& name : names) {
+      const segment_file_scan s = scan_segment_file(qdir + "/" + name, [&](const spool_record& r) {
+        if (r.seq < o.from_seq || (o.limit != 0 && n >= o.limit)) return;
+        out << to_json_line(r, o.namer) << '\n';
+        ++n;
+      });
+      describe_scan(name, s, err);
+    }
+    return out.good() ? 0 : 1;
+  } catch (const std::exception& ex) {
+    err << "batchq-replay quarantine: " << ex.what() << '\n';
+    return 1;
+  }
+}
 
 int replay_list(const std::string& dir, std::ostream& out, std::ostream& err) {
   try {
@@ -302,6 +368,7 @@ int replay_list(const std::string& dir, std::ostream& out, std::ostream& err) {
         << " payload_bytes=" << total.payload_bytes << " file_bytes=" << total.file_bytes
         << " corrupt=" << total.corrupt_records << " torn=" << total.torn_records << " acked_seq=" << st.acked_seq
         << '\n';
+    list_quarantine(dir, out, err);
     return out.good() ? 0 : 1;
   } catch (const std::exception& ex) {
     err << "batchq-replay list: " << ex.what() << '\n';

@@ -52,6 +52,10 @@ std::string stats_to_json(const queue_stats& s, const spool_figures& sp, const b
   u("replayed", sp.replayed);
   u("replay_refused", sp.replay_refused);
   u("evicted", sp.evicted);
+  u("damaged_records", sp.damaged_records);
+  u("damaged_bytes", sp.damaged_bytes);
+  u("unprotected", sp.unprotected);
+  u("unavailable", sp.unavailable);
   w.EndObject();
   w.Key("balanced");
   w.Bool(s.balanced());
@@ -120,6 +124,14 @@ std::string stats_to_prometheus(const queue_stats& s, const spool_figures& sp, c
   metric("spool_errors_total", "counter", "Failed spool writes.", sp.errors);
   metric("spool_evicted_total", "counter", "Spool records deleted by the spool_max_bytes cap.", sp.evicted);
   metric("spool_replayed_total", "counter", "Entries re-queued from the spools at start.", sp.replayed);
+  metric("spool_damaged_records_total", "counter", "Damaged spool regions found (kept in quarantine).",
+         sp.damaged_records);
+  metric("spool_damaged_bytes_total", "counter", "Bytes of damaged spool regions (kept in quarantine).",
+         sp.damaged_bytes);
+  metric("spool_unprotected_total", "counter", "write_ahead: entries accepted without a write-ahead record.",
+         sp.unprotected);
+  metric("spool_unavailable", "gauge", "1 while a configured spool cannot be opened (queue runs in memory).",
+         sp.unavailable);
   return out;
 }
 

@@ -86,6 +86,10 @@ typedef struct batchq_stats_t {
   uint64_t spool_errors;
   uint64_t spool_evicted;
   uint64_t spool_replayed;
+  uint64_t spool_damaged_records;
+  uint64_t spool_damaged_bytes;
+  uint64_t spool_unprotected;
+  uint64_t spool_unavailable;
 } batchq_stats_t;
 
 const char *batchq_strerror(int code);
@@ -539,6 +543,10 @@ function methods.stats(self)
     spool_errors = u64(s.spool_errors),
     spool_evicted = u64(s.spool_evicted),
     spool_replayed = u64(s.spool_replayed),
+    spool_damaged_records = u64(s.spool_damaged_records),
+    spool_damaged_bytes = u64(s.spool_damaged_bytes),
+    spool_unprotected = u64(s.spool_unprotected),
+    spool_unavailable = u64(s.spool_unavailable),
   }
 end
 

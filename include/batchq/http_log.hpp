@@ -123,13 +123,28 @@ struct spool_figures {
   std::uint64_t replayed = 0;  ///< entries re-queued from the spools at start (write-ahead, shutdown dead letters)
   std::uint64_t replay_refused = 0;  ///< ... refused by the queue then, kept as dead letters
   std::uint64_t evicted = 0;   ///< records the spool_max_bytes cap deleted (oldest first)
+  /// Damaged regions found in the spools (bad checksum or header, a record
+  /// cut short, records out of place) and their bytes. Each is reported in a
+  /// log line (file, offset) and kept in <spool>/quarantine/, never deleted.
+  std::uint64_t damaged_records = 0;
+  std::uint64_t damaged_bytes = 0;
+  /// write_ahead mode: entries accepted without a write-ahead record (the
+  /// spool not open yet, held by another process or unavailable, or the
+  /// append failed: disk full...). A crash loses these.
+  std::uint64_t unprotected = 0;
+  /// 1 while a configured spool cannot be opened (permissions, read-only
+  /// disk...): the queue works in memory and retries it in the background.
+  std::uint64_t unavailable = 0;
 };
 
 class BATCHQ_CXX_API http_log {
  public:
   /// Validates everything (throws options_error naming the field), opens the
-  /// spool if configured (throws std::runtime_error with the path and the
-  /// system error), and starts the queue's worker thread(s).
+  /// spool if configured, and starts the queue's worker thread(s). A
+  /// spool_dir that is missing or not a directory throws std::runtime_error
+  /// ("spool_dir: ..."); a spool that cannot be opened under it (permissions,
+  /// read-only disk) does not: the queue works in memory, logs the error,
+  /// sets spool_figures::unavailable and retries in the background.
   explicit http_log(http_log_options options, http_log_callbacks callbacks = {});
   /// shutdown(options().queue.shutdown_timeout); while a shutdown_begin()
   /// shutdown still runs, waits for it instead (at most its own deadline,
@@ -200,6 +215,13 @@ class BATCHQ_CXX_API http_log {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+namespace detail {
+/// Test hook: called on the replaying thread after each record the
+/// write-ahead replay re-queued (seq of the record). nullptr to remove. Not
+/// for production use.
+BATCHQ_CXX_API void set_replay_hook(void (*hook)(std::uint64_t seq)) noexcept;
+}  // namespace detail
 
 /// JSON / Prometheus renderings of any queue's stats (used by http_log).
 BATCHQ_CXX_API std::string stats_to_json(const queue_stats& s, const spool_figures& sp, const buffer_figures& b,

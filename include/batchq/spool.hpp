@@ -55,9 +55,20 @@
 // it is counted (torn_records when the record was merely incomplete, the
 // signature of a crash mid-write; corrupt_records otherwise) and, when the
 // spool is opened for writing and it is the newest segment, cut off with
-// ftruncate. A reader never crashes and never loops: every step moves forward
-// (a resync tries each later offset holding the magic, so a segment stuffed
-// with fake record headers costs time, bounded by segment_bytes squared).
+// ftruncate. A reader never crashes and never loops: every step moves forward.
+// Reading is linear and streamed: a segment is read through a fixed buffer
+// (256 KiB) plus at most one record; a resync checks candidate offsets, and
+// the bytes all failed candidates of one segment may cost are capped at 8
+// times the segment's size, after which the rest of the file is treated as
+// one damaged region (kept in quarantine, see below, never deleted). A record
+// longer than 1 GiB is damage; a long candidate's checksum is computed through
+// the buffer, and only a record that passes is read into memory.
+//
+// Every damaged region is counted (stats), reported (on_damage: file, offset,
+// bytes) and kept: a writable spool hard-links the damaged segment into
+// <dir>/quarantine/<segment name>.damaged before the segment can be deleted,
+// and copies a damaged tail to <segment name>.tail-<offset> before cutting
+// it. batchq-replay quarantine <dir> prints what still reads back from them.
 // Seqs lost to damage count as acknowledged once their segment has been read,
 // so they never hold back the mark.
 //
@@ -220,6 +231,18 @@ struct spool_entry {
   }
 };
 
+/// The damage found in one segment file (see "Damage" above).
+struct spool_damage {
+  std::string file;             ///< path of the segment file
+  std::uint64_t offset = 0;     ///< where the first damaged region starts in it
+  std::uint64_t bytes = 0;      ///< damaged bytes in the file (all regions)
+  std::uint64_t regions = 0;    ///< damaged regions in the file (offset is the first one's)
+  bool tail = false;            ///< it runs to the end of the file
+  bool torn = false;            ///< ... and starts with an incomplete record (a crash mid-append)
+  std::string quarantine;       ///< where its bytes are kept ("" if they could not be: see message)
+  std::string message;          ///< one line for a log, with all of the above
+};
+
 /// Options of a spool. Every field has its default beside it.
 struct spool_options {
   /// The spool directory [spool_dir]. Must exist, be a directory owned by the
@@ -229,8 +252,9 @@ struct spool_options {
   /// See spool_mode. Default dead_letter.
   spool_mode mode = spool_mode::dead_letter;
   /// A segment file is closed and a new one started before it would exceed
-  /// this size. Also the largest record accepted (36-byte header + last_error
-  /// + payload). Allowed 4 KiB .. 1 GiB. Default 16 MiB.
+  /// this size. A larger record (36-byte header + last_error + payload) gets
+  /// a segment of its own, up to 1 GiB and half of max_bytes. Allowed
+  /// 4 KiB .. 1 GiB. Default 16 MiB.
   std::size_t segment_bytes = std::size_t{16} << 20;
   /// Upper bound on the bytes of all segment files [spool_max_bytes]. When an
   /// append would pass it, the oldest segments are evicted: their
@@ -254,6 +278,12 @@ struct spool_options {
   /// must not call maintain(), close() or destroy the spool. Must not throw
   /// (an exception is caught and ignored). Default: none (still counted).
   std::function<void(const spool_record&)> on_evict;
+  /// Called once per damaged segment file (per spool object and segment),
+  /// after its bytes were copied (or the segment linked) into
+  /// <dir>/quarantine/. Runs on the thread that read the segment (open(),
+  /// for_each(), inspect(), the eviction thread); no lock of the spool is
+  /// held; must not throw. Default: none (still counted and quarantined).
+  std::function<void(const spool_damage&)> on_damage;
 };
 
 /// Checks options without touching the disk. Returns "" when valid, else
@@ -296,7 +326,7 @@ struct spool_stats {
   std::uint64_t dropped_by_cap_bytes = 0;  ///< their payload bytes
   std::uint64_t write_errors = 0;     ///< appends that failed on a system call (ENOSPC, EIO, EFBIG...)
   int last_write_errno = 0;           ///< errno of the latest failed append, 0 if none
-  std::uint64_t rejected_too_large = 0;  ///< appends refused: record larger than segment_bytes
+  std::uint64_t rejected_too_large = 0;  ///< appends refused: record larger than 1 GiB or max_bytes / 2
   std::uint64_t syncs = 0;            ///< sync() calls that reached stable storage
   /// Failed fsync/fdatasync. After the first, durable_seq no longer moves for
   /// this object: Linux may have dropped the pages it could not write, so a
@@ -305,6 +335,12 @@ struct spool_stats {
   /// Other failed file operations: writing ACK, deleting a segment, reading a
   /// segment (evicted or listed), an unreadable ACK file (replays from 0).
   std::uint64_t io_errors = 0;
+  /// Files written to <dir>/quarantine/ (damaged segments or tails).
+  std::uint64_t quarantined = 0;
+  /// Reading work: bytes the reader examined (read, checksummed or searched)
+  /// across all scans. Linear in the bytes read: at most a small constant
+  /// times the segment sizes, whatever the files hold (for tests).
+  std::uint64_t scan_work = 0;
 };
 
 /// What a segment file holds (spool::inspect(), batchq-replay list).
@@ -352,8 +388,8 @@ class BATCHQ_CXX_API spool {
   /// process being killed). Returns its seq (>= 1), or 0 if nothing was
   /// written, with *error (if given) set to the errno: ENOSPC, EDQUOT, EFBIG,
   /// EIO... from the write (counted in write_errors; the spool stays usable
-  /// and the next append tries again), E2BIG (record larger than
-  /// segment_bytes, counted in rejected_too_large), EROFS (read_only), EBADF
+  /// and the next append tries again), E2BIG (record larger than 1 GiB or
+  /// half of max_bytes, counted in rejected_too_large), EROFS (read_only), EBADF
   /// (closed), ENOMEM, EOVERFLOW (the files claim seqs near 2^62: only a
   /// crafted or corrupt spool can). A failed write leaves no partial record behind.
   /// Cost: one pwritev() and a CRC of the bytes; when a segment is full, also
@@ -394,7 +430,7 @@ class BATCHQ_CXX_API spool {
   /// appended before the call; damage met on the way is counted (once per
   /// segment). Returns the number of records passed to fn. Runs on the calling
   /// thread with no lock of the spool held during fn (fn may call append or
-  /// ack). Reads whole segments into memory (segment_bytes at a time).
+  /// ack). Streams each segment: a fixed buffer plus one record in memory.
   /// Thread-safe; blocking.
   std::size_t for_each(const std::function<bool(const spool_record&)>& fn, std::uint64_t from_seq = 0) const;
   /// for_each, copied into a vector (at most max_records).
@@ -421,6 +457,24 @@ class BATCHQ_CXX_API spool {
   explicit spool(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
 };
+
+/// What scan_segment_file found in one file.
+struct segment_file_scan {
+  std::uint64_t file_bytes = 0;
+  std::uint64_t records = 0;          ///< valid records (passed to fn)
+  std::uint64_t damaged_regions = 0;  ///< damaged regions (as corrupt_records + torn_records)
+  std::uint64_t damaged_bytes = 0;    ///< their bytes
+  std::uint64_t first_damage = 0;     ///< offset of the first one
+  std::uint64_t work = 0;             ///< bytes examined (see spool_stats::scan_work)
+  int error = 0;                      ///< errno of opening or reading the file, else 0
+};
+
+/// Reads one file in the segment format on its own, outside any spool (a
+/// quarantined segment): fn gets each valid record (seqs increasing; views
+/// valid during the call), damage is counted. Streams: a fixed buffer plus
+/// one record in memory; linear time. Thread-safe.
+BATCHQ_CXX_API segment_file_scan scan_segment_file(const std::string& path,
+                                                   const std::function<void(const spool_record&)>& fn = {});
 
 // ---------------------------------------------------------------------------
 // Text output: the reusable core of the `batchq-replay` tool.
@@ -463,6 +517,13 @@ BATCHQ_CXX_API int replay_list(const std::string& dir, std::ostream& out, std::o
 /// (to_json_line) on `out`. Read-only, as replay_list. Returns 0 or 1.
 BATCHQ_CXX_API int replay_print(const std::string& dir, const replay_print_options& o, std::ostream& out,
                                 std::ostream& err);
+
+/// `batchq-replay quarantine <dir>`: every record that still reads back from
+/// the files in <dir>/quarantine/ as JSON lines (to_json_line) on `out`, and
+/// per file one line on `err`: records, damaged regions, bytes, first offset.
+/// Read-only. Returns 0, or 1 if the folder cannot be read.
+BATCHQ_CXX_API int replay_quarantine(const std::string& dir, const replay_print_options& o, std::ostream& out,
+                                     std::ostream& err);
 
 }  // namespace batchq
 

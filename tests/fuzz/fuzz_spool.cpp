@@ -64,7 +64,13 @@ void empty_dir(const std::string& dir) {
     if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
   }
   ::closedir(d);
-  for (const auto& n : names) ::unlink((dir + "/" + n).c_str());
+  for (const auto& n : names) {
+    const std::string p = dir + "/" + n;
+    if (::unlink(p.c_str()) != 0 && n == "quarantine") {  // damaged segments kept by the spool
+      empty_dir(p);
+      ::rmdir(p.c_str());
+    }
+  }
 }
 
 void write_file(const std::string& path, const void* data, std::size_t size) {

@@ -167,10 +167,12 @@ TEST_CASE("round trip of entries with any bytes", "[spool]") {
   CHECK(s->append("next") == payloads.size() + 1);
 }
 
-TEST_CASE("a long last_error is cut, a record larger than a segment is refused", "[spool]") {
+TEST_CASE("a long last_error is cut, a record larger than a segment gets its own, one above max_bytes / 2 is refused",
+          "[spool]") {
   temp_dir d;
   spool_options o = small_options(d.path());
   o.segment_bytes = 1 << 20;
+  o.max_bytes = 4 << 20;
   auto s = must_open(o);
   const std::string long_error(70000, 'e');
   record_meta m;
@@ -179,12 +181,15 @@ TEST_CASE("a long last_error is cut, a record larger than a segment is refused",
   CHECK(s->read_all()[0].last_error.size() == spool_max_error_bytes);
 
   int err = 0;
-  CHECK(s->append(std::string(o.segment_bytes, 'x'), {}, &err) == 0);
+  CHECK(s->append(std::string(o.max_bytes / 2, 'x'), {}, &err) == 0);
   CHECK(err == E2BIG);
   CHECK(s->stats().rejected_too_large == 1);
   CHECK(s->stats().write_errors == 0);
   CHECK(s->append(std::string(o.segment_bytes - spool_record_header_bytes, 'x')) == 2);  // exactly fits
-  CHECK(s->read_all().size() == 2);
+  CHECK(s->append(std::string(o.segment_bytes, 'x'), {}, &err) == 3);                    // a segment of its own
+  CHECK(err == 0);
+  CHECK(s->read_all().size() == 3);
+  CHECK(s->stats().segments == 3);
 }
 
 TEST_CASE("the bytes on disk follow the documented format", "[spool]") {

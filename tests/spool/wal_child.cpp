@@ -3,7 +3,7 @@
 //
 // Usage:
 //   batchq_wal_child --spool DIR --url URL --accepted FILE --first N
-//   batchq_wal_child --spool DIR --url URL --drain
+//   batchq_wal_child --spool DIR --url URL --drain [--slow-replay MS] [--retry-count N]
 //
 // Feed mode (the default): opens the http_log on spool_dir DIR (which replays
 // what an earlier, killed child left in DIR/write-ahead), then enqueues
@@ -18,7 +18,10 @@
 // queue is empty (flush), shuts down and prints one line
 //   drained replayed=<R> delivered=<D> dropped=<X> left=<L>
 // where L is what is still unacknowledged in DIR/write-ahead afterwards.
-// Exit 0 if nothing was dropped and nothing is left, else 1.
+// Exit 0 if nothing was dropped and nothing is left, else 1. --slow-replay MS
+// pauses the replay for MS ms after its first record (a test hook of
+// http_log), so that deliveries start while the replay still runs, as on a
+// busy machine. --retry-count N replaces the retry count (1000) of the queue.
 //
 // Exit status 2 for bad arguments or options, 1 if the http_log cannot start.
 #include <fcntl.h>
@@ -45,7 +48,17 @@ struct config {
   std::string accepted_file;
   unsigned long long first = 1;
   bool drain = false;
+  long slow_replay_ms = 0;
+  long retry_count = 1000;  // the receiver is up: nothing should ever be dropped
 };
+
+long g_slow_replay_ms = 0;
+void slow_replay(std::uint64_t) {
+  static bool paused = false;  // the replay runs on one thread
+  if (paused) return;
+  paused = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(g_slow_replay_ms));
+}
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
@@ -76,6 +89,10 @@ config parse(int argc, char** argv) {
       if (v.empty() || *end != '\0') usage("bad number for --first");
     } else if (a == "--drain") {
       c.drain = true;
+    } else if (a == "--slow-replay") {
+      c.slow_replay_ms = std::strtol(value().c_str(), nullptr, 10);
+    } else if (a == "--retry-count") {
+      c.retry_count = std::strtol(value().c_str(), nullptr, 10);
     } else {
       usage("unknown argument " + a);
     }
@@ -96,7 +113,7 @@ batchq::http_log_options log_options(const config& c) {
   o.queue.process_delay = std::chrono::milliseconds(0);
   o.queue.max_entries = 2000;  // more than the pace lets pile up: replay never hits it
   o.queue.overflow = batchq::overflow_policy::refuse_new;
-  o.queue.retry_count = 1000;  // the receiver is up: nothing should ever be dropped
+  o.queue.retry_count = static_cast<int>(c.retry_count);
   o.queue.backoff = batchq::backoff_policy::exponential;
   o.queue.initial_retry_delay = std::chrono::milliseconds(5);
   o.queue.max_retry_delay = std::chrono::milliseconds(100);
@@ -152,6 +169,10 @@ int drain(const config& c) {
   };
   cb.on_log = [](batchq::log_level, std::string_view) {};
   std::uint64_t replayed = 0, delivered = 0;
+  if (c.slow_replay_ms > 0) {
+    g_slow_replay_ms = c.slow_replay_ms;
+    batchq::detail::set_replay_hook(slow_replay);
+  }
   {
     batchq::http_log log(log_options(c), cb);
     replayed = log.spool_stats().replayed;

@@ -339,9 +339,11 @@ test("spool still locked by the previous owner: the queue works in memory", func
   rx2.stop()
 end, true)
 
-test("spool_dir unusable: entries held, queue made once it is fixed", function()
-  -- A spool directory libbatchq cannot use (here: a file is in the way)
-  -- gives ESPOOL; the handler holds entries and retries.
+test("spool_dir unusable: the queue works in memory and says so; the spool is taken once fixed", function()
+  -- A spool directory libbatchq cannot use (here: a file is in the way) is a
+  -- runtime condition (issue 12, item 11): batchq.new succeeds, the queue
+  -- delivers from memory, the library's error line is forwarded, the stats
+  -- say spool_unavailable, and the spool is retried in the background.
   local base = h.TMP .. "/spool-blocked"
   check(h.sh("touch " .. base), "a file in the way of spool_dir")
   local rx2 = h.start_receiver("--quiet")
@@ -349,19 +351,32 @@ test("spool_dir unusable: entries held, queue made once it is fixed", function()
   local mark = #logged
   local before = queue_count()
   local paths = { log_request(conf), log_request(conf), log_request(conf) }
-  local errs = find_logged("could not create the log queue", mark + 1)
-  eq(#errs, 1, "one creation error for 3 requests")
-  has(errs[1].msg, "spool_dir")
-  has(errs[1].msg, "retrying, entries are held meanwhile")
-  eq(queue_count(), before, "no queue yet")
+  eq(queue_count(), before + 1, "the queue is made at once")
+  eq(#find_logged("could not create the log queue", mark + 1), 0, "no creation error")
+  check(wait_for(function()
+    clock = clock + 2
+    tick()
+    return #find_logged("works in memory", mark + 1) >= 1
+  end, 5000), "the library's error line is forwarded")
+  local unavailable
+  for _, q in ipairs(handler.stats()) do
+    if q.spool_dir and q.spool_dir:find(base, 1, true) == 1 then
+      unavailable = q.stats.spool_unavailable
+    end
+  end
+  eq(unavailable, 1, "spool_unavailable in the stats")
+  check(wait_for(function() return #rx2.entries() >= 3 end, 30000),
+        "entries delivered from memory: " .. #rx2.entries())
 
   check(h.sh("rm " .. base), "fixed")
-  clock = clock + 2 -- past the retry delay
+  check(wait_for(function()
+    clock = clock + 2
+    tick()
+    return #find_logged("opened after earlier failures", mark + 1) >= 1
+  end, 40000), "the spool is opened in the background once it can be")
   paths[#paths + 1] = log_request(conf)
-  eq(queue_count(), before + 1, "queue created on the next request")
-  eq(#find_logged("created after 1 failed attempts", mark + 1), 1, "notice")
   check(wait_for(function() return #rx2.entries() >= 4 end, 30000),
-        "held entries delivered: " .. #rx2.entries())
+        "all delivered: " .. #rx2.entries())
   local got = {}
   for _, l in ipairs(rx2.entries()) do
     got[assert(cjson.decode(l)).request.uri] = true

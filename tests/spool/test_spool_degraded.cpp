@@ -158,14 +158,12 @@ TEST_CASE("spool_dir: created when only its last part is missing; unusable under
     CHECK(logs.any(o.spool_dir, "works in memory"));
     CHECK(log.enqueue("{}") == enqueue_result::accepted);
   }
-  SECTION("missing with its parent: a configuration error") {
+  SECTION("missing with its parent: both created (0700)") {
     o.spool_dir = root.file("missing/spool");
-    std::string what;
-    try {
-      http_log log(o);
-    } catch (const std::runtime_error& e) {
-      what = e.what();
-    }
-    CHECK(contains(what, "No such file or directory"));
+    http_log log(o);
+    CHECK(log.spool_stats().unavailable == 0);
+    CHECK(fs::is_directory(o.spool_dir + "/dead-letter"));
+    CHECK((fs::status(root.file("missing")).permissions() & fs::perms::all) == fs::perms::owner_all);
   }
+
 }

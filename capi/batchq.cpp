@@ -66,6 +66,14 @@ void copy_prefix(S* out, const S& full) {
   out->struct_size = want;
 }
 
+// A queue created before fork() used in the child: its threads are the
+// parent's (http_log::forked()).
+bool forked(const batchq_queue* q, char* errbuf = nullptr, std::size_t errbuf_len = 0) {
+  if (!q->log->forked()) return false;
+  set_err(errbuf, errbuf_len, batchq::fork_error().what());
+  return true;
+}
+
 int write_text(const std::string& text, char* buf, std::size_t buf_len, std::size_t* out_len) {
   if (out_len) *out_len = text.size();
   if (!buf || buf_len <= text.size()) {
@@ -170,6 +178,8 @@ BATCHQ_API const char* batchq_strerror(int code) {
     case BATCHQ_ESPOOL: return "BATCHQ_ESPOOL: spool error";
     case BATCHQ_ESMALLBUF: return "BATCHQ_ESMALLBUF: buffer too small";
     case BATCHQ_EINTERNAL: return "BATCHQ_EINTERNAL: internal error";
+    case BATCHQ_EFORK:
+      return "BATCHQ_EFORK: queue used in a child process after fork(); create queues after forking";
     default: return "unknown error";
   }
 }
@@ -201,6 +211,7 @@ BATCHQ_API int batchq_enqueue_ex(batchq_queue* q, const char* data, size_t len, 
     set_err(errbuf, errbuf_len, "entry: must be non-empty (got NULL or length 0)");
     return BATCHQ_EINVAL;
   }
+  if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
   try {
     std::string why;
     const auto r = q->log->enqueue(std::string(data, len), errbuf ? &why : nullptr);
@@ -222,11 +233,13 @@ BATCHQ_API int batchq_enqueue(batchq_queue* q, const char* data, size_t len) {
 
 BATCHQ_API int batchq_flush(batchq_queue* q, int64_t timeout_ms) {
   if (!q || timeout_ms < 0) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   return q->log->flush(std::chrono::milliseconds(timeout_ms)) ? BATCHQ_OK : BATCHQ_ETIMEDOUT;
 }
 
 BATCHQ_API int batchq_shutdown(batchq_queue* q, int64_t timeout_ms) {
   if (!q || timeout_ms < 0) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   return q->log->shutdown(std::chrono::milliseconds(timeout_ms)) ? BATCHQ_OK : BATCHQ_ETIMEDOUT;
 }
 
@@ -242,6 +255,7 @@ BATCHQ_API int batchq_poll_dropped(batchq_queue* q, batchq_dropped* out, size_t 
   if (count) *count = 0;
   if (!q || !count || (max > 0 && !out)) return BATCHQ_EINVAL;
   if (max > 0 && out[0].struct_size < offsetof(batchq_dropped, spooled)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     q->polled.clear();
     const std::size_t n = q->log->poll_dropped(q->polled, max);
@@ -267,6 +281,7 @@ BATCHQ_API int batchq_poll_dropped(batchq_queue* q, batchq_dropped* out, size_t 
 BATCHQ_API int batchq_poll_log(batchq_queue* q, int* level, char* buf, size_t buf_len, size_t* len) {
   if (len) *len = 0;
   if (!q || !level || !len || (!buf && buf_len)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     batchq::log_level l;
     std::string line;
@@ -288,6 +303,7 @@ BATCHQ_API int batchq_poll_log(batchq_queue* q, int* level, char* buf, size_t bu
 
 BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
   if (!q || !out || out->struct_size < sizeof(size_t)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     const batchq::queue_stats s = q->log->stats();
     const batchq::spool_figures sp = q->log->spool_stats();
@@ -320,6 +336,9 @@ BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
     f.spool_errors = sp.errors;
     f.spool_evicted = sp.evicted;
     f.spool_replayed = sp.replayed;
+    f.drop_pending = s.drop_pending;
+    f.drop_pending_bytes = s.drop_pending_bytes;
+    f.drops_unreported = s.drops_unreported;
     copy_prefix(out, f);
     return BATCHQ_OK;
   } catch (...) {
@@ -330,6 +349,7 @@ BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
 BATCHQ_API int batchq_stats_json(batchq_queue* q, char* buf, size_t buf_len, size_t* out_len) {
   if (out_len) *out_len = 0;
   if (!q || !out_len || (!buf && buf_len)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     return write_text(q->log->stats_json(), buf, buf_len, out_len);
   } catch (...) {
@@ -340,6 +360,7 @@ BATCHQ_API int batchq_stats_json(batchq_queue* q, char* buf, size_t buf_len, siz
 BATCHQ_API int batchq_stats_prometheus(batchq_queue* q, char* buf, size_t buf_len, size_t* out_len) {
   if (out_len) *out_len = 0;
   if (!q || !out_len || (!buf && buf_len)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     return write_text(q->log->stats_prometheus(), buf, buf_len, out_len);
   } catch (...) {

@@ -63,7 +63,9 @@ enum batchq_error {
   BATCHQ_ENOMEM = -8,     /* out of memory */
   BATCHQ_ESPOOL = -9,     /* the spool could not be opened (errbuf: path and system error) */
   BATCHQ_ESMALLBUF = -10, /* output buffer too small: *out_len holds the size needed */
-  BATCHQ_EINTERNAL = -11  /* an unexpected internal error (a bug: please report) */
+  BATCHQ_EINTERNAL = -11, /* an unexpected internal error (a bug: please report) */
+  /* -12 is BATCHQ_EINPROGRESS (non-blocking shutdown, added on another branch) */
+  BATCHQ_EFORK = -13      /* queue used in a child process after fork(); create queues after forking */
 };
 
 /* The name of an error code: "BATCHQ_EFULL: queue full". Static storage; never
@@ -194,10 +196,15 @@ BATCHQ_API int batchq_flush(batchq_queue *q, int64_t timeout_ms);
 BATCHQ_API int batchq_shutdown(batchq_queue *q, int64_t timeout_ms);
 
 /* Shuts down (with the configured shutdown_timeout, default 5 s, if not done
- * yet) and frees the queue. batchq_free(NULL) is a no-op. After it, `q` must
+ * yet) and frees the queue (in a child after fork(): see below). batchq_free(NULL) is a no-op. After it, `q` must
  * not be used; a second batchq_free() of the same pointer is undefined (the
  * Lua module guards against it). */
 BATCHQ_API void batchq_free(batchq_queue *q);
+/* After fork(): in the child, every function taking a queue created before
+ * the fork returns BATCHQ_EFORK at once (the queue's threads stayed in the
+ * parent), and batchq_free() frees the entries without waiting or joining
+ * the parent's threads (a few fixed-size parts are kept until exit). The
+ * parent's queue is unaffected. */
 
 /* ---- dropped entries and log lines (pull) ----------------------------------- */
 
@@ -256,6 +263,12 @@ typedef struct batchq_stats_t {
   uint64_t spool_errors;         /* failed writes (e.g. ENOSPC) */
   uint64_t spool_evicted;        /* records deleted by the spool_max_bytes cap */
   uint64_t spool_replayed;       /* entries re-queued from the spools at start */
+  /* dropped entries (counted in `dropped`) waiting inside the queue to be
+   * handed to the drop callback / buffer, their bytes, and those destroyed
+   * unreported because more than the pending-drop bound was waiting */
+  uint64_t drop_pending;
+  uint64_t drop_pending_bytes;
+  uint64_t drops_unreported;
 } batchq_stats_t;
 
 /* Fills *out with a consistent snapshot. out->struct_size must be set; a

@@ -53,6 +53,9 @@ std::string stats_to_json(const queue_stats& s, const spool_figures& sp, const b
   u("replay_refused", sp.replay_refused);
   u("evicted", sp.evicted);
   w.EndObject();
+  u("drop_pending", s.drop_pending);
+  u("drop_pending_bytes", s.drop_pending_bytes);
+  u("drops_unreported", s.drops_unreported);
   w.Key("balanced");
   w.Bool(s.balanced());
   w.EndObject();
@@ -120,6 +123,10 @@ std::string stats_to_prometheus(const queue_stats& s, const spool_figures& sp, c
   metric("spool_errors_total", "counter", "Failed spool writes.", sp.errors);
   metric("spool_evicted_total", "counter", "Spool records deleted by the spool_max_bytes cap.", sp.evicted);
   metric("spool_replayed_total", "counter", "Entries re-queued from the spools at start.", sp.replayed);
+  metric("drop_pending", "gauge", "Dropped entries waiting inside the queue to be handed over.", s.drop_pending);
+  metric("drop_pending_bytes", "gauge", "Bytes of dropped entries waiting inside the queue.", s.drop_pending_bytes);
+  metric("drops_unreported_total", "counter", "Dropped entries destroyed before they could be handed over.",
+         s.drops_unreported);
   return out;
 }
 

@@ -85,6 +85,9 @@ typedef struct batchq_stats_t {
   uint64_t spool_errors;
   uint64_t spool_evicted;
   uint64_t spool_replayed;
+  uint64_t drop_pending;
+  uint64_t drop_pending_bytes;
+  uint64_t drops_unreported;
 } batchq_stats_t;
 
 const char *batchq_strerror(int code);
@@ -119,6 +122,7 @@ local E = {
   OK = 0, EINVAL = -1, ECONFIG = -2, EFULL = -3, ETOOLARGE = -4, EJSON = -5,
   ESHUTDOWN = -6, ETIMEDOUT = -7, ENOMEM = -8, ESPOOL = -9, ESMALLBUF = -10,
   EINTERNAL = -11,
+  EFORK = -13, -- -12 is EINPROGRESS (non-blocking shutdown, another branch)
 }
 _M.errors = E
 
@@ -451,6 +455,9 @@ function methods.stats(self)
     spool_errors = u64(s.spool_errors),
     spool_evicted = u64(s.spool_evicted),
     spool_replayed = u64(s.spool_replayed),
+    drop_pending = u64(s.drop_pending),
+    drop_pending_bytes = u64(s.drop_pending_bytes),
+    drops_unreported = u64(s.drops_unreported),
   }
 end
 

@@ -148,9 +148,11 @@ typedef void (*batchq_log_fn)(void *user, int level /* 0 debug .. 3 error */, co
 
 typedef struct batchq_callbacks {
   size_t struct_size; /* sizeof(batchq_callbacks) */
-  /* Receives dropped entries instead of the poll buffer. Runs on the queue's
-   * sending thread (or the thread calling shutdown/free); must not call into
-   * Lua or block for long; may call batchq_stats(). NULL: use the buffer. */
+  /* Receives dropped entries instead of the poll buffer. Runs on one of the
+   * queue's threads (sending or reporting), or the thread calling
+   * shutdown/free; never concurrently with itself or on_log; must not call
+   * into Lua or block for long; may call batchq_stats(). NULL: use the
+   * buffer. */
   batchq_drop_fn on_drop;
   /* Receives the queue's log lines in Kong's wording. Same thread rules.
    * NULL: lines go to the buffer read by batchq_poll_log(). */

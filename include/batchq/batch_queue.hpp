@@ -16,10 +16,13 @@
 // enqueue() never waits for the process function, never does I/O and takes
 // no queue-wide lock in the common case: entries go to one of several intake
 // shards picked per producer thread; the worker drains them. The process
-// function, on_drop, on_delivered and on_log run on the queue's worker
-// threads (execution::own_threads) or on the thread calling run_due()
-// (execution::manual), and - for what shutdown() drops at its deadline - on
-// the thread calling shutdown() or the destructor. No internal lock is held
+// function and on_delivered run on the queue's worker threads
+// (execution::own_threads) or on the thread calling run_due()
+// (execution::manual). on_drop and on_log run on a worker, on the queue's
+// reporter thread (which hands drops over while the workers are stuck in a
+// send), on run_due()'s caller, for what shutdown() drops at its deadline on
+// the thread calling shutdown() or the destructor, and for post_log() after
+// shutdown() on its caller - never two at once. No internal lock is held
 // while any callback runs.
 //
 // Ordering. Entries from one producer thread keep their order. With
@@ -68,9 +71,10 @@ struct batch_queue_callbacks {
 
   /// Receives every entry that leaves the queue undelivered, with the reason,
   /// the attempts made and the last error. The span is mutable: move entries
-  /// out if you keep them. Called on a worker thread, run_due()'s caller, or
-  /// shutdown()'s caller; never with an internal lock held; never concurrently
-  /// with itself or on_log. It may call enqueue() and stats(), not flush() or
+  /// out if you keep them. Called on a worker thread, the reporter thread,
+  /// run_due()'s caller, or shutdown()'s caller; never with an internal lock
+  /// held; never concurrently with itself or on_log (it may run while the
+  /// process function runs on a worker). It may call enqueue() and stats(), not flush() or
   /// shutdown(). Exceptions it throws are swallowed.
   std::function<void(span<T> entries, const drop_info& info)> on_drop;
 

@@ -87,18 +87,21 @@ TEST_CASE("a receiver that never answers: queue + pending drops stay within the 
   // Dropped entries reach the pull buffer while the worker is still stuck in
   // its send (before the fix they waited for it: the buffer stayed empty).
   std::vector<batchq::dropped_entry> got;
-  for (int i = 0; i < 200 && got.empty(); ++i) {
+  for (int i = 0; i < 3000 && got.empty(); ++i) {  // up to 30 s on a loaded machine under TSan
     log.poll_dropped(got, 1000000);
     if (got.empty()) std::this_thread::sleep_for(10ms);
   }
   const batchq::queue_stats s = log.stats();
+  const batchq::buffer_figures b = log.buffer_stats();
+  INFO("dropped " << s.dropped_total() << ", polled " << got.size() << ", buffer pending " << b.drop_pending
+                  << ", buffer overflow " << b.drop_overflow << ", waiting in the queue " << s.drop_pending
+                  << ", unreported " << s.drops_unreported);
   CHECK(s.batches_in_flight == 1);  // still stuck
   CHECK(!got.empty());
   CHECK(s.dropped_for(batchq::drop_reason::queue_full) > 0);
   CHECK(s.balanced());
   // Every drop is accounted for: polled, still buffered, overflowed, still
   // waiting inside the queue, or destroyed unreported (counted).
-  const batchq::buffer_figures b = log.buffer_stats();
   CHECK(s.dropped_total() == got.size() + b.drop_pending + b.drop_overflow + s.drop_pending + s.drops_unreported);
   CHECK(log.shutdown(0ms) == false);
 }
@@ -155,6 +158,8 @@ TEST_CASE("shutdown(100 ms) with a spool and a large backlog returns in time; ev
     ++in_spool;
     return true;
   });
+  std::printf("shutdown: %llu entries written to write-ahead/, %llu reported unspooled after the deadline\n",
+              static_cast<unsigned long long>(in_spool), static_cast<unsigned long long>(late_logged.load()));
   CHECK(reported.load() == kEntries);
   CHECK(in_spool + late_logged.load() == kEntries);
   if (late_logged.load() > 0) CHECK(reported_unspooled.load() >= late_logged.load());

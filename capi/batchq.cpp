@@ -67,6 +67,14 @@ void copy_prefix(S* out, const S& full) {
   out->struct_size = want;
 }
 
+// A queue created before fork() used in the child: its threads are the
+// parent's (http_log::forked()).
+bool forked(const batchq_queue* q, char* errbuf = nullptr, std::size_t errbuf_len = 0) {
+  if (!q->log->forked()) return false;
+  set_err(errbuf, errbuf_len, batchq::fork_error().what());
+  return true;
+}
+
 int write_text(const std::string& text, char* buf, std::size_t buf_len, std::size_t* out_len) {
   if (out_len) *out_len = text.size();
   if (!buf || buf_len <= text.size()) {
@@ -172,6 +180,8 @@ BATCHQ_API const char* batchq_strerror(int code) {
     case BATCHQ_ESMALLBUF: return "BATCHQ_ESMALLBUF: buffer too small";
     case BATCHQ_EINTERNAL: return "BATCHQ_EINTERNAL: internal error";
     case BATCHQ_EINPROGRESS: return "BATCHQ_EINPROGRESS: shutdown still running";
+    case BATCHQ_EFORK:
+      return "BATCHQ_EFORK: queue used in a child process after fork(); create queues after forking";
     default: return "unknown error";
   }
 }
@@ -203,6 +213,7 @@ BATCHQ_API int batchq_enqueue_ex(batchq_queue* q, const char* data, size_t len, 
     set_err(errbuf, errbuf_len, "entry: must be non-empty (got NULL or length 0)");
     return BATCHQ_EINVAL;
   }
+  if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
   try {
     std::string why;
     const auto r = q->log->enqueue(std::string(data, len), errbuf ? &why : nullptr);
@@ -224,21 +235,26 @@ BATCHQ_API int batchq_enqueue(batchq_queue* q, const char* data, size_t len) {
 
 BATCHQ_API int batchq_flush(batchq_queue* q, int64_t timeout_ms) {
   if (!q || timeout_ms < 0) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   return q->log->flush(std::chrono::milliseconds(timeout_ms)) ? BATCHQ_OK : BATCHQ_ETIMEDOUT;
 }
 
 BATCHQ_API int batchq_shutdown(batchq_queue* q, int64_t timeout_ms) {
   if (!q || timeout_ms < 0) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   return q->log->shutdown(std::chrono::milliseconds(timeout_ms)) ? BATCHQ_OK : BATCHQ_ETIMEDOUT;
 }
 
 BATCHQ_API int batchq_shutdown_begin(batchq_queue* q, int64_t timeout_ms) {
   if (!q || timeout_ms < 0) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   return q->log->shutdown_begin(std::chrono::milliseconds(timeout_ms)) ? BATCHQ_OK : BATCHQ_EINTERNAL;
 }
 
 BATCHQ_API int batchq_shutdown_poll(batchq_queue* q) {
-  if (!q || !q->log->shutdown_started()) return BATCHQ_EINVAL;
+  if (!q) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
+  if (!q->log->shutdown_started()) return BATCHQ_EINVAL;
   return q->log->shutdown_finished() ? BATCHQ_OK : BATCHQ_EINPROGRESS;
 }
 
@@ -254,6 +270,7 @@ BATCHQ_API int batchq_poll_dropped(batchq_queue* q, batchq_dropped* out, size_t 
   if (count) *count = 0;
   if (!q || !count || (max > 0 && !out)) return BATCHQ_EINVAL;
   if (max > 0 && out[0].struct_size < offsetof(batchq_dropped, spooled)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     q->polled.clear();
     const std::size_t n = q->log->poll_dropped(q->polled, max);
@@ -279,6 +296,7 @@ BATCHQ_API int batchq_poll_dropped(batchq_queue* q, batchq_dropped* out, size_t 
 BATCHQ_API int batchq_poll_log(batchq_queue* q, int* level, char* buf, size_t buf_len, size_t* len) {
   if (len) *len = 0;
   if (!q || !level || !len || (!buf && buf_len)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     batchq::log_level l;
     std::string line;
@@ -300,6 +318,7 @@ BATCHQ_API int batchq_poll_log(batchq_queue* q, int* level, char* buf, size_t bu
 
 BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
   if (!q || !out || out->struct_size < sizeof(size_t)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     const batchq::queue_stats s = q->log->stats();
     const batchq::spool_figures sp = q->log->spool_stats();
@@ -336,6 +355,9 @@ BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
     f.spool_damaged_bytes = sp.damaged_bytes;
     f.spool_unprotected = sp.unprotected;
     f.spool_unavailable = sp.unavailable;
+    f.drop_pending = s.drop_pending;
+    f.drop_pending_bytes = s.drop_pending_bytes;
+    f.drops_unreported = s.drops_unreported;
     copy_prefix(out, f);
     return BATCHQ_OK;
   } catch (...) {
@@ -346,6 +368,7 @@ BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
 BATCHQ_API int batchq_stats_json(batchq_queue* q, char* buf, size_t buf_len, size_t* out_len) {
   if (out_len) *out_len = 0;
   if (!q || !out_len || (!buf && buf_len)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     return write_text(q->log->stats_json(), buf, buf_len, out_len);
   } catch (...) {
@@ -356,6 +379,7 @@ BATCHQ_API int batchq_stats_json(batchq_queue* q, char* buf, size_t buf_len, siz
 BATCHQ_API int batchq_stats_prometheus(batchq_queue* q, char* buf, size_t buf_len, size_t* out_len) {
   if (out_len) *out_len = 0;
   if (!q || !out_len || (!buf && buf_len)) return BATCHQ_EINVAL;
+  if (forked(q)) return BATCHQ_EFORK;
   try {
     return write_text(q->log->stats_prometheus(), buf, buf_len, out_len);
   } catch (...) {
@@ -372,6 +396,7 @@ BATCHQ_API int batchq_enqueue_lua(batchq_queue* q, const void* data, size_t len,
     set_err(errbuf, errbuf_len, "entry: must be a non-empty string.buffer encoding (got NULL or length 0)");
     return BATCHQ_EINVAL;
   }
+  if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
   try {
     std::string why;
     const auto r = q->log->enqueue_lua(std::string(static_cast<const char*>(data), len), errbuf ? &why : nullptr);

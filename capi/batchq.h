@@ -64,7 +64,8 @@ enum batchq_error {
   BATCHQ_ESPOOL = -9,     /* the spool could not be opened (errbuf: path and system error) */
   BATCHQ_ESMALLBUF = -10, /* output buffer too small: *out_len holds the size needed */
   BATCHQ_EINTERNAL = -11, /* an unexpected internal error (a bug: please report) */
-  BATCHQ_EINPROGRESS = -12 /* batchq_shutdown_poll(): the shutdown is still running */
+  BATCHQ_EINPROGRESS = -12, /* batchq_shutdown_poll(): the shutdown is still running */
+  BATCHQ_EFORK = -13        /* queue used in a child process after fork(); create queues after forking */
 };
 
 /* The name of an error code: "BATCHQ_EFULL: queue full". Static storage; never
@@ -149,10 +150,11 @@ typedef void (*batchq_log_fn)(void *user, int level /* 0 debug .. 3 error */, co
 
 typedef struct batchq_callbacks {
   size_t struct_size; /* sizeof(batchq_callbacks) */
-  /* Receives dropped entries instead of the poll buffer. Runs on the queue's
-   * sending thread (or the thread calling shutdown/free, or the thread that
-   * batchq_shutdown_begin() starts); must not call into
-   * Lua or block for long; may call batchq_stats(). NULL: use the buffer. */
+  /* Receives dropped entries instead of the poll buffer. Runs on one of the
+   * queue's threads (sending or reporting), the thread calling shutdown/free,
+   * or the thread that batchq_shutdown_begin() starts; never concurrently
+   * with itself or on_log; must not call into Lua or block for long; may
+   * call batchq_stats(). NULL: use the buffer. */
   batchq_drop_fn on_drop;
   /* Receives the queue's log lines in Kong's wording. Same thread rules.
    * NULL: lines go to the buffer read by batchq_poll_log(). */
@@ -201,12 +203,18 @@ BATCHQ_API int batchq_flush(batchq_queue *q, int64_t timeout_ms);
 BATCHQ_API int batchq_shutdown(batchq_queue *q, int64_t timeout_ms);
 
 /* Shuts down (with the configured shutdown_timeout, default 5 s, if not done
- * yet) and frees the queue. After batchq_shutdown_begin() it waits for that
- * shutdown instead (at most until its deadline); once batchq_shutdown_poll()
- * has returned 0 it returns without waiting. batchq_free(NULL) is a no-op. After it, `q` must
+ * yet) and frees the queue (in a child after fork(): see below). After
+ * batchq_shutdown_begin() it waits for that shutdown instead (at most until
+ * its deadline); once batchq_shutdown_poll() has returned 0 it returns
+ * without waiting. batchq_free(NULL) is a no-op. After it, `q` must
  * not be used; a second batchq_free() of the same pointer is undefined (the
  * Lua module guards against it). */
 BATCHQ_API void batchq_free(batchq_queue *q);
+/* After fork(): in the child, every function taking a queue created before
+ * the fork returns BATCHQ_EFORK at once (the queue's threads stayed in the
+ * parent), and batchq_free() frees the entries without waiting or joining
+ * the parent's threads (a few fixed-size parts are kept until exit). The
+ * parent's queue is unaffected. */
 
 /* ---- dropped entries and log lines (pull) ----------------------------------- */
 
@@ -272,6 +280,12 @@ typedef struct batchq_stats_t {
   uint64_t spool_unprotected;    /* write_ahead: entries accepted without a write-ahead record */
   uint64_t spool_unavailable;    /* 1 while a configured spool cannot be opened: the queue works in
                                   * memory and retries it in the background (see the log) */
+  /* dropped entries (counted in `dropped`) waiting inside the queue to be
+   * handed to the drop callback / buffer, their bytes, and those destroyed
+   * unreported because more than the pending-drop bound was waiting */
+  uint64_t drop_pending;
+  uint64_t drop_pending_bytes;
+  uint64_t drops_unreported;
 } batchq_stats_t;
 
 /* Fills *out with a consistent snapshot. out->struct_size must be set; a

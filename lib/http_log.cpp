@@ -25,6 +25,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -163,6 +164,7 @@ struct http_log::impl {
   std::atomic<bool> spool_down{false};  // a configured spool could not be opened (not: held by another process)
   std::thread opener;
   std::mutex opener_mu;
+  std::mutex opener_join_mu;
   std::condition_variable opener_cv;
   bool stopping = false;
 
@@ -173,6 +175,25 @@ struct http_log::impl {
   std::thread sd_thread;
   std::atomic<bool> sd_started{false};
   std::atomic<bool> sd_finished{false};
+  // Until when a shutdown may write what it cuts short (steady clock, ns).
+  std::atomic<std::int64_t> shutdown_deadline_ns{INT64_MAX};
+  bool past_shutdown_deadline() const {
+    return std::chrono::steady_clock::now().time_since_epoch().count() >
+           shutdown_deadline_ns.load(std::memory_order_relaxed);
+  }
+  // What post_log() reads: set once the queue exists, cleared only after the
+  // spools (whose threads post) are closed.
+  std::atomic<batch_queue<log_record>*> qlog{nullptr};
+
+  // Log lines from threads that are not the queue's (spool eviction, the
+  // opener): through the queue, so that on_log is never entered concurrently.
+  void post_log(log_level level, std::string text) {
+    if (batch_queue<log_record>* qq = qlog.load(std::memory_order_acquire)) {
+      qq->post_log(level, std::move(text));
+    } else {
+      on_log(level, text);  // before the queue exists: no queue thread runs yet
+    }
+  }
 
   std::unique_ptr<http_sender> take_sender() {
     {
@@ -266,7 +287,21 @@ struct http_log::impl {
     thread_local std::vector<std::uint64_t> done;  // write-ahead copies no longer needed
     done.clear();
     spool* w = wal.load();
-    for (auto& e : entries) {
+    // What a shutdown cuts short is written only until its deadline (plus
+    // shutdown_write_budget): shutdown(t) must return in time however much
+    // is queued. The rest is reported unspooled (already counted as dropped
+    // with reason shutdown).
+    const bool cut = info.reason == drop_reason::shutdown;
+    std::size_t late = 0;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      auto& e = entries[i];
+      if (cut && (late || ((i & 255) == 0 && past_shutdown_deadline()))) {
+        if (!e.seq) {
+          ++late;
+          spooled = false;
+        }
+        continue;  // one already in the write-ahead spool keeps its record there
+      }
       if (info.reason == drop_reason::shutdown && w) {
         // Cut short by a shutdown (nginx reload/quit), not by the endpoint:
         // the entry waits in the write-ahead spool for the next owner. One
@@ -282,6 +317,10 @@ struct http_log::impl {
     }
     if (d && opt.spool_fsync == fsync_policy::always) d->sync();
     ack_seqs(done);
+    if (late && (d || w))
+      on_log(log_level::error, "shutdown deadline passed: " + std::to_string(late) +
+                                   " entries could not be written to the spool in time; they are dropped "
+                                   "(reason shutdown)");
 
     if (cb.on_drop) {
       std::vector<std::string> plain;
@@ -357,12 +396,12 @@ struct http_log::impl {
     const bool is_wal = mode == spool_mode::write_ahead;
     so.on_evict = [this, is_wal, dir](const spool_record& r) {
       if (evicted.fetch_add(1) % 10000 == 0)
-        on_log(log_level::error, std::string("spool cap (spool_max_bytes) reached in ") + dir + ": the oldest " +
+        post_log(log_level::error, std::string("spool cap (spool_max_bytes) reached in ") + dir + ": the oldest " +
                                      (is_wal ? "write-ahead records are no longer protected against a crash"
                                              : "dead letters are being deleted") +
                                      " (first seq " + std::to_string(r.seq) + ")");
     };
-    so.on_damage = [this](const spool_damage& d) { on_log(log_level::error, d.message); };
+    so.on_damage = [this](const spool_damage& d) { post_log(log_level::error, d.message); };
     spool_error why;
     auto sp = spool::open(so, &why);
     if (!sp) {
@@ -440,7 +479,7 @@ struct http_log::impl {
             failed = failed_before = true;
             if (last_error != e.what()) {
               last_error = e.what();
-              on_log(log_level::error, last_error + "; still working in memory, retrying in the background");
+              post_log(log_level::error, last_error + "; still working in memory, retrying in the background");
             }
           }
         }
@@ -448,7 +487,7 @@ struct http_log::impl {
         delay = failed ? std::min<std::chrono::milliseconds>(delay * 2, std::chrono::seconds(30))
                        : std::chrono::milliseconds(1000);
         if (!need[0] && !need[1])
-          on_log(log_level::info, failed_before ? "spool in " + opt.spool_dir +
+          post_log(log_level::info, failed_before ? "spool in " + opt.spool_dir +
                                                       " opened after earlier failures: entries are protected again"
                                                 : std::string("spool taken over from its previous owner"));
       }
@@ -461,6 +500,7 @@ struct http_log::impl {
       stopping = true;
     }
     opener_cv.notify_all();
+    std::lock_guard<std::mutex> once(opener_join_mu);  // shutdown() may run on two threads at once
     if (opener.joinable()) opener.join();
   }
 };
@@ -523,6 +563,7 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
                                   std::to_string(m.q->options().max_entries) + " entries (one batch)");
     m.opt.queue.max_entries = m.q->options().max_entries;
   }
+  m.qlog.store(m.q.get(), std::memory_order_release);
 
   if (m.wal_owner) {
     // Published before the replay: acknowledgements of replayed entries
@@ -531,11 +572,11 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
     m.replay(*m.wal_owner);
   }
   if (!open_errors.empty()) {
-    m.on_log(log_level::error, open_errors + "; the queue works in memory meanwhile (entries are not protected "
+    m.post_log(log_level::error, open_errors + "; the queue works in memory meanwhile (entries are not protected "
                                              "against a crash, dropped entries are not kept) and retries the spool "
                                              "in the background");
   } else if (dead_later || wal_later) {
-    m.on_log(log_level::warn, "spool in " + m.opt.spool_dir +
+    m.post_log(log_level::warn, "spool in " + m.opt.spool_dir +
                                   " is held by another process (an old worker?); working in memory until it "
                                   "lets go");
   }
@@ -543,17 +584,35 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
 }
 
 http_log::~http_log() {
+  if (impl_->q->forked()) {
+    // A child of fork(): the opener, the spools' threads and the senders'
+    // connections are the parent's. Free the entries (queue, pull buffer);
+    // keep the rest, untouched, for the life of the process.
+    impl* m = impl_.release();
+    std::deque<dropped_entry>().swap(m->drops);
+    m->q.reset();
+    detail::keep_forever(std::shared_ptr<void>(m, [](void*) {}));
+    return;
+  }
   impl_->stop_opener();  // it may be re-queueing into the queue
   {
     std::lock_guard<std::mutex> g(impl_->sd_mu);
     if (impl_->sd_thread.joinable()) impl_->sd_thread.join();  // bounded by its deadline
   }
   shutdown(impl_->opt.queue.shutdown_timeout);
-  impl_->q.reset();  // joins the workers before the spools close
+  // The spools close while the (finished) queue still takes their threads'
+  // log lines; then the queue goes.
+  impl_->dead.store(nullptr);
+  impl_->wal.store(nullptr);
+  impl_->dead_owner.reset();
+  impl_->wal_owner.reset();
+  impl_->qlog.store(nullptr);
+  impl_->q.reset();
 }
 
 enqueue_result http_log::enqueue(std::string entry, std::string* error) {
   impl& m = *impl_;
+  if (m.q->forked()) throw fork_error();  // before the write-ahead append
   if (m.opt.validate_json) {
     std::string why;
     if (!validate_json(entry, &why)) {
@@ -613,11 +672,22 @@ enqueue_result http_log::enqueue_lua(std::string encoded, std::string* error) {
 
 bool http_log::flush(std::chrono::milliseconds timeout) noexcept { return impl_->q->flush(timeout); }
 
+bool http_log::forked() const noexcept { return impl_->q->forked(); }
+
 bool http_log::shutdown(std::chrono::milliseconds timeout) noexcept {
+  if (impl_->q->forked()) return false;
   impl_->sd_started.store(true);
+  if (impl_->q->forked()) return false;
+  impl_->stop_opener();  // no spool takeover (nor its log lines) after a shutdown
+  using namespace std::chrono;
+  const auto deadline = std::chrono::steady_clock::now() + std::min<milliseconds>(timeout, hours(24 * 365 * 10)) +
+                        shutdown_write_budget;
+  std::int64_t unset = INT64_MAX;  // a second (idempotent) call keeps the first deadline
+  impl_->shutdown_deadline_ns.compare_exchange_strong(unset, deadline.time_since_epoch().count());
   const bool ok = impl_->q->shutdown(timeout);
-  for (spool* s : {impl_->dead.load(), impl_->wal.load()})
-    if (s) s->sync();
+  if (!impl_->past_shutdown_deadline())
+    for (spool* s : {impl_->dead.load(), impl_->wal.load()})
+      if (s) s->sync();
   impl_->sd_finished.store(true);
   return ok;
 }
@@ -649,6 +719,7 @@ bool http_log::shutdown_started() const noexcept { return impl_->sd_started.load
 queue_stats http_log::stats() const { return impl_->q->stats(); }
 
 spool_figures http_log::spool_stats() const {
+  if (impl_->q->forked()) throw fork_error();
   spool_figures f;
   for (spool* sp : {impl_->dead.load(), impl_->wal.load()}) {
     if (!sp) continue;
@@ -669,6 +740,7 @@ spool_figures http_log::spool_stats() const {
 }
 
 buffer_figures http_log::buffer_stats() const {
+  if (impl_->q->forked()) throw fork_error();
   std::lock_guard<std::mutex> g(impl_->buf_mu);
   buffer_figures b;
   b.drop_pending = impl_->drops.size();
@@ -686,6 +758,7 @@ std::string http_log::stats_prometheus() const {
 }
 
 std::size_t http_log::poll_dropped(std::vector<dropped_entry>& out, std::size_t max) {
+  if (impl_->q->forked()) throw fork_error();
   std::lock_guard<std::mutex> g(impl_->buf_mu);
   std::size_t n = 0;
   while (n < max && !impl_->drops.empty()) {
@@ -702,6 +775,7 @@ bool http_log::poll_log(log_level& level, std::string& line) {
 }
 
 bool http_log::poll_log(log_level& level, std::string& line, std::size_t max_size, std::size_t* needed) {
+  if (impl_->q->forked()) throw fork_error();
   std::lock_guard<std::mutex> g(impl_->buf_mu);
   if (needed) *needed = 0;
   if (impl_->lines.empty()) return false;

@@ -57,6 +57,9 @@ std::string stats_to_json(const queue_stats& s, const spool_figures& sp, const b
   u("unprotected", sp.unprotected);
   u("unavailable", sp.unavailable);
   w.EndObject();
+  u("drop_pending", s.drop_pending);
+  u("drop_pending_bytes", s.drop_pending_bytes);
+  u("drops_unreported", s.drops_unreported);
   w.Key("balanced");
   w.Bool(s.balanced());
   w.EndObject();
@@ -132,6 +135,10 @@ std::string stats_to_prometheus(const queue_stats& s, const spool_figures& sp, c
          sp.unprotected);
   metric("spool_unavailable", "gauge", "1 while a configured spool cannot be opened (queue runs in memory).",
          sp.unavailable);
+  metric("drop_pending", "gauge", "Dropped entries waiting inside the queue to be handed over.", s.drop_pending);
+  metric("drop_pending_bytes", "gauge", "Bytes of dropped entries waiting inside the queue.", s.drop_pending_bytes);
+  metric("drops_unreported_total", "counter", "Dropped entries destroyed before they could be handed over.",
+         s.drops_unreported);
   return out;
 }
 

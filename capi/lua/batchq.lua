@@ -90,6 +90,9 @@ typedef struct batchq_stats_t {
   uint64_t spool_damaged_bytes;
   uint64_t spool_unprotected;
   uint64_t spool_unavailable;
+  uint64_t drop_pending;
+  uint64_t drop_pending_bytes;
+  uint64_t drops_unreported;
 } batchq_stats_t;
 
 const char *batchq_strerror(int code);
@@ -130,7 +133,7 @@ local _M = { _VERSION = "0.1.0" }
 local E = {
   OK = 0, EINVAL = -1, ECONFIG = -2, EFULL = -3, ETOOLARGE = -4, EJSON = -5,
   ESHUTDOWN = -6, ETIMEDOUT = -7, ENOMEM = -8, ESPOOL = -9, ESMALLBUF = -10,
-  EINTERNAL = -11, EINPROGRESS = -12,
+  EINTERNAL = -11, EINPROGRESS = -12, EFORK = -13,
 }
 _M.errors = E
 
@@ -547,6 +550,9 @@ function methods.stats(self)
     spool_damaged_bytes = u64(s.spool_damaged_bytes),
     spool_unprotected = u64(s.spool_unprotected),
     spool_unavailable = u64(s.spool_unavailable),
+    drop_pending = u64(s.drop_pending),
+    drop_pending_bytes = u64(s.drop_pending_bytes),
+    drops_unreported = u64(s.drops_unreported),
   }
 end
 

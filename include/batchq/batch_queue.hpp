@@ -16,10 +16,13 @@
 // enqueue() never waits for the process function, never does I/O and takes
 // no queue-wide lock in the common case: entries go to one of several intake
 // shards picked per producer thread; the worker drains them. The process
-// function, on_drop, on_delivered and on_log run on the queue's worker
-// threads (execution::own_threads) or on the thread calling run_due()
-// (execution::manual), and - for what shutdown() drops at its deadline - on
-// the thread calling shutdown() or the destructor. No internal lock is held
+// function and on_delivered run on the queue's worker threads
+// (execution::own_threads) or on the thread calling run_due()
+// (execution::manual). on_drop and on_log run on a worker, on the queue's
+// reporter thread (which hands drops over while the workers are stuck in a
+// send), on run_due()'s caller, for what shutdown() drops at its deadline on
+// the thread calling shutdown() or the destructor, and for post_log() after
+// shutdown() on its caller - never two at once. No internal lock is held
 // while any callback runs.
 //
 // Ordering. Entries from one producer thread keep their order. With
@@ -48,6 +51,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>  // pthread_atfork: fork() detection
+#endif
+
 #include "batchq/clock.hpp"
 #include "batchq/types.hpp"
 
@@ -64,9 +71,10 @@ struct batch_queue_callbacks {
 
   /// Receives every entry that leaves the queue undelivered, with the reason,
   /// the attempts made and the last error. The span is mutable: move entries
-  /// out if you keep them. Called on a worker thread, run_due()'s caller, or
-  /// shutdown()'s caller; never with an internal lock held; never concurrently
-  /// with itself or on_log. It may call enqueue() and stats(), not flush() or
+  /// out if you keep them. Called on a worker thread, the reporter thread,
+  /// run_due()'s caller, or shutdown()'s caller; never with an internal lock
+  /// held; never concurrently with itself or on_log (it may run while the
+  /// process function runs on a worker). It may call enqueue() and stats(), not flush() or
   /// shutdown(). Exceptions it throws are swallowed.
   std::function<void(span<T> entries, const drop_info& info)> on_drop;
 
@@ -117,6 +125,41 @@ inline std::size_t thread_slot() noexcept {
 }
 
 inline constexpr std::size_t cache_line = 64;
+
+// fork() detection: a counter the child side of every fork() increments
+// (pthread_atfork, registered once per copy of this header's code). A queue
+// remembers the value at creation; a different value means "we are a child
+// of the process that created it": its threads did not come along.
+inline std::atomic<unsigned>& fork_generation() noexcept {
+  static std::atomic<unsigned> generation{0};  // constant-initialised: no guard on the hot path
+  return generation;
+}
+inline unsigned fork_generation_now() noexcept {
+#if defined(__unix__) || defined(__APPLE__)
+  static const bool registered =
+      ::pthread_atfork(nullptr, nullptr, [] { fork_generation().fetch_add(1, std::memory_order_relaxed); }) == 0;
+  (void)registered;
+#endif
+  return fork_generation().load(std::memory_order_relaxed);
+}
+
+// What a child after fork() must neither destroy nor free (locks and
+// condition variables of the parent's threads, their std::thread objects):
+// kept reachable from a static list, so leak checkers do not report it.
+inline void keep_forever(std::shared_ptr<void> p) noexcept {
+  struct node {
+    std::shared_ptr<void> p;
+    node* next;
+  };
+  static std::atomic<node*> head{nullptr};
+  try {
+    node* n = new node{std::move(p), head.load()};
+    while (!head.compare_exchange_weak(n->next, n)) {
+    }
+  } catch (...) {
+    new std::shared_ptr<void>(std::move(p));  // out of memory: leak it plainly
+  }
+}
 }  // namespace detail
 
 template <class T>
@@ -148,6 +191,7 @@ class batch_queue {
     if (opt_.exec == execution::own_threads) {
       try {
         for (std::size_t i = 0; i < opt_.concurrency; ++i) workers_.emplace_back([this] { worker_main(); });
+        workers_.emplace_back([this] { reporter_main(); });
       } catch (...) {
         stop_workers();
         throw;
@@ -158,14 +202,33 @@ class batch_queue {
   batch_queue(const batch_queue&) = delete;
   batch_queue& operator=(const batch_queue&) = delete;
 
-  /// Shuts down with options().shutdown_timeout (see shutdown()).
-  ~batch_queue() { shutdown(opt_.shutdown_timeout); }
+  /// Shuts down with options().shutdown_timeout (see shutdown()). In a
+  /// child process after fork() it frees the entries at once, without
+  /// waiting and without touching the parent's threads (see forked()).
+  ~batch_queue() {
+    if (forked()) {
+      abandon_after_fork();
+      return;
+    }
+    shutdown(opt_.shutdown_timeout);
+  }
+
+  /// True in a child process after fork(): the queue's threads exist only in
+  /// the parent, so nothing would ever be sent. Every call then fails:
+  /// enqueue(), stats() and run_due() throw fork_error, flush() and
+  /// shutdown() return false at once. Create queues after forking. Cheap (an
+  /// atomic load); thread-safe.
+  bool forked() const noexcept { return fork_gen_ != detail::fork_generation().load(std::memory_order_relaxed); }
 
   /// Adds an entry. Thread-safe, never blocks on delivery, no I/O.
   /// On `accepted` the queue owns the entry; on any other result the entry is
   /// left untouched with the caller and nothing was counted as enqueued.
-  enqueue_result enqueue(T&& entry) { return add(entry); }
+  enqueue_result enqueue(T&& entry) {
+    check_not_forked();
+    return add(entry);
+  }
   enqueue_result enqueue(const T& entry) {
+    check_not_forked();
     T copy(entry);
     return add(copy);
   }
@@ -176,6 +239,7 @@ class batch_queue {
   /// Returns whether it finished; entries not finished stay queued.
   /// With execution::manual it runs what is due now and does not wait.
   bool flush(milliseconds timeout) noexcept {
+    if (forked()) return false;
     try {
       std::unique_lock<std::mutex> lk(mu_);
       const std::uint64_t upto = settle_all_locked(lk, timeout);
@@ -206,6 +270,7 @@ class batch_queue {
   /// it fails, is dropped with `shutdown` too. Joins the worker threads.
   /// Returns true if everything was delivered. Idempotent.
   bool shutdown(milliseconds timeout) noexcept {
+    if (forked()) return false;
     try {
       std::lock_guard<std::mutex> once(shutdown_mu_);
       if (shut_down_) return shutdown_result_;
@@ -229,13 +294,16 @@ class batch_queue {
       }
       stop_ = true;
       cv_work_.notify_all();
+      cv_events_.notify_all();
       lk.unlock();
       for (auto& w : workers_)
         if (w.joinable()) w.join();
       workers_.clear();
       lk.lock();
-      // Deliver what the workers left (this thread now owns the callbacks).
-      deliver_events_locked(lk);
+      // Deliver what the workers left (this thread now owns the callbacks);
+      // a callback may post more (post_log from a spool it writes to).
+      while (!events_.empty()) deliver_events_locked(lk);
+      finished_ = true;
       shut_down_ = true;
       shutdown_result_ = dropped_[static_cast<std::size_t>(drop_reason::shutdown)] == drops_before &&
                          in_flight_batches_ == 0;
@@ -248,6 +316,7 @@ class batch_queue {
   /// A consistent snapshot (see queue_stats). Thread-safe; takes the queue's
   /// locks briefly, so it is for monitoring, not for a hot loop.
   queue_stats stats() const {
+    check_not_forked();
     std::lock_guard<std::mutex> lk(mu_);
     queue_stats s;
     for (std::size_t i = 0; i < shard_count_; ++i) {
@@ -272,6 +341,9 @@ class batch_queue {
     s.attempts = attempts_;
     s.failed_attempts = failed_attempts_;
     s.retried = retried_;
+    s.drop_pending = drop_pending_entries_;
+    s.drop_pending_bytes = drop_pending_bytes_;
+    s.drops_unreported = drops_unreported_;
     for (std::size_t i = 0; i < s.refused.size(); ++i) s.refused[i] = refused_[i].load(std::memory_order_relaxed);
     return s;
   }
@@ -279,6 +351,25 @@ class batch_queue {
   /// The options in effect (max_entries raised to batch_max_size if it was
   /// below; see batch_queue_options::max_entries).
   const batch_queue_options& options() const noexcept { return opt_; }
+
+  /// Queues a log line for on_log from outside the queue (a spool's eviction
+  /// thread, a thread that opens a spool later), so that it is delivered the
+  /// way the queue's own lines are: on a queue thread (execution::manual: in
+  /// the next run_due()), in order, never concurrently with another
+  /// on_drop/on_log call. After shutdown() has returned it is delivered at
+  /// once on the calling thread (still serialised). Thread-safe; must not be
+  /// called from on_log itself.
+  void post_log(log_level level, std::string text) {
+    if (!cb_.on_log || forked()) return;
+    std::unique_lock<std::mutex> lk(mu_);
+    log_locked(level, std::move(text));
+    if (finished_) {
+      deliver_events_locked(lk);
+      return;
+    }
+    lk.unlock();
+    cv_events_.notify_one();
+  }
 
   /// Counts a refusal decided outside the queue (http_log's JSON check), so
   /// that stats() shows every refused entry in one place.
@@ -293,6 +384,7 @@ class batch_queue {
   /// no-op returning nullopt.
   std::optional<time_point> run_due() {
     if (opt_.exec != execution::manual) return std::nullopt;
+    check_not_forked();
     std::unique_lock<std::mutex> lk(mu_);
     run_locked(lk);
     return next_due_locked(clock_->now());
@@ -318,6 +410,7 @@ class batch_queue {
   struct event {  // a drop or a log line waiting for its callback
     bool is_drop = false;
     std::vector<T> entries;
+    std::size_t bytes = 0;  // drop: sum of the entries' sizes
     drop_info info;
     std::string text;  // drop: last error; log: the line
     log_level level = log_level::info;
@@ -331,6 +424,18 @@ class batch_queue {
   }
 
   std::size_t size_of(const T& v) const { return cb_.size_of ? cb_.size_of(v) : detail::default_size(v); }
+
+  void check_not_forked() const {
+    if (forked()) throw fork_error();
+  }
+
+  // In a fork() child: the entries' memory is freed by the members'
+  // destructors; the parent's threads, locks and condition variables are
+  // kept (never joined, unlocked or destroyed).
+  void abandon_after_fork() noexcept {
+    // Whatever a parent thread held at fork() stays held: no lock is taken.
+    detail::keep_forever(std::shared_ptr<void>(sync_.release(), [](void*) {}));
+  }
 
   // ---- enqueue path ------------------------------------------------------
   enqueue_result add(T& entry) {
@@ -391,7 +496,7 @@ class batch_queue {
     trim_locked();
     if (!events_.empty()) {
       lk.unlock();
-      cv_work_.notify_one();
+      cv_events_.notify_one();
     }
   }
 
@@ -415,10 +520,12 @@ class batch_queue {
       return (opt_.max_entries && held_entries_locked() > opt_.max_entries) ||
              (opt_.max_bytes && held_bytes_locked() > opt_.max_bytes);
     };
+    std::size_t gone_bytes = 0;
     auto take = [&](std::vector<T>& from, std::size_t& from_bytes, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) {
         std::size_t sz = size_of(from[i]);
         from_bytes -= sz;
+        gone_bytes += sz;
         count_removed(1, sz);
         gone.push_back(std::move(from[i]));
       }
@@ -440,6 +547,8 @@ class batch_queue {
     if (gone.empty()) return;
     const std::size_t n = gone.size();
     dropped_[static_cast<std::size_t>(drop_reason::queue_full)] += n;
+    drop_pending_entries_ += n;
+    drop_pending_bytes_ += gone_bytes;
     // Once per overload episode (see process_one_locked), not once per push-out.
     if (!full_logged_) {
       full_logged_ = true;
@@ -453,16 +562,68 @@ class batch_queue {
         events_.back().info.attempts == attempts && events_.back().text == last_error) {
       auto& into = events_.back().entries;
       into.insert(into.end(), std::make_move_iterator(gone.begin()), std::make_move_iterator(gone.end()));
+      events_.back().bytes += gone_bytes;
     } else {
       event e;
       e.is_drop = true;
+      e.bytes = gone_bytes;
       e.entries = std::move(gone);
       e.info.reason = drop_reason::queue_full;
       e.info.attempts = attempts;
       e.text = std::move(last_error);
       events_.push_back(std::move(e));
     }
+    shed_pending_locked();
     cv_done_.notify_all();
+  }
+
+  // Bounds the drop events waiting for on_drop (item: a worker stuck in a
+  // send cannot hand them over, and without a bound every entry pushed out
+  // by a full queue would wait here in memory). Over max_drop_pending_bytes /
+  // _entries the oldest waiting entries are destroyed and counted in
+  // drops_unreported (they are already counted as dropped); the newest
+  // pushed-out entry always stays, so an entry larger than the cap is still
+  // handed over when the reporter is free.
+  void shed_pending_locked() {
+    auto over = [&] {
+      return drop_pending_bytes_ > opt_.max_drop_pending_bytes || drop_pending_entries_ > opt_.max_drop_pending_entries;
+    };
+    if (!over()) return;
+    std::size_t last_drop = events_.size();
+    for (std::size_t i = events_.size(); i-- > 0;)
+      if (events_[i].is_drop) {
+        last_drop = i;
+        break;
+      }
+    std::uint64_t shed = 0;
+    for (std::size_t i = 0; i < events_.size() && over(); ++i) {
+      event& e = events_[i];
+      if (!e.is_drop) continue;
+      const std::size_t keep = i == last_drop ? 1 : 0;
+      std::size_t k = 0;
+      while (k + keep < e.entries.size() && over()) {
+        const std::size_t sz = size_of(e.entries[k]);
+        drop_pending_bytes_ -= sz;
+        --drop_pending_entries_;
+        e.bytes -= sz;
+        ++k;
+      }
+      e.entries.erase(e.entries.begin(), e.entries.begin() + static_cast<std::ptrdiff_t>(k));
+      shed += k;
+    }
+    if (!shed) return;
+    events_.erase(std::remove_if(events_.begin(), events_.end(),
+                                 [](const event& e) { return e.is_drop && e.entries.empty(); }),
+                  events_.end());
+    drops_unreported_ += shed;
+    if (!unreported_logged_) {
+      unreported_logged_ = true;
+      log_locked(log_level::error,
+                 std::to_string(shed) + " dropped entries could not wait for on_drop (more than " +
+                     std::to_string(opt_.max_drop_pending_bytes) + " bytes / " +
+                     std::to_string(opt_.max_drop_pending_entries) +
+                     " entries already waiting): they are counted in drops_unreported, not handed over");
+    }
   }
 
   // flush() and shutdown(): close the open batch, skip a pending
@@ -473,7 +634,7 @@ class batch_queue {
     const time_point now = clock_->now();
     drain_locked(now);
     close_open_locked(now);
-    if (waiting_ == wait_kind::process_delay) next_send_at_ = now;
+    if (waiting_ == wait_kind::process_delay) arm_send_locked(now);
     const std::uint64_t upto = next_batch_id_;
     if (opt_.exec == execution::manual) {
       run_locked(lk);
@@ -511,12 +672,28 @@ class batch_queue {
     }
   }
 
+  // Hands drop events and log lines to their callbacks while the workers may
+  // be stuck in a send (a receiver that never answers): without it, what a
+  // full queue pushes out would wait for the worker.
+  void reporter_main() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      if (!events_.empty()) {
+        deliver_events_locked(lk);
+        continue;
+      }
+      if (stop_) break;
+      cv_events_.wait(lk);
+    }
+  }
+
   void stop_workers() noexcept {
     {
       std::lock_guard<std::mutex> lk(mu_);
       stop_ = true;
     }
     cv_work_.notify_all();
+    cv_events_.notify_all();
     for (auto& w : workers_)
       if (w.joinable()) w.join();
     workers_.clear();
@@ -543,16 +720,34 @@ class batch_queue {
       deliver_events_locked(lk);
       return true;
     }
-    if (flush_at_ && now >= *flush_at_) {
+    // A flush tick and an attempt both due: the one due first runs first,
+    // and at the same instant the one armed first (nginx runs timers of
+    // equal expiry in creation order; Kong's rule, kong-batch-queue.md).
+    const bool send_due = can_dispatch_locked(now);
+    if (flush_at_ && now >= *flush_at_ && !(send_due && send_before_flush_locked())) {
       drain_locked(now);  // entries since the last tick count as activity
       on_flush_tick_locked(now);
       return true;
     }
-    if (can_dispatch_locked(now)) {
+    if (send_due) {
       process_one_locked(lk, now);
       return true;
     }
     return false;
+  }
+
+  bool send_before_flush_locked() const {
+    if (next_send_at_ != *flush_at_) return next_send_at_ < *flush_at_;
+    return send_armed_ < flush_armed_;
+  }
+
+  void arm_flush_locked(time_point at) {
+    flush_at_ = at;
+    flush_armed_ = ++arm_seq_;
+  }
+  void arm_send_locked(time_point at) {
+    next_send_at_ = at;
+    send_armed_ = ++arm_seq_;
   }
 
   void run_locked(std::unique_lock<std::mutex>& lk) {
@@ -602,7 +797,7 @@ class batch_queue {
       // Same outcome as the loop below: open_ = these entries in order, the
       // coalescing timer armed by the first, closed if full.
       if (open_.empty() && !opt_.batch_max_bytes && scratch_.size() <= opt_.batch_max_size) {
-        if (opt_.flush == flush_mode::coalescing) flush_at_ = now + opt_.flush_timeout;
+        if (opt_.flush == flush_mode::coalescing) arm_flush_locked(now + opt_.flush_timeout);
         open_.swap(scratch_);
         open_bytes_ = shard_bytes;
         moved += open_.size();
@@ -616,7 +811,7 @@ class batch_queue {
         // when the whole shard goes into one batch, else summed per entry.
         const std::size_t n = scratch_.size();
         for (std::size_t done = 0; done < n;) {
-          if (open_.empty() && opt_.flush == flush_mode::coalescing) flush_at_ = now + opt_.flush_timeout;
+          if (open_.empty() && opt_.flush == flush_mode::coalescing) arm_flush_locked(now + opt_.flush_timeout);
           const std::size_t k = std::min(n - done, opt_.batch_max_size - open_.size());
           const auto first = scratch_.begin() + static_cast<std::ptrdiff_t>(done);
           const auto last = first + static_cast<std::ptrdiff_t>(k);
@@ -637,7 +832,7 @@ class batch_queue {
         const std::size_t sz = size_of(e);
         if (opt_.batch_max_bytes && !open_.empty() && open_bytes_ + sz > opt_.batch_max_bytes)
           close_open_locked(now);
-        if (open_.empty() && opt_.flush == flush_mode::coalescing) flush_at_ = now + opt_.flush_timeout;
+        if (open_.empty() && opt_.flush == flush_mode::coalescing) arm_flush_locked(now + opt_.flush_timeout);
         open_.push_back(std::move(e));
         open_bytes_ += sz;
         ++moved;
@@ -651,14 +846,14 @@ class batch_queue {
     }
     drained_ += moved;
     last_activity_ = now;
-    if (opt_.flush == flush_mode::kong_idle && !open_.empty() && !flush_at_) flush_at_ = now + opt_.flush_timeout;
+    if (opt_.flush == flush_mode::kong_idle && !open_.empty() && !flush_at_) arm_flush_locked(now + opt_.flush_timeout);
     if (opt_.flush == flush_mode::coalescing && open_.empty()) flush_at_.reset();
     publish_wake_locked();
   }
 
   void on_flush_tick_locked(time_point now) {
     if (opt_.flush == flush_mode::kong_idle && now - last_activity_ < opt_.flush_timeout) {
-      flush_at_ = now + opt_.flush_timeout;  // there was activity: tick again later (Kong)
+      arm_flush_locked(now + opt_.flush_timeout);  // there was activity: tick again later (Kong)
       return;
     }
     flush_at_.reset();
@@ -685,10 +880,10 @@ class batch_queue {
       // in Kong), or at once while flushing / shutting down.
       const bool immediate = opt_.batch_max_size == 1 || closed_.load() || opt_.process_delay.count() == 0;
       if (immediate) {
-        next_send_at_ = now;
+        arm_send_locked(now);
         waiting_ = wait_kind::none;
       } else {
-        next_send_at_ = now + opt_.process_delay;
+        arm_send_locked(now + opt_.process_delay);
         waiting_ = wait_kind::process_delay;
       }
     }
@@ -753,7 +948,7 @@ class batch_queue {
           (!opt_.max_bytes || held_bytes_locked() * 2 <= opt_.max_bytes))
         full_logged_ = false;
       if (waiting_ != wait_kind::backoff || next_send_at_ < t) {
-        next_send_at_ = t;
+        arm_send_locked(t);
         waiting_ = wait_kind::none;
       }
     } else {
@@ -817,7 +1012,7 @@ class batch_queue {
       wait = duration(pick(rng_));
     }
     wait = std::max<duration>(wait, r.retry_after);
-    next_send_at_ = now + wait;
+    arm_send_locked(now + wait);
     waiting_ = wait_kind::backoff;
   }
 
@@ -853,6 +1048,9 @@ class batch_queue {
     count_removed(n, b.bytes);
     event e;
     e.is_drop = true;
+    e.bytes = b.bytes;
+    drop_pending_entries_ += n;
+    drop_pending_bytes_ += b.bytes;
     e.entries = std::move(b.entries);
     e.info.reason = why;
     e.info.attempts = b.attempts;
@@ -885,7 +1083,10 @@ class batch_queue {
       batch_of_events.swap(events_);
       ++delivering_;
       lk.unlock();
+      std::uint64_t n_entries = 0, n_bytes = 0;
       for (auto& e : batch_of_events) {
+        n_entries += e.entries.size();
+        n_bytes += e.bytes;
         try {
           if (e.is_drop) {
             if (cb_.on_drop) {
@@ -898,6 +1099,12 @@ class batch_queue {
         } catch (...) {
         }
       }
+      std::vector<event>().swap(batch_of_events);  // the entries are freed before they stop counting
+      lk.lock();
+      drop_pending_entries_ -= n_entries;
+      drop_pending_bytes_ -= n_bytes;
+      if (drop_pending_entries_ == 0) unreported_logged_ = false;
+      lk.unlock();
     }
     lk.lock();
     --delivering_;
@@ -931,10 +1138,28 @@ class batch_queue {
   std::atomic<std::uint64_t> bytes_out_{0};
   std::array<std::atomic<std::uint64_t>, 5> refused_{};
 
+  // Locks, condition variables and threads live apart from the queue: in a
+  // child after fork() they belong to threads that do not exist there (a
+  // condition variable the parent's worker waited on cannot even be
+  // destroyed: pthread_cond_destroy waits for that waiter), so the child's
+  // destructor keeps them forever instead (detail::keep_forever).
+  struct sync_state {
+    alignas(detail::cache_line) std::mutex mu;
+    std::condition_variable cv_work;    // workers wait here
+    std::condition_variable cv_done;    // flush() / shutdown() wait here
+    std::condition_variable cv_events;  // the reporter waits here
+    std::mutex cb_mu;                   // serialises on_drop / on_log
+    std::mutex shutdown_mu;
+    std::vector<std::thread> workers;   // the worker(s) and the reporter
+  };
+  std::unique_ptr<sync_state> sync_{new sync_state};
+  const unsigned fork_gen_ = detail::fork_generation_now();
+
   // Everything below is guarded by mu_.
-  alignas(detail::cache_line) mutable std::mutex mu_;
-  std::condition_variable cv_work_;  // workers wait here
-  std::condition_variable cv_done_;  // flush() / shutdown() wait here
+  std::mutex& mu_ = sync_->mu;
+  std::condition_variable& cv_work_ = sync_->cv_work;
+  std::condition_variable& cv_done_ = sync_->cv_done;
+  std::condition_variable& cv_events_ = sync_->cv_events;
   std::vector<T> scratch_;
   std::uint64_t drained_ = 0;
   std::vector<T> open_;
@@ -944,6 +1169,9 @@ class batch_queue {
   std::deque<batch> ready_;
   std::uint64_t next_batch_id_ = 0;
   time_point next_send_at_{};
+  std::uint64_t arm_seq_ = 0;      // order in which the two timers were armed
+  std::uint64_t flush_armed_ = 0;  // arm_seq_ when flush_at_ was set
+  std::uint64_t send_armed_ = 0;   // arm_seq_ when next_send_at_ was set
   wait_kind waiting_ = wait_kind::none;
   std::uint64_t kong_counter_ = 1;  // Kong's retry_delay
   std::uint64_t failures_ = 0;      // consecutive failures (exponential)
@@ -953,9 +1181,14 @@ class batch_queue {
   std::size_t in_flight_bytes_ = 0;
   std::vector<std::uint64_t> in_flight_ids_;
   std::vector<event> events_;
+  std::uint64_t drop_pending_entries_ = 0;  // in drop events not yet handed over (or being handed over)
+  std::uint64_t drop_pending_bytes_ = 0;
+  std::uint64_t drops_unreported_ = 0;
+  bool unreported_logged_ = false;
   std::size_t delivering_ = 0;
   bool full_logged_ = false;
   bool stop_ = false;
+  bool finished_ = false;  // shutdown() has delivered its last events
   bool expired_ = false;
   std::uint64_t delivered_ = 0;
   std::array<std::uint64_t, drop_reason_count> dropped_{};
@@ -965,9 +1198,9 @@ class batch_queue {
   std::uint64_t retried_ = 0;
   std::atomic<bool> cancel_{false};
 
-  std::mutex cb_mu_;  // serialises on_drop / on_log
-  std::vector<std::thread> workers_;
-  std::mutex shutdown_mu_;
+  std::mutex& cb_mu_ = sync_->cb_mu;
+  std::vector<std::thread>& workers_ = sync_->workers;
+  std::mutex& shutdown_mu_ = sync_->shutdown_mu;
   bool shut_down_ = false;
   bool shutdown_result_ = false;
 };

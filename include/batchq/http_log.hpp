@@ -172,7 +172,14 @@ class BATCHQ_CXX_API http_log {
 
   /// See batch_queue::flush / shutdown. noexcept.
   bool flush(std::chrono::milliseconds timeout) noexcept;
+  /// shutdown(t) returns within t + about 250 ms however much is queued,
+  /// spool or not: what is left at t is written to the spool (write-ahead/)
+  /// for at most shutdown_write_budget more; entries not written by then are
+  /// dropped with reason shutdown (counted, handed to on_drop / the drop
+  /// buffer with spooled = false, one error log line). The final fsync is
+  /// skipped when the budget is spent.
   bool shutdown(std::chrono::milliseconds timeout) noexcept;
+  static constexpr std::chrono::milliseconds shutdown_write_budget{150};
 
   /// Non-blocking shutdown. Refuses new entries at once (enqueue returns
   /// shut_down when this returns), then runs shutdown(timeout) on a thread of
@@ -210,6 +217,12 @@ class BATCHQ_CXX_API http_log {
   buffer_figures buffer_stats() const;
 
   const http_log_options& options() const noexcept;
+
+  /// True in a child process after fork() (see batch_queue::forked()): then
+  /// enqueue(), stats() and the poll functions throw fork_error, flush() and
+  /// shutdown() return false at once, and the destructor frees the entries
+  /// without joining the parent's threads or waiting. Cheap; thread-safe.
+  bool forked() const noexcept;
 
  private:
   struct impl;

@@ -207,6 +207,13 @@ struct batch_queue_options {
   /// Time source; nullptr = std::chrono::steady_clock. Not owned: it must
   /// outlive the queue. A manual_clock only makes sense with execution::manual.
   const clock* time_source = nullptr;
+  /// Bound on dropped entries waiting to be handed to on_drop (bytes, as
+  /// size_of counts them; and entries). Over it, the oldest waiting ones are
+  /// destroyed and counted in queue_stats::drops_unreported (and one log
+  /// line per episode). The newest pushed-out entry always waits, so the
+  /// queue holds at most max_bytes + this + one entry.
+  std::size_t max_drop_pending_bytes = std::size_t{4} << 20;
+  std::size_t max_drop_pending_entries = 65536;
 };
 
 /// Thrown by the batch_queue constructor for invalid options. what() names the
@@ -219,6 +226,14 @@ class options_error : public std::invalid_argument {
 
  private:
   std::string field_;
+};
+
+/// Thrown by a queue used in a child process after fork() (its threads
+/// stayed in the parent: nothing it accepted would ever be sent).
+class fork_error : public std::logic_error {
+ public:
+  fork_error()
+      : std::logic_error("queue used in a child process after fork(); create queues after forking") {}
 };
 
 /// Checks options without constructing a queue. Returns "" when valid, else a
@@ -339,6 +354,13 @@ struct queue_stats {
   std::uint64_t retried = 0;            ///< failed batches put back for another attempt
   /// Entries refused by enqueue(), indexed by enqueue_result (accepted stays 0).
   std::array<std::uint64_t, 5> refused{};
+  /// Dropped entries (counted in `dropped`) waiting to be handed to on_drop,
+  /// and their bytes. Not part of bytes_held.
+  std::uint64_t drop_pending = 0;
+  std::uint64_t drop_pending_bytes = 0;
+  /// Dropped entries (counted in `dropped`) destroyed without reaching
+  /// on_drop because more than max_drop_pending_bytes/_entries were waiting.
+  std::uint64_t drops_unreported = 0;
 
   std::uint64_t dropped_total() const noexcept {
     std::uint64_t s = 0;

@@ -668,3 +668,37 @@ TEST_CASE("a seeded random sequence keeps the books balanced at every step", "[i
     REQUIRE(dropped == s.dropped_total());
   }
 }
+
+// Issue 12, item 13: a retry and a flush tick due at the same instant run in
+// the order they were armed, as nginx runs Kong's timers. A batch of 5 fails
+// at 104 ms (due again at 4104); an entry at 3104 arms a 1 s flush, also due
+// at 4104. Kong attempts the old batch at 4104, requeues it, then the flush
+// closes the new batch behind it: the old batch goes first again at 13104.
+TEST_CASE("a retry and a flush due at the same instant run in the order armed", "[kong][retry][flush]") {
+  auto o = kong_opts(5);
+  o.flush_timeout = 1s;
+  o.process_delay = 104ms;
+  harness h(o);
+  h.behaviour = [](const call&) { return fail(); };
+  h.add_all({"a0", "a1", "a2", "a3", "a4"});  // closed by size at 0, first attempt at 104
+  h.run_until(3104ms);
+  REQUIRE(h.call_times() == std::vector<long long>{104});
+  h.add("n0");  // arms the flush for 4104, after the retry was armed (at 104)
+  SECTION("both due at 4104") {
+    h.run_until(30s);
+    std::vector<std::pair<long long, std::string>> seq;
+    for (const auto& c : h.calls) seq.emplace_back(c.at_ms, c.entries[0]);
+    // 104 +4 s -> 4104 (old; requeued before the flush closes n0) +9 s -> 13104 (old) +16 s -> 29104 (new)
+    std::vector<std::pair<long long, std::string>> want = {{104, "a0"}, {4104, "a0"}, {13104, "a0"}, {29104, "n0"}};
+    CHECK(seq == want);
+  }
+  SECTION("both overdue when the worker wakes late") {
+    h.clock().set(h.clock().now() + 1500ms);  // 4604: no run_due at 4104
+    h.q->run_due();
+    h.run_until(31s);
+    std::vector<std::pair<long long, std::string>> seq;
+    for (const auto& c : h.calls) seq.emplace_back(c.at_ms, c.entries[0]);
+    std::vector<std::pair<long long, std::string>> want = {{104, "a0"}, {4604, "a0"}, {13604, "a0"}, {29604, "n0"}};
+    CHECK(seq == want);
+  }
+}

@@ -549,6 +549,17 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
     m.dead.store(m.dead_owner.get());
     m.wal_owner = try_open("write-ahead", spool_mode::write_ahead, &wal_later);
   }
+  // Said before the queue exists (no queue thread can run a callback yet), so
+  // the host has the line when the constructor returns.
+  if (!open_errors.empty()) {
+    m.post_log(log_level::error, open_errors + "; the queue works in memory meanwhile (entries are not protected "
+                                             "against a crash, dropped entries are not kept) and retries the spool "
+                                             "in the background");
+  } else if (dead_later || wal_later) {
+    m.post_log(log_level::warn, "spool in " + m.opt.spool_dir +
+                                  " is held by another process (an old worker?); working in memory until it "
+                                  "lets go");
+  }
 
   batch_queue_callbacks<log_record> qcb;
   qcb.process = [&m](span<const log_record> b, const attempt_context& ctx) { return m.process(b, ctx); };
@@ -570,15 +581,6 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
     // delivered while the replay is still running must reach the spool.
     m.wal.store(m.wal_owner.get());
     m.replay(*m.wal_owner);
-  }
-  if (!open_errors.empty()) {
-    m.post_log(log_level::error, open_errors + "; the queue works in memory meanwhile (entries are not protected "
-                                             "against a crash, dropped entries are not kept) and retries the spool "
-                                             "in the background");
-  } else if (dead_later || wal_later) {
-    m.post_log(log_level::warn, "spool in " + m.opt.spool_dir +
-                                  " is held by another process (an old worker?); working in memory until it "
-                                  "lets go");
   }
   if (dead_later || wal_later) m.open_later(dead_later, wal_later);
 }

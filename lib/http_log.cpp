@@ -244,7 +244,12 @@ struct http_log::impl {
     if (body.capacity() > (std::size_t{64} << 20)) std::string().swap(body);
     if (lua_json.capacity() > (std::size_t{64} << 20)) std::string().swap(lua_json);
     process_result pr = r.to_process_result();
-    pr.split = pr.permanent && opt.split_on_4xx;  // find the entries the receiver refuses
+    // A receiver that refuses a batch (4xx other than 408 and 429; 413 too)
+    // may refuse only some of its entries: split it to find them, whether or
+    // not such refusals are permanent (drop_permanent_4xx). The halves are
+    // sent at once; a lone refused entry is then retried or dropped as usual.
+    const bool refused = r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
+    pr.split = refused && opt.split_on_4xx;
     return pr;
   }
 

@@ -960,7 +960,7 @@ class batch_queue {
   void on_failure_locked(batch b, process_result r, time_point now) {
     ++failed_attempts_;
     b.last_error = std::move(r.error);
-    if (r.permanent && r.split && b.entries.size() > 1 && !expired_) {
+    if (r.split && b.entries.size() > 1 && !expired_) {
       split_batch_locked(std::move(b));
       return;  // the receiver answered: no reason to slow down
     }

@@ -70,13 +70,15 @@ struct http_log_options {
   std::size_t drop_buffer_bytes = std::size_t{16} << 20;
   /// Pull mode (no on_log callback): the last this-many log lines are kept.
   std::size_t log_buffer_lines = 256;
-  /// When the receiver refuses a batch of several entries with a permanent
-  /// 4xx (see http.drop_permanent_4xx; 413 included, 408/429 never), split it
-  /// in halves and send those at once, recursively, so that only the entries
-  /// the receiver refuses on their own are dropped (each with the answer to
-  /// its own request) and the others are delivered. Bounded: a batch of n
-  /// entries costs at most 2n - 1 requests, each counted in stats().attempts.
-  /// Off: the whole batch is dropped at the first permanent 4xx. Default on.
+  /// When the receiver refuses a batch of several entries with a 4xx (408
+  /// and 429 never; 413 included), split it in halves and send those at once,
+  /// recursively, so that only the entries the receiver refuses on their own
+  /// are left: they are retried as usual and dropped with the answer to their
+  /// own request (at once, as rejected / too_large, with
+  /// http.drop_permanent_4xx), while the others are delivered. Bounded: a
+  /// batch of n entries costs at most 2n - 1 split requests, each counted in
+  /// stats().attempts. Off: a refused batch is retried or dropped whole, as
+  /// Kong does. Default on.
   bool split_on_4xx = true;
 };
 

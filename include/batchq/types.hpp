@@ -287,12 +287,13 @@ struct process_result {
   /// The next attempt (of any batch) is not made before this much time has
   /// passed, even if the backoff is shorter (HTTP Retry-After). 0 = no hint.
   milliseconds retry_after{0};
-  /// With `permanent`: the refusal may concern only some entries of the batch
-  /// (e.g. an HTTP 4xx). A batch of more than one entry is then not dropped
-  /// but split in two halves, attempted again at once ahead of other batches
-  /// (no backoff; each half is a new batch with its own retry_count and
-  /// max_retry_time); a single entry is dropped with `permanent_reason`.
-  /// Bisection: n entries refused for good cost at most 2n - 1 process calls.
+  /// The refusal may concern only some entries of the batch (e.g. an HTTP
+  /// 4xx). A batch of more than one entry is then not retried or dropped
+  /// whole but split in two halves, attempted again at once ahead of other
+  /// batches (no backoff; each half is a new batch with its own retry_count
+  /// and max_retry_time); a single entry is retried or, with `permanent`,
+  /// dropped with `permanent_reason`, as without `split`. Bisection: n
+  /// entries refused for good cost at most 2n - 1 split process calls.
   /// Ignored once shutdown's deadline has passed.
   bool split = false;
 

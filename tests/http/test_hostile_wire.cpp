@@ -343,6 +343,46 @@ TEST_CASE("split_on_4xx: a batch with one refused entry delivers the 99 others; 
   CHECK(contains(rep.errors[0], "returned status code 400 and body refused: record with field poison"));
 }
 
+TEST_CASE("split_on_4xx, default options (4xx retried, as Kong): the 99 good entries are delivered, the one refused "
+          "entry is retried and then dropped alone",
+          "[poison][split]") {
+  receiver rx;
+  std::mutex mu;
+  std::map<long, int> delivered;
+  rx.set_responder([&](const recorded_request& req) {
+    if (contains(req.body, "\"poison\"")) return reply::with_status(400, "refused: record with field poison");
+    std::vector<long> ns;
+    std::lock_guard<std::mutex> g(mu);
+    if (ns_of(req.body, payload_format::kong, ns))
+      for (long n : ns) ++delivered[n];
+    return reply::with_status(200);
+  });
+  reports rep;
+  auto o = batch_options(rx.url("/split-default"), 100, payload_format::kong);
+  REQUIRE_FALSE(o.http.drop_permanent_4xx);
+  REQUIRE(o.split_on_4xx);
+  batchq::http_log log(o, rep.callbacks());
+  for (long n = 0; n < 100; ++n) REQUIRE(log.enqueue(entry_n(n, n == 63)) == enqueue_result::accepted);
+  REQUIRE(log.flush(30s));
+
+  const auto s = log.stats();
+  CHECK(s.balanced());
+  CHECK(s.delivered == 99);
+  CHECK(s.dropped_for(drop_reason::retries_exhausted) == 1);
+  CHECK(s.dropped_total() == 1);
+  CHECK(s.attempts == rx.count());
+  {
+    std::lock_guard<std::mutex> g(mu);
+    CHECK(delivered.size() == 99);
+    CHECK(delivered.count(63) == 0);
+    for (const auto& [n, times] : delivered) CHECK(times == 1);
+  }
+  std::lock_guard<std::mutex> g(rep.mu);
+  REQUIRE(rep.dropped.size() == 1);
+  CHECK(rep.dropped[0] == entry_n(63, true));
+  CHECK(contains(rep.errors[0], "returned status code 400 and body refused: record with field poison"));
+}
+
 TEST_CASE("split_on_4xx: a half that then fails for a while is retried with its own budget, not dropped",
           "[poison][split]") {
   receiver rx;

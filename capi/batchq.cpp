@@ -163,6 +163,39 @@ int create(const char* json, std::size_t len, const batchq_callbacks* cb, batchq
 
 }  // namespace
 
+namespace {
+
+// One enqueue for both entry kinds (JSON text, string.buffer bytes): the
+// argument checks, the fork check, and errbuf NUL-terminated on every path
+// (batchq.h): "" when accepted.
+template <class Enqueue>
+int enqueue_common(batchq_queue* q, const void* data, size_t len, char* errbuf, size_t errbuf_len,
+                   const char* what, Enqueue&& enqueue) {
+  if (!q) {
+    set_err(errbuf, errbuf_len, "queue: must not be NULL");
+    return BATCHQ_EINVAL;
+  }
+  if (!data || len == 0) {
+    set_err(errbuf, errbuf_len, std::string("entry: must be ") + what + " (got NULL or length 0)");
+    return BATCHQ_EINVAL;
+  }
+  if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
+  try {
+    std::string why;
+    const auto r = enqueue(std::string(static_cast<const char*>(data), len), errbuf ? &why : nullptr);
+    set_err(errbuf, errbuf_len, r != batchq::enqueue_result::accepted ? why : std::string());
+    return code_of(r);
+  } catch (const std::bad_alloc&) {
+    set_err(errbuf, errbuf_len, "out of memory");
+    return BATCHQ_ENOMEM;
+  } catch (...) {
+    set_err(errbuf, errbuf_len, "unknown internal error");
+    return BATCHQ_EINTERNAL;
+  }
+}
+
+}  // namespace
+
 extern "C" {
 
 BATCHQ_API const char* batchq_strerror(int code) {
@@ -205,28 +238,8 @@ BATCHQ_API int batchq_new_with_callbacks(const char* config_json, size_t len, co
 }
 
 BATCHQ_API int batchq_enqueue_ex(batchq_queue* q, const char* data, size_t len, char* errbuf, size_t errbuf_len) {
-  if (!q) {
-    set_err(errbuf, errbuf_len, "queue: must not be NULL");
-    return BATCHQ_EINVAL;
-  }
-  if (!data || len == 0) {
-    set_err(errbuf, errbuf_len, "entry: must be non-empty (got NULL or length 0)");
-    return BATCHQ_EINVAL;
-  }
-  if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
-  try {
-    std::string why;
-    const auto r = q->log->enqueue(std::string(data, len), errbuf ? &why : nullptr);
-    // errbuf is NUL-terminated on every path (batchq.h): "" when accepted.
-    set_err(errbuf, errbuf_len, r != batchq::enqueue_result::accepted ? why : std::string());
-    return code_of(r);
-  } catch (const std::bad_alloc&) {
-    set_err(errbuf, errbuf_len, "out of memory");
-    return BATCHQ_ENOMEM;
-  } catch (...) {
-    set_err(errbuf, errbuf_len, "unknown internal error");
-    return BATCHQ_EINTERNAL;
-  }
+  return enqueue_common(q, data, len, errbuf, errbuf_len, "non-empty",
+                        [q](std::string e, std::string* why) { return q->log->enqueue(std::move(e), why); });
 }
 
 BATCHQ_API int batchq_enqueue(batchq_queue* q, const char* data, size_t len) {
@@ -388,27 +401,8 @@ BATCHQ_API int batchq_stats_prometheus(batchq_queue* q, char* buf, size_t buf_le
 }
 
 BATCHQ_API int batchq_enqueue_lua(batchq_queue* q, const void* data, size_t len, char* errbuf, size_t errbuf_len) {
-  if (!q) {
-    set_err(errbuf, errbuf_len, "queue: must not be NULL");
-    return BATCHQ_EINVAL;
-  }
-  if (!data || len == 0) {
-    set_err(errbuf, errbuf_len, "entry: must be a non-empty string.buffer encoding (got NULL or length 0)");
-    return BATCHQ_EINVAL;
-  }
-  if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
-  try {
-    std::string why;
-    const auto r = q->log->enqueue_lua(std::string(static_cast<const char*>(data), len), errbuf ? &why : nullptr);
-    set_err(errbuf, errbuf_len, r != batchq::enqueue_result::accepted ? why : std::string());
-    return code_of(r);
-  } catch (const std::bad_alloc&) {
-    set_err(errbuf, errbuf_len, "out of memory");
-    return BATCHQ_ENOMEM;
-  } catch (...) {
-    set_err(errbuf, errbuf_len, "unknown internal error");
-    return BATCHQ_EINTERNAL;
-  }
+  return enqueue_common(q, data, len, errbuf, errbuf_len, "a non-empty string.buffer encoding",
+                        [q](std::string e, std::string* why) { return q->log->enqueue_lua(std::move(e), why); });
 }
 
 BATCHQ_API int batchq_lua_to_json(const void* data, size_t len, char* buf, size_t buf_len, size_t* out_len,

@@ -17,8 +17,7 @@
 #                               whose receiver accepts and never answers, a request
 #                               sleeping 2 s in flight during nginx -s quit finishes
 #                               within 0.5 s of its own time; every answered entry is
-#                               delivered or reported. Skipped (77) while the Lua
-#                               module has no shutdown_begin (branch kong-lib).
+#                               delivered or reported.
 #   run_nginx_test.sh exit-hook the same with exit_worker() called from
 #                               exit_worker_by_lua (entries of late requests queued)
 #   run_nginx_test.sh restart   endpoint down with a spool: nginx -s quit keeps the
@@ -196,9 +195,6 @@ http {
     -- As in Kong: the PDK global and the plugin's handler are loaded in the
     -- master; queues are made in the workers only.
     require "kong_standin"
-    -- TEST ONLY: shutdown_begin/poll on top of shutdown() until the Lua
-    -- module has them (kong-lib); a no-op once it does
-    require "shutdown_shim"
     require "kong.plugins.batchq-log.handler"
   }
   init_worker_by_lua_block {
@@ -445,12 +441,6 @@ exit|exit-hook)
   # exit: Kong's stock template (the timer's premature run drains the queues);
   # exit-hook: exit_worker_by_lua calls the handler's exit_worker()
   [ "$scenario" = exit ] && EXIT_HOOK=off
-  if ! LUA_PATH="$BATCHQ_SRC/capi/lua/?.lua;;" LUA_CPATH="$BATCHQ_LIB_DIR/?.so;;" "$LUAJIT" -e '
-      local q = assert(require("batchq").new({ http_endpoint = "http://127.0.0.1:1/" }))
-      os.exit(q.shutdown_begin and 0 or 1)'; then
-    echo "SKIP: the Lua module has no q:shutdown_begin() (non-blocking shutdown, branch kong-lib)"
-    exit 77
-  fi
   # One worker: the three queues and the slow request share it.
   WORKERS=1
   # accepts, reads, never answers (within the test)

@@ -66,8 +66,9 @@ local UNLIMITED_CONCURRENCY = 16
 -- timeout of 0 falls back to
 local NGINX_SOCKET_TIMEOUT_MS = 60000
 
--- Every key map() can emit. Keys of kong-lib's libbatchq (success_status_max,
--- timeout_scope) are emitted only when the loaded library knows them.
+-- Every key map() can emit. success_status_max and timeout_scope (libbatchq
+-- 0.1.0 after the Kong work) are emitted only when the loaded library knows
+-- them, so an older libbatchq.so still makes a queue.
 local LIB_KEYS = {
   "http_endpoint", "method", "content_type", "headers", "timeout", "keepalive",
   "connect_timeout", "queue_size", "retry_count", "flush_timeout", "process_delay",

@@ -9,6 +9,11 @@
 --                         { paths without a kong/ folder }
 --                         from KONG_SRC (";"-separated) or <repo>/../shared/kong-src/*
 --                         (or <repo>/../../shared/kong-src/* from a worktree)
+--   kl.tree_or_fork(arg) -> the tree this process tests (arg[1]); without one,
+--                         runs the calling script once per tree in a child
+--                         luajit, prints a line per tree and exits (0 all
+--                         passed, 1 a failure or a KONG_SRC entry that is not
+--                         a Kong tree, 77 no tree: ctest's "skipped")
 --   kl.close()         frees the regexes ngx.re compiled: call before os.exit
 --                      (LeakSanitizer runs see them otherwise)
 --   local K = kl.load(path [, opts])
@@ -669,6 +674,33 @@ function _M.load(path, opts)
 
   loaded = K
   return K
+end
+
+function _M.tree_or_fork(argv)
+  if argv[1] then
+    return argv[1]
+  end
+  local trees, bad = _M.trees()
+  if #bad > 0 then
+    print("FAIL: not a Kong source tree (no kong/ folder): " .. table.concat(bad, ", "))
+    os.exit(1)
+  end
+  if #trees == 0 then
+    print("SKIP: no Kong tree (set KONG_SRC=/path/to/kong, or put trees in ../shared/kong-src/)")
+    os.exit(77)
+  end
+  local failed = {}
+  for _, t in ipairs(trees) do
+    print("=== Kong " .. t.tag .. " (" .. t.path .. ")")
+    io.stdout:flush()
+    local ok = os.execute(string.format("'%s' '%s' '%s'", argv[-1], argv[0], t.path))
+    if not (ok == 0 or ok == true) then
+      failed[#failed + 1] = t.tag
+    end
+  end
+  print(#failed == 0 and ("all Kong trees passed (" .. #trees .. ")")
+        or ("FAILED on Kong " .. table.concat(failed, ", ")))
+  os.exit(#failed == 0 and 0 or 1)
 end
 
 return _M

@@ -18,30 +18,7 @@ package.path = here .. "/?.lua;" .. here .. "/../lua/?.lua;" .. package.path
 
 local kl = require "kong_loader"
 
-local tree = arg[1]
-if not tree then
-  local trees, bad = kl.trees()
-  if #bad > 0 then
-    print("FAIL: not a Kong source tree (no kong/ folder): " .. table.concat(bad, ", "))
-    os.exit(1)
-  end
-  if #trees == 0 then
-    print("SKIP: no Kong tree (set KONG_SRC=/path/to/kong, or put trees in ../shared/kong-src/)")
-    os.exit(77)
-  end
-  local failed = {}
-  for _, t in ipairs(trees) do
-    print("=== Kong " .. t.tag .. " (" .. t.path .. ")")
-    io.stdout:flush()
-    local ok = os.execute(string.format("'%s' '%s' '%s'", arg[-1], arg[0], t.path))
-    if not (ok == 0 or ok == true) then
-      failed[#failed + 1] = t.tag
-    end
-  end
-  print(#failed == 0 and ("all Kong trees passed (" .. #trees .. ")")
-        or ("FAILED on Kong " .. table.concat(failed, ", ")))
-  os.exit(#failed == 0 and 0 or 1)
-end
+local tree = kl.tree_or_fork(arg)
 
 local K = kl.load(tree)
 local h = require "helpers"

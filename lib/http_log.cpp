@@ -630,9 +630,11 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
   }
   // The poison-entry rule, for every format: an entry that would change the
   // body's framing (two values, unbalanced brackets, a raw newline in ndjson)
-  // is refused here, before it can take a batch down with it. (After
-  // validate_json, only ndjson's raw newlines can still fail it.)
-  if (std::string why; !check_framing(entry, m.opt.format, &why)) {
+  // is refused here, before it can take a batch down with it. An entry
+  // validate_json passed is one JSON value: only ndjson's raw newlines can
+  // still fail the rule, so the second scan is made for ndjson only.
+  const bool framed = m.opt.validate_json && m.opt.format != payload_format::ndjson;
+  if (std::string why; !framed && !check_framing(entry, m.opt.format, &why)) {
     m.q->count_refused(enqueue_result::invalid_json);
     if (error) *error = std::move(why);
     return enqueue_result::invalid_json;

@@ -22,64 +22,17 @@
 #include "batchq.h"
 
 #include "check.h"
+#include "receiver.h"
 
 static const char *receiver_exe;
 static char tmpdir[256];
 
 /* ---- a real receiver in a child process ---------------------------------- */
 
-typedef struct receiver {
-  pid_t pid;
-  int port;
-  char out[512];
-} receiver;
-
 static int start_receiver(receiver *r, const char *extra1, const char *extra2) {
-  int fds[2];
-  char line[128];
-  size_t n = 0;
   static int counter = 0;
   snprintf(r->out, sizeof r->out, "%s/received-%d.txt", tmpdir, counter++);
-  if (pipe(fds) != 0) return -1;
-  r->pid = fork();
-  if (r->pid < 0) return -1;
-  if (r->pid == 0) {
-    const char *argv[10];
-    int a = 0;
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    argv[a++] = receiver_exe;
-    argv[a++] = "--port";
-    argv[a++] = "0";
-    argv[a++] = "--quiet";
-    argv[a++] = "--out";
-    argv[a++] = r->out;
-    if (extra1) argv[a++] = extra1;
-    if (extra2) argv[a++] = extra2;
-    argv[a] = NULL;
-    execv(receiver_exe, (char *const *)argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  while (n + 1 < sizeof line) {
-    char c;
-    ssize_t got = read(fds[0], &c, 1);
-    if (got <= 0 || c == '\n') break;
-    line[n++] = c;
-  }
-  line[n] = '\0';
-  close(fds[0]);
-  if (sscanf(line, "listening on 127.0.0.1:%d", &r->port) != 1) return -1;
-  return 0;
-}
-
-static void stop_receiver(receiver *r) {
-  int status;
-  if (r->pid <= 0) return;
-  kill(r->pid, SIGTERM);
-  waitpid(r->pid, &status, 0);
-  r->pid = 0;
+  return spawn_receiver(r, receiver_exe, extra1, extra2);
 }
 
 static long count_lines_with(const char *path, const char *needle) {

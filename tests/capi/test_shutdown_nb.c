@@ -30,6 +30,7 @@
 #include "batchq.h"
 
 #include "check.h"
+#include "receiver.h"
 
 static const char *receiver_exe;
 static char tmpdir[256];
@@ -65,51 +66,6 @@ static int silent_server(int *port) {
   return s;
 }
 
-typedef struct receiver {
-  pid_t pid;
-  int port;
-} receiver;
-
-static int start_receiver(receiver *r) {
-  int fds[2];
-  char line[128];
-  size_t n = 0;
-  if (pipe(fds) != 0) return -1;
-  r->pid = fork();
-  if (r->pid < 0) return -1;
-  if (r->pid == 0) {
-    const char *argv[6];
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    argv[0] = receiver_exe;
-    argv[1] = "--port";
-    argv[2] = "0";
-    argv[3] = "--quiet";
-    argv[4] = NULL;
-    execv(receiver_exe, (char *const *)argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  while (n + 1 < sizeof line) {
-    char c;
-    ssize_t got = read(fds[0], &c, 1);
-    if (got <= 0 || c == '\n') break;
-    line[n++] = c;
-  }
-  line[n] = '\0';
-  close(fds[0]);
-  if (sscanf(line, "listening on 127.0.0.1:%d", &r->port) != 1) return -1;
-  return 0;
-}
-
-static void stop_receiver(receiver *r) {
-  int status;
-  if (r->pid <= 0) return;
-  kill(r->pid, SIGTERM);
-  waitpid(r->pid, &status, 0);
-  r->pid = 0;
-}
 
 static batchq_queue *make(const char *fmt, ...) {
   char json[1024], err[512];
@@ -324,7 +280,7 @@ static void test_parallel(void) {
 }
 
 int main(int argc, char **argv) {
-  receiver rx = {0, 0};
+  receiver rx = {0};
   const char *base = getenv("TMPDIR");
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
@@ -337,7 +293,7 @@ int main(int argc, char **argv) {
     perror("mkdtemp");
     return 2;
   }
-  if (start_receiver(&rx) != 0) {
+  if (spawn_receiver(&rx, receiver_exe, NULL, NULL) != 0) {
     fprintf(stderr, "cannot start %s\n", receiver_exe);
     return 2;
   }

@@ -1,8 +1,10 @@
-// The spool: segment files of checksummed records. The format, the damage
-// rules and the choice of pwritev over mmap are documented in spool.hpp.
+// The spool itself: segment files of checksummed records in one directory,
+// one owner, acknowledgement, eviction, sync. The format and its rationale
+// are in docs/spool-format.md; the parts live beside this file: the record
+// codec (spool_record), the reader and its damage rules (spool_reader), the
+// acknowledged set (spool_ack_set) and the POSIX helpers (spool_io).
 #include "batchq/spool.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -16,380 +18,33 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <thread>
 #include <utility>
 
-#include "crc32c.hpp"
+#include "spool_ack_set.hpp"
+#include "spool_io.hpp"
+#include "spool_reader.hpp"
+#include "spool_record.hpp"
 
 namespace batchq {
 namespace {
 
-constexpr std::size_t kHdr = spool_record_header_bytes;
-constexpr std::uint32_t kMaxRecord = std::uint32_t{1} << 30;
+using detail::ack_set;
+using detail::errno_text;
+using detail::join_path;
+using detail::quoted;
+using detail::scan_result;
+using detail::seg_file;
+using detail::segment_name;
+
 constexpr std::size_t kMinSegment = 4096;
-// Highest seq a file may claim (segment name, record header, ACK mark). Real
-// spools never get near it (2^62 appends); a larger value can only come from a
-// damaged or planted file, and accepting it would wrap next_seq (and the mark)
-// around 2^64: acknowledgements stop working, seqs repeat.
-constexpr std::uint64_t kMaxSeq = std::uint64_t{1} << 62;
-constexpr std::uint32_t kAckMagic = 0x31415142u;  // "BQA1"
-constexpr std::size_t kAckBytes = 16;             // magic, crc32c of the mark, mark
+constexpr std::uint32_t kMaxRecord = detail::record_max_bytes;
+constexpr std::uint64_t kMaxSeq = detail::max_seq;
 constexpr const char* kLockName = "LOCK";
 constexpr const char* kAckName = "ACK";
 constexpr const char* kAckTmpName = "ACK.tmp";
 constexpr const char* kQuarantineName = "quarantine";
-
-void put16(unsigned char* p, std::uint16_t v) noexcept {
-  p[0] = static_cast<unsigned char>(v);
-  p[1] = static_cast<unsigned char>(v >> 8);
-}
-void put32(unsigned char* p, std::uint32_t v) noexcept {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-void put64(unsigned char* p, std::uint64_t v) noexcept {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-std::uint16_t get16(const unsigned char* p) noexcept { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
-std::uint32_t get32(const unsigned char* p) noexcept {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-std::uint64_t get64(const unsigned char* p) noexcept {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-
-// strerror_r is the XSI (int) or the GNU (char*) variant depending on feature
-// macros; overloads take whichever we got.
-[[maybe_unused]] const char* pick_error_text(int rc, const char* buf) noexcept {
-  return rc == 0 ? buf : "Unknown error";
-}
-[[maybe_unused]] const char* pick_error_text(const char* text, const char*) noexcept { return text; }
-std::string errno_text(int e) {
-  char buf[128];
-  buf[0] = '\0';
-  return pick_error_text(strerror_r(e, buf, sizeof buf), buf);
-}
-
-std::string quoted(const std::string& s) { return "\"" + s + "\""; }
-std::string join_path(const std::string& dir, const char* name) {
-  return (!dir.empty() && dir.back() == '/') ? dir + name : dir + "/" + name;
-}
-
-std::string segment_name(std::uint64_t first_seq) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "spool-%020llu.seg", static_cast<unsigned long long>(first_seq));
-  return buf;
-}
-
-bool parse_segment_name(const char* name, std::uint64_t* first_seq) noexcept {
-  if (std::strlen(name) != 30 || std::strncmp(name, "spool-", 6) != 0 || std::strcmp(name + 26, ".seg") != 0)
-    return false;
-  std::uint64_t v = 0;
-  for (int i = 6; i < 26; ++i) {
-    if (name[i] < '0' || name[i] > '9') return false;
-    const auto d = static_cast<std::uint64_t>(name[i] - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  if (v == 0 || v > kMaxSeq) return false;
-  *first_seq = v;
-  return true;
-}
-
-int pwritev_all(int fd, iovec* iov, int count, off_t off) noexcept {
-  while (count > 0) {
-    const ssize_t w = ::pwritev(fd, iov, count, off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (w == 0) return EIO;
-    off += w;
-    auto left = static_cast<std::size_t>(w);
-    while (count > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --count;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
-  }
-  return 0;
-}
-
-int write_all(int fd, const void* data, std::size_t size) noexcept {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t w = ::write(fd, p, size);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += w;
-    size -= static_cast<std::size_t>(w);
-  }
-  return 0;
-}
-
-// ---- reading ---------------------------------------------------------------
-
-enum class parse_status { ok, incomplete, bad };
-
-constexpr std::size_t kWindow = std::size_t{256} << 10;  // the reader's fixed buffer
-
-// Reads one segment file through a fixed window, plus at most one record that
-// is longer than the window. Counts every byte it reads, checksums or
-// searches in `work`, and the part of it spent on candidates that turned out
-// damaged in `failed_work`.
-class seg_reader {
- public:
-  seg_reader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
-  std::uint64_t size() const noexcept { return size_; }
-  int error() const noexcept { return err_; }
-  std::uint64_t work = 0;
-  std::uint64_t failed_work = 0;
-
-  // [off, off + n) in memory (n <= kWindow, off + n <= size), or nullptr on a
-  // read error. Valid until the next call.
-  const unsigned char* at(std::uint64_t off, std::size_t n) {
-    if (off >= win_off_ && off + n <= win_off_ + win_.size()) return bytes(win_) + (off - win_off_);
-    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, size_ - off));
-    if (!fill(&win_, off, want)) {
-      win_.clear();
-      return nullptr;
-    }
-    win_off_ = off;
-    return bytes(win_);
-  }
-
-  // The next offset >= from holding byte c, or size() if none.
-  std::uint64_t find(std::uint64_t from, unsigned char c) {
-    while (from < size_) {
-      const unsigned char* p = nullptr;
-      std::size_t n = 0;
-      if (from >= win_off_ && from < win_off_ + win_.size()) {  // what the window holds first
-        p = bytes(win_) + (from - win_off_);
-        n = static_cast<std::size_t>(win_off_ + win_.size() - from);
-      } else {
-        n = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, size_ - from));
-        p = at(from, n);
-        if (p == nullptr) return size_;
-      }
-      const void* hit = std::memchr(p, c, n);
-      if (hit != nullptr) {
-        const auto k = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - p);
-        work += k + 1;
-        return from + k;
-      }
-      work += n;
-      from += n;
-    }
-    return size_;
-  }
-
-  // Checks the record at off (seq in (prev, end_seq), end_seq 0 = open-ended)
-  // and, when it is valid, makes *rec view it (valid until the next call).
-  parse_status check(std::uint64_t off, std::uint64_t prev, std::uint64_t end_seq, spool_record* rec,
-                     std::uint32_t* length) {
-    unsigned char magic[4];
-    put32(magic, spool_record_magic);
-    const std::uint64_t avail = size_ - off;
-    const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(avail, kHdr));
-    const unsigned char* p = at(off, head);
-    if (p == nullptr) return parse_status::bad;
-    work += head;
-    if (head < 4) return std::memcmp(p, magic, head) == 0 ? parse_status::incomplete : parse_status::bad;
-    if (std::memcmp(p, magic, 4) != 0) return parse_status::bad;
-    if (head < 12) return parse_status::incomplete;
-    const std::uint32_t len = get32(p + 8);
-    if (len < kHdr || len > kMaxRecord) return parse_status::bad;
-    if (len > avail) return parse_status::incomplete;
-    // The cheap header checks come before the checksum.
-    const std::uint64_t seq = get64(p + 12);
-    const std::uint16_t elen = get16(p + 30);
-    if (seq == 0 || seq > kMaxSeq || seq <= prev || (end_seq != 0 && seq >= end_seq) || kHdr + elen > len)
-      return parse_status::bad;
-    unsigned char hdr[kHdr];
-    std::memcpy(hdr, p, kHdr);
-    std::uint32_t crc = 0;
-    const unsigned char* whole = nullptr;
-    if (len <= kWindow) {
-      whole = at(off, len);
-      if (whole == nullptr) return parse_status::bad;
-      crc = detail::crc32c(whole + 20, len - 20);
-    } else if (!crc_stream(off + 20, len - 20, &crc)) {
-      return parse_status::bad;
-    }
-    work += len;
-    crc = detail::crc32c(hdr + 8, 12, crc);
-    if (crc != get32(hdr + 4)) {
-      failed_work += len;
-      return parse_status::bad;
-    }
-    if (whole == nullptr) {  // a record longer than the window: read it whole, once it is known good
-      if (!fill(&big_, off, len)) return parse_status::bad;
-      whole = bytes(big_);
-    }
-    rec->seq = seq;
-    rec->time_ms = static_cast<std::int64_t>(get64(hdr + 20));
-    rec->attempts = get16(hdr + 28);
-    rec->kind = static_cast<record_kind>(hdr[32]);
-    rec->reason = hdr[33];
-    const char* text = reinterpret_cast<const char*>(whole);
-    rec->last_error = std::string_view(text + kHdr, elen);
-    rec->payload = std::string_view(text + kHdr + elen, len - kHdr - elen);
-    *length = len;
-    return parse_status::ok;
-  }
-
- private:
-  static const unsigned char* bytes(const std::string& s) noexcept {
-    return reinterpret_cast<const unsigned char*>(s.data());
-  }
-
-  bool fill(std::string* buf, std::uint64_t off, std::size_t n) {
-    buf->resize(n);
-    std::size_t got = 0;
-    while (got < n) {
-      const ssize_t r = ::pread(fd_, &(*buf)[got], n - got, static_cast<off_t>(off + got));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        err_ = errno;
-        return false;
-      }
-      if (r == 0) {  // the file shrank under us
-        err_ = EIO;
-        return false;
-      }
-      got += static_cast<std::size_t>(r);
-    }
-    work += n;
-    return true;
-  }
-
-  bool crc_stream(std::uint64_t off, std::uint64_t n, std::uint32_t* crc) {
-    std::string chunk;
-    std::uint32_t c = 0;
-    while (n > 0) {
-      const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, n));
-      if (!fill(&chunk, off, k)) return false;
-      c = detail::crc32c(chunk.data(), k, c);
-      off += k;
-      n -= k;
-    }
-    *crc = c;
-    return true;
-  }
-
-  int fd_;
-  std::uint64_t size_;
-  int err_ = 0;
-  std::string win_;
-  std::uint64_t win_off_ = 0;
-  std::string big_;
-};
-
-struct scan_result {
-  std::uint64_t records = 0;
-  std::uint64_t last_seq = 0;  // 0: no valid record
-  std::uint64_t corrupt = 0;
-  std::uint64_t torn = 0;
-  std::uint64_t skipped_bytes = 0;
-  std::uint64_t tail_bytes = 0;  // damaged tail, starting at `valid_end`
-  std::uint64_t valid_end = 0;
-  std::uint64_t first_damage = 0;  // offset of the first damaged region (when corrupt + torn > 0)
-  std::uint64_t work = 0;          // bytes examined
-  int read_error = 0;              // a read failed: what follows was not examined (and is not damage)
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;  // seqs of the range with no valid record
-  bool damaged() const noexcept { return corrupt + torn > 0; }
-};
-
-// Reads a segment holding seqs in [first_seq, end_seq) (end_seq 0: unknown)
-// and calls on_record for each valid record. A record only counts as valid if
-// its seq is above the previous one's: that keeps a stale record image inside
-// a payload from being taken for the real thing after a resync. Linear: the
-// work spent on candidates that fail their checksum is capped at 8 times the
-// file's size (plus 1 MiB); past that, the rest of the file is one damaged
-// region.
-template <class F>
-scan_result scan_segment(seg_reader& rd, std::uint64_t first_seq, std::uint64_t end_seq, F&& on_record) {
-  scan_result r;
-  const std::uint64_t size = rd.size();
-  const std::uint64_t budget = 8 * size + (std::uint64_t{1} << 20);
-  std::uint64_t prev = first_seq - 1;
-  unsigned char magic[4];
-  put32(magic, spool_record_magic);
-  std::uint64_t off = 0;
-  while (off < size) {
-    spool_record rec;
-    std::uint32_t len = 0;
-    const parse_status st = rd.check(off, prev, end_seq, &rec, &len);
-    if (rd.error() != 0) break;
-    if (st == parse_status::ok) {
-      if (rec.seq > prev + 1) r.gaps.emplace_back(prev + 1, rec.seq - 1);
-      prev = rec.seq;
-      r.last_seq = rec.seq;
-      ++r.records;
-      on_record(rec);
-      off += len;
-      continue;
-    }
-    // Damaged at `off`: look for the next offset that holds a valid record.
-    std::uint64_t next = size;
-    for (std::uint64_t pos = off + 1; pos + kHdr <= size && rd.failed_work <= budget; ++pos) {
-      pos = rd.find(pos, magic[0]);
-      if (pos + kHdr > size || rd.error() != 0) break;
-      spool_record cand;
-      std::uint32_t cand_len = 0;
-      if (rd.check(pos, prev, end_seq, &cand, &cand_len) == parse_status::ok) {
-        next = pos;
-        break;
-      }
-      if (rd.error() != 0) break;
-    }
-    if (rd.error() != 0) break;
-    if (!r.damaged()) r.first_damage = off;
-    if (next < size) {
-      ++r.corrupt;
-      r.skipped_bytes += next - off;
-      off = next;
-      continue;
-    }
-    if (st == parse_status::incomplete)
-      ++r.torn;
-    else
-      ++r.corrupt;
-    r.tail_bytes = size - off;
-    off = size;
-    break;
-  }
-  r.read_error = rd.error();
-  r.valid_end = r.tail_bytes != 0 ? size - r.tail_bytes : off;
-  r.work = rd.work;
-  if (r.read_error == 0 && end_seq != 0 && prev + 1 < end_seq) r.gaps.emplace_back(prev + 1, end_seq - 1);
-  return r;
-}
-
-// ---- files ----------------------------------------------------------------
-
-// An open segment file, shared by the appender, sync() and readers so that it
-// stays open while any of them uses it.
-struct seg_file {
-  explicit seg_file(int f) noexcept : fd(f) {}
-  ~seg_file() {
-    if (fd >= 0) ::close(fd);
-  }
-  seg_file(const seg_file&) = delete;
-  seg_file& operator=(const seg_file&) = delete;
-  int fd;
-};
 
 struct segment {
   std::uint64_t first_seq = 0;
@@ -399,87 +54,6 @@ struct segment {
   std::atomic<bool> counted{false};  // damage already added to the stats
 };
 using seg_ptr = std::shared_ptr<segment>;
-
-// Scans a segment: through `file` up to `limit` (the active one, whose tail
-// may be growing), else opened by name up to its current end. Returns the
-// errno of opening it (ENOENT: gone meanwhile), else 0 with *out filled.
-template <class F>
-int read_segment(int dir_fd, const segment& s, const std::shared_ptr<seg_file>& file, std::uint64_t limit,
-                 std::uint64_t end_seq, scan_result* out, F&& on_record) {
-  int fd = -1;
-  bool own = false;
-  std::uint64_t size = limit;
-  if (file) {
-    fd = file->fd;
-  } else {
-    fd = ::openat(dir_fd, segment_name(s.first_seq).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return errno;
-    own = true;
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      const int e = errno;
-      ::close(fd);
-      return e;
-    }
-    size = static_cast<std::uint64_t>(st.st_size);
-  }
-  try {
-    seg_reader rd(fd, size);
-    *out = scan_segment(rd, s.first_seq, end_seq, on_record);
-  } catch (...) {
-    if (own) ::close(fd);
-    throw;
-  }
-  if (own) ::close(fd);
-  return out->read_error;
-}
-
-// Acknowledged seqs: everything <= mark, plus disjoint, non-adjacent ranges
-// above mark + 1 (acks that arrived out of order, damaged seqs).
-struct ack_set {
-  std::uint64_t mark = 0;
-  std::map<std::uint64_t, std::uint64_t> ranges;  // first -> last
-
-  bool contains(std::uint64_t seq) const noexcept {
-    if (seq <= mark) return true;
-    auto it = ranges.upper_bound(seq);
-    if (it == ranges.begin()) return false;
-    --it;
-    return seq <= it->second;
-  }
-
-  void add(std::uint64_t first, std::uint64_t last) {
-    if (last <= mark || first > last) return;
-    first = std::max(first, mark + 1);
-    auto it = ranges.upper_bound(first);
-    if (it != ranges.begin()) {
-      auto p = std::prev(it);
-      if (p->second + 1 >= first) {
-        first = p->first;
-        last = std::max(last, p->second);
-        it = ranges.erase(p);
-      }
-    }
-    while (it != ranges.end() && it->first <= last + 1) {
-      last = std::max(last, it->second);
-      it = ranges.erase(it);
-    }
-    if (first <= mark + 1) {
-      mark = last;
-    } else {
-      ranges.emplace(first, last);
-    }
-  }
-
-  void raise_mark(std::uint64_t m) {
-    if (m <= mark) return;
-    mark = m;
-    while (!ranges.empty() && ranges.begin()->first <= mark + 1) {
-      mark = std::max(mark, ranges.begin()->second);
-      ranges.erase(ranges.begin());
-    }
-  }
-};
 
 }  // namespace
 
@@ -551,51 +125,14 @@ struct spool::impl {
 
   std::string path(const char* name) const { return join_path(opt.dir, name); }
 
-  // Replaces segment `name` by a new file holding its first `keep` bytes
-  // (copied, then renamed over it): a hard link to the old file keeps all of
-  // it. Returns 0 or an errno.
-  int replace_with_prefix(const std::string& name, std::uint64_t keep) {
-    const std::string tmp = name + ".tmp";
-    if (keep == 0) return ::unlinkat(dir_fd, name.c_str(), 0) == 0 ? 0 : errno;
-    const int in = ::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (in < 0) return errno;
-    const int out = ::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (out < 0) {
-      const int e = errno;
-      ::close(in);
-      return e;
-    }
-    std::string chunk(kWindow, '\0');
-    int err = 0;
-    for (std::uint64_t off = 0; off < keep && err == 0;) {
-      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, keep - off));
-      const ssize_t got = ::pread(in, &chunk[0], want, static_cast<off_t>(off));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        err = got < 0 ? errno : EIO;
-        break;
-      }
-      err = write_all(out, chunk.data(), static_cast<std::size_t>(got));
-      off += static_cast<std::uint64_t>(got);
-    }
-    if (err == 0 && opt.fsync != fsync_policy::never && ::fdatasync(out) != 0) err = errno;
-    ::close(in);
-    if (::close(out) != 0 && err == 0) err = errno;
-    if (err == 0 && ::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) err = errno;
-    if (err != 0) ::unlinkat(dir_fd, tmp.c_str(), 0);
-    return err;
-  }
-
   // ---- acknowledgement ----
 
   bool write_ack_locked(bool durable) {
-    unsigned char b[kAckBytes];
-    put32(b, kAckMagic);
-    put64(b + 8, acked.mark);
-    put32(b + 4, detail::crc32c(b + 8, 8));
+    unsigned char b[detail::ack_file_bytes];
+    detail::encode_ack(acked.mark, b);
     const int fd = ::openat(dir_fd, kAckTmpName, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return false;
-    bool ok = write_all(fd, b, sizeof b) == 0 && (!durable || ::fdatasync(fd) == 0);
+    bool ok = detail::write_all(fd, b, sizeof b) == 0 && (!durable || ::fdatasync(fd) == 0);
     ok = ::close(fd) == 0 && ok;
     ok = ok && ::renameat(dir_fd, kAckTmpName, dir_fd, kAckName) == 0;
     if (ok) written_mark = acked.mark;
@@ -767,26 +304,14 @@ struct spool::impl {
       return std::uint64_t{0};
     };
     if (opt.read_only) return fail(EROFS);
-    const std::size_t elen = std::min(m.last_error.size(), spool_max_error_bytes);
-    const std::uint64_t len = kHdr + elen + static_cast<std::uint64_t>(payload.size());
     // A record longer than segment_bytes gets a segment of its own (below).
+    const std::uint64_t len = detail::record_length(std::min(m.last_error.size(), spool_max_error_bytes), payload.size());
     if (len > kMaxRecord || (opt.max_bytes != 0 && len > opt.max_bytes / 2)) {
       rejected.fetch_add(1, std::memory_order_relaxed);
       return fail(E2BIG);
     }
     // Everything but seq is checksummed before taking the lock (see the format).
-    unsigned char h[kHdr];
-    put32(h, spool_record_magic);
-    put32(h + 8, static_cast<std::uint32_t>(len));
-    put64(h + 20, static_cast<std::uint64_t>(m.time_ms));
-    put16(h + 28, m.attempts);
-    put16(h + 30, static_cast<std::uint16_t>(elen));
-    h[32] = static_cast<unsigned char>(m.kind);
-    h[33] = m.reason;
-    put16(h + 34, 0);
-    std::uint32_t crc = detail::crc32c(h + 20, kHdr - 20);
-    crc = detail::crc32c(m.last_error.data(), elen, crc);
-    crc = detail::crc32c(payload.data(), payload.size(), crc);
+    detail::record_encoder rec = detail::encode_begin(m, payload);
 
     bool wake = false;
     std::unique_lock<std::mutex> lk(mu);
@@ -812,14 +337,12 @@ struct spool::impl {
       }
     }
     const std::uint64_t seq = next_seq;
-    put64(h + 12, seq);
-    crc = detail::crc32c(h + 8, 12, crc);
-    put32(h + 4, crc);
-    iovec iov[3] = {{h, kHdr},
-                    {const_cast<char*>(m.last_error.data()), elen},
+    detail::encode_finish(&rec, seq);
+    iovec iov[3] = {{rec.header, sizeof rec.header},
+                    {const_cast<char*>(m.last_error.data()), rec.error_len},
                     {const_cast<char*>(payload.data()), payload.size()}};
     const auto off = static_cast<off_t>(active->bytes);
-    const int e = pwritev_all(active->file->fd, iov, 3, off);
+    const int e = detail::pwritev_all(active->file->fd, iov, 3, off);
     if (e != 0) {
       // Take back a partial record; if even that fails, the next append
       // overwrites it at the same offset.
@@ -911,7 +434,7 @@ struct spool::impl {
       const ack_set snap = ack_snapshot();
       std::uint64_t n = 0, bytes = 0;
       scan_result r;
-      const int e = read_segment(dir_fd, *s, nullptr, 0, s->end_seq, &r, [&](const spool_record& rec) {
+      const int e = detail::read_segment(dir_fd, s->first_seq, nullptr, 0, s->end_seq, &r, [&](const spool_record& rec) {
         if (snap.contains(rec.seq)) return;
         ++n;
         bytes += rec.payload.size();
@@ -1020,7 +543,7 @@ struct spool::impl {
     for (const auto& v : snapshot()) {
       if (skip(v)) continue;
       scan_result r;
-      const int e = read_segment(dir_fd, *v.seg, v.file, v.limit, v.end_seq, &r,
+      const int e = detail::read_segment(dir_fd, v.seg->first_seq, v.file.get(), v.limit, v.end_seq, &r,
                                  [&](const spool_record& rec) { on_record(v, rec); });
       scan_work.fetch_add(r.work, std::memory_order_relaxed);
       if (e == ENOENT) continue;  // acknowledged or evicted meanwhile
@@ -1034,46 +557,19 @@ struct spool::impl {
 
   // ---- opening ----
 
-  static bool list_segments(int dfd, std::vector<std::pair<std::uint64_t, std::uint64_t>>* out, int* err) {
-    const int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      *err = errno;
-      return false;
-    }
-    DIR* d = ::fdopendir(fd);
-    if (d == nullptr) {
-      *err = errno;
-      ::close(fd);
-      return false;
-    }
-    errno = 0;
-    while (const dirent* e = ::readdir(d)) {
-      std::uint64_t first = 0;
-      struct stat st;
-      if (parse_segment_name(e->d_name, &first) && ::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-          S_ISREG(st.st_mode))
-        out->emplace_back(first, static_cast<std::uint64_t>(st.st_size));
-      errno = 0;
-    }
-    *err = errno;
-    ::closedir(d);
-    std::sort(out->begin(), out->end());
-    return *err == 0;
-  }
-
   void read_ack_file() {
     const int fd = ::openat(dir_fd, kAckName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return;
-    unsigned char b[kAckBytes];
+    unsigned char b[detail::ack_file_bytes];
     const ssize_t n = ::pread(fd, b, sizeof b, 0);
     ::close(fd);
     // An unreadable mark means replaying more, never losing anything.
-    if (n != static_cast<ssize_t>(sizeof b) || get32(b) != kAckMagic || get32(b + 4) != detail::crc32c(b + 8, 8) ||
-        get64(b + 8) > kMaxSeq) {
+    std::uint64_t mark = 0;
+    if (n < 0 || !detail::decode_ack(b, static_cast<std::size_t>(n), &mark)) {
       io_errors.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    acked.mark = written_mark = durable_mark = get64(b + 8);
+    acked.mark = written_mark = durable_mark = mark;
   }
 };
 
@@ -1152,7 +648,7 @@ std::unique_ptr<spool> spool::open(const spool_options& o, spool_error* error) {
 
     std::vector<std::pair<std::uint64_t, std::uint64_t>> found;
     int e = 0;
-    if (!impl::list_segments(s.dir_fd, &found, &e))
+    if (!detail::list_segments(s.dir_fd, &found, &e))
       return fail(spool_errc::io_error, e, "cannot list directory " + quoted(o.dir) + ": " + errno_text(e));
 
     std::uint64_t next = std::max<std::uint64_t>(1, s.acked.mark + 1);
@@ -1165,7 +661,7 @@ std::unique_ptr<spool> spool::open(const spool_options& o, spool_error* error) {
       auto seg = std::make_shared<segment>();
       seg->first_seq = last.first;
       scan_result r;
-      const int re = read_segment(s.dir_fd, *seg, nullptr, 0, 0, &r, [](const spool_record&) {});
+      const int re = detail::read_segment(s.dir_fd, seg->first_seq, nullptr, 0, 0, &r, {});
       s.scan_work.fetch_add(r.work, std::memory_order_relaxed);
       if (re != 0 && !(re == ENOENT && o.read_only))
         return fail(spool_errc::io_error, re,
@@ -1179,7 +675,7 @@ std::unique_ptr<spool> spool::open(const spool_options& o, spool_error* error) {
       // replaces the name, so the kept file stays whole.
       if (r.tail_bytes != 0 && !o.read_only && !kept.empty()) {
         const std::string name = segment_name(last.first);
-        const int ce = s.replace_with_prefix(name, r.valid_end);
+        const int ce = detail::replace_with_prefix(s.dir_fd, name, r.valid_end, o.fsync != fsync_policy::never);
         if (ce != 0)
           return fail(spool_errc::io_error, ce,
                       "cannot cut the damaged tail of " + quoted(s.path(name.c_str())) + ": " + errno_text(ce));
@@ -1394,39 +890,6 @@ void spool::close() noexcept {
   }
   if (s.lock_fd >= 0) ::close(s.lock_fd);  // releases the flock
   s.lock_fd = -1;
-}
-
-segment_file_scan scan_segment_file(const std::string& path, const std::function<void(const spool_record&)>& fn) {
-  segment_file_scan out;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    out.error = errno;
-    return out;
-  }
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    out.error = errno;
-    ::close(fd);
-    return out;
-  }
-  try {
-    seg_reader rd(fd, static_cast<std::uint64_t>(st.st_size));
-    const scan_result r = scan_segment(rd, 1, 0, [&](const spool_record& rec) {
-      if (fn) fn(rec);
-    });
-    out.file_bytes = rd.size();
-    out.records = r.records;
-    out.damaged_regions = r.corrupt + r.torn;
-    out.damaged_bytes = r.skipped_bytes + r.tail_bytes;
-    out.first_damage = r.first_damage;
-    out.work = r.work;
-    out.error = r.read_error;
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  return out;
 }
 
 }  // namespace batchq

@@ -8,121 +8,24 @@
 // order, and deletes them once acknowledged. Standard library only in this
 // header; POSIX (Linux) underneath.
 //
-// ---------------------------------------------------------------------------
-// Files. One directory per spool, owned by the process's user and not writable
-// by group or others; everything in it is created with mode 0600:
-//
-//   LOCK                        flock(LOCK_EX|LOCK_NB) held while open; holds
-//                               the owner's pid as text (for error messages)
-//   ACK                         the acknowledgement mark (below); replaced
-//                               atomically with rename(ACK.tmp, ACK)
-//   spool-<first seq, 20 digits>.seg
-//                               segment files: records back to back, each file
-//                               at most `segment_bytes`; the name sorts by seq
-//
-// Record format (all integers little-endian, no padding, 36-byte header):
-//
-//   offset size  field
-//        0    4  magic      0x31515342, the bytes "BSQ1" (format version 1)
-//        4    4  crc        CRC-32C (Castagnoli, as iSCSI/ext4) - see below
-//        8    4  length     whole record in bytes, header included (36..2^30)
-//       12    8  seq        sequence number, 1 .. 2^62, strictly increasing
-//       20    8  time_ms    record_meta::time_ms (signed, Unix ms)
-//       28    2  attempts   record_meta::attempts
-//       30    2  error_len  bytes of last_error that follow the header
-//       32    1  kind       record_kind
-//       33    1  reason     record_meta::reason (drop reason, 0 for entries)
-//       34    2  flags      0; reserved, ignored by this reader
-//       36    -  last_error (error_len bytes), then payload (the rest)
-//
-// The CRC covers every byte after itself: it is computed over bytes
-// [20, length) and then continued over bytes [8, 20) (length and seq). Feeding
-// those 12 bytes last lets append() checksum the payload before it takes its
-// lock: only the seq is known late. A corrupt length or seq is caught like any
-// other byte. Why this shape: the magic lets a reader resynchronise after a
-// damaged record, the length bounds the read before the checksum is known,
-// CRC-32C has hardware support (SSE4.2) and catches all burst errors up to 32
-// bits, and the seq makes every record identifiable on its own (acks, replay,
-// deduplication downstream) without counting records from the file start.
-// A later incompatible format gets a new magic.
-//
-// Damage. A segment is read record by record. A record that is incomplete
-// (length past the end of the file) or fails its checksum starts a damaged
-// region; the reader searches forward for the next offset holding a valid
-// record (magic, length, CRC and a seq above the last good one). If it finds
-// one, the region in between is skipped and counted (corrupt_records,
-// skipped_bytes) and reading continues; if not, the region is the file's tail:
-// it is counted (torn_records when the record was merely incomplete, the
-// signature of a crash mid-write; corrupt_records otherwise) and, when the
-// spool is opened for writing and it is the newest segment, cut off with
-// ftruncate. A reader never crashes and never loops: every step moves forward.
-// Reading is linear and streamed: a segment is read through a fixed buffer
-// (256 KiB) plus at most one record; a resync checks candidate offsets, and
-// the bytes all failed candidates of one segment may cost are capped at 8
-// times the segment's size, after which the rest of the file is treated as
-// one damaged region (kept in quarantine, see below, never deleted). A record
-// longer than 1 GiB is damage; a long candidate's checksum is computed through
-// the buffer, and only a record that passes is read into memory.
-//
-// Every damaged region is counted (stats), reported (on_damage: file, offset,
-// bytes) and kept: a writable spool hard-links the damaged segment into
-// <dir>/quarantine/<segment name>.damaged before the segment can be deleted,
-// and copies a damaged tail to <segment name>.tail-<offset> before cutting
-// it. batchq-replay quarantine <dir> prints what still reads back from them.
-// Seqs lost to damage count as acknowledged once their segment has been read,
-// so they never hold back the mark.
-//
-// Sequence numbers and acknowledgement. Every successful append gets the next
-// seq (a failed append consumes none). ACK holds a mark M: every record with
-// seq <= M is acknowledged (delivered, or removed by the replay tool) and is
-// never returned again. ack() accepts seqs in any order (batches can be
-// delivered out of order); M advances over the contiguous prefix. Only M is
-// persisted, so acks above a gap that is still open when the process dies are
-// forgotten and those records replayed again: delivery is at-least-once. A
-// segment whose seqs are all <= M is deleted.
-//
-// Write path: one pwritev() per append, no fsync. The record is in the page
-// cache when append() returns, which survives the death of the process (kill
-// -9, abort, OOM kill) but not of the machine; machine crashes are what the
-// fsync policy is for, and it runs off the append path. Measured against the
-// alternative, a memory-mapped segment (memcpy into a MAP_SHARED mapping of a
-// file extended with posix_fallocate; the same durability against kill -9),
-// with a throwaway program: 1,000,000 appends, one thread, 16 MiB segments,
-// fsync never, ext4 on a virtio disk, 2-core Xeon VM that was also running
-// other builds (load ~4), g++ 12 -O2; ns/append is the median of 5 runs (the
-// range over repeated invocations), latencies are per call in the first run
-// (steady_clock around each call):
-//
-//                      ns/append   p50      p99      p99.9     max
-//   pwritev, 200 B       795-979   0.5 us   2.8-5 us  9-14 us  0.5-8 ms
-//   mmap,    200 B       267-311   0.1 us   2.2 us    4.7 us   3.7-4 ms
-//   pwritev, 1 KiB          1370   0.7 us   6.4 us    17 us    2.7 ms
-//   mmap,    1 KiB          1044   0.3 us   5.4 us    24 us    9 ms
-//
-// The mapping saves about half a microsecond of system call per record; the
-// tails are alike (page allocation, dirty-page throttling of a fast writer,
-// segment rotation). Half a microsecond is nothing next to an nginx request,
-// and pwritev is the one that fails cleanly: a full disk is ENOSPC from the
-// call (counted, append() returns 0, the queue carries on in memory), whereas
-// a store into a mapping whose blocks cannot be allocated is SIGBUS inside the
-// nginx worker unless every segment is preallocated in full; a file cut short
-// by a crash also needs no tail of zeroes told apart from data, and readers
-// need no mapping. So: pwritev.
-//
-// Durability (fsync_policy). `always`: the owner calls sync() for each batch
-// (e.g. on its sending thread before reporting it delivered); the spool never
-// fsyncs by itself. `interval`: a background thread of the spool calls sync()
-// every fsync_interval when something changed, and close() once more.
-// `never`: only an explicit sync(). stats().durable_seq says how far records
-// are known to be on stable storage.
-//
-// Ownership. One process (one object) per directory at a time: open() takes
-// the LOCK with flock, which the kernel drops when the process dies, so a new
-// owner (a new nginx worker after a reload) can take over once the old one is
-// gone; until then open() fails with spool_errc::locked and the owner retries
-// later. The new owner then replays what is left with for_each(). flock belongs to the open file description: do not open a spool and
-// then fork() (nginx: open it in init_worker, not in the master).
-// ---------------------------------------------------------------------------
+// In short (docs/spool-format.md has the files, the record format, the damage
+// rules and why pwritev rather than mmap):
+// - One directory per spool, owned by the process's user and not writable by
+//   group or others, and one owner at a time: open() takes a flock on LOCK,
+//   which the kernel drops when the process dies. flock belongs to the open
+//   file description: do not open a spool and then fork() (nginx: open it in
+//   init_worker, not in the master).
+// - Every successful append gets the next seq. ACK holds a mark M: every
+//   record with seq <= M is acknowledged and never returned again. ack()
+//   takes seqs in any order; only M is persisted, so acks above a gap still
+//   open when the process dies are forgotten and those records replayed:
+//   delivery is at-least-once.
+// - One pwritev() per append, no fsync on that path: the record survives the
+//   death of the process, not of the machine; fsync_policy covers that.
+// - Damaged data (a failed checksum, a record cut short by a crash) is
+//   skipped, counted (spool_stats), reported (on_damage) and kept in
+//   <dir>/quarantine/; reading never crashes or loops and is linear in the
+//   file sizes. Seqs lost to damage count as acknowledged.
 #ifndef BATCHQ_SPOOL_HPP
 #define BATCHQ_SPOOL_HPP
 
@@ -130,7 +33,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <iosfwd>
 #include <limits>
 #include <memory>
 #include <string>
@@ -154,11 +56,13 @@ enum class spool_mode : int {
   write_ahead = 1,
 };
 
-/// When written records are forced to stable storage (see the file comment).
+/// When written records are forced to stable storage. An append leaves its
+/// record in the page cache (it survives the process, not the machine);
+/// stats().durable_seq says how far records are known to be on stable storage.
 enum class fsync_policy : int {
   always = 0,    ///< the owner calls sync() once per batch; the spool never does by itself
   interval = 1,  ///< a spool thread calls sync() every fsync_interval if anything changed
-  never = 2,     ///< only close() / an explicit sync()
+  never = 2,     ///< only an explicit sync()
 };
 
 /// The kind byte of a record. Append-only; unknown values read back as is.
@@ -182,7 +86,7 @@ constexpr const char* to_string(record_kind k) noexcept {
   return k == record_kind::entry ? "entry" : k == record_kind::dropped ? "dropped" : "unknown";
 }
 
-/// Bytes of the fixed record header (see the format above).
+/// Bytes of the fixed record header (docs/spool-format.md).
 inline constexpr std::size_t spool_record_header_bytes = 36;
 /// The record magic, "BSQ1" in file byte order.
 inline constexpr std::uint32_t spool_record_magic = 0x31515342u;
@@ -231,7 +135,7 @@ struct spool_entry {
   }
 };
 
-/// The damage found in one segment file (see "Damage" above).
+/// The damage found in one segment file (docs/spool-format.md, "Damage").
 struct spool_damage {
   std::string file;             ///< path of the segment file
   std::uint64_t offset = 0;     ///< where the first damaged region starts in it
@@ -457,73 +361,6 @@ class BATCHQ_CXX_API spool {
   explicit spool(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
 };
-
-/// What scan_segment_file found in one file.
-struct segment_file_scan {
-  std::uint64_t file_bytes = 0;
-  std::uint64_t records = 0;          ///< valid records (passed to fn)
-  std::uint64_t damaged_regions = 0;  ///< damaged regions (as corrupt_records + torn_records)
-  std::uint64_t damaged_bytes = 0;    ///< their bytes
-  std::uint64_t first_damage = 0;     ///< offset of the first one
-  std::uint64_t work = 0;             ///< bytes examined (see spool_stats::scan_work)
-  int error = 0;                      ///< errno of opening or reading the file, else 0
-};
-
-/// Reads one file in the segment format on its own, outside any spool (a
-/// quarantined segment): fn gets each valid record (seqs increasing; views
-/// valid during the call), damage is counted. Streams: a fixed buffer plus
-/// one record in memory; linear time. Thread-safe.
-BATCHQ_CXX_API segment_file_scan scan_segment_file(const std::string& path,
-                                                   const std::function<void(const spool_record&)>& fn = {});
-
-// ---------------------------------------------------------------------------
-// Text output: the reusable core of the `batchq-replay` tool.
-
-/// True if `text` is exactly one JSON value (RFC 8259), whitespace around it
-/// allowed, strings valid UTF-8. Nesting deeper than 256 counts as invalid.
-BATCHQ_CXX_API bool is_json(std::string_view text) noexcept;
-
-/// Appends `text` to *out as a JSON string literal (quotes included).
-/// Invalid UTF-8 sequences become U+FFFD; use this only where that loss is
-/// acceptable (error texts), see to_json_line for payloads.
-BATCHQ_CXX_API void append_json_string(std::string* out, std::string_view text);
-
-/// Names a record_meta::reason value for output; nullptr = print the number.
-using reason_namer = const char* (*)(std::uint8_t reason);
-
-/// One record as one line of JSON (no newline at the end):
-///   {"seq":12,"kind":"dropped","reason":0,"reason_name":"...","attempts":3,
-///    "time_ms":1700000000000,"error":"HTTP 503","payload":...}
-/// reason_name only with a namer. The payload goes in as JSON when it is
-/// JSON (line breaks between tokens become spaces, so it stays one line);
-/// otherwise as a string when it is valid UTF-8; otherwise, losslessly, as
-/// "payload_base64":"...". Thread-safe.
-BATCHQ_CXX_API std::string to_json_line(const spool_record& r, reason_namer namer = nullptr);
-
-/// Options of replay_print.
-struct replay_print_options {
-  std::uint64_t from_seq = 0;  ///< first seq to print
-  std::size_t limit = 0;       ///< at most this many records; 0 = all
-  reason_namer namer = nullptr;
-};
-
-/// `batchq-replay list <dir>`: opens the spool read-only (works while an owner
-/// holds it) and writes one line per segment (file, seqs, records, acked,
-/// bytes, damage) and a total line to `out`. Returns 0, or 1 with the reason
-/// written to `err`.
-BATCHQ_CXX_API int replay_list(const std::string& dir, std::ostream& out, std::ostream& err);
-
-/// `batchq-replay print <dir>`: the unacknowledged records as JSON lines
-/// (to_json_line) on `out`. Read-only, as replay_list. Returns 0 or 1.
-BATCHQ_CXX_API int replay_print(const std::string& dir, const replay_print_options& o, std::ostream& out,
-                                std::ostream& err);
-
-/// `batchq-replay quarantine <dir>`: every record that still reads back from
-/// the files in <dir>/quarantine/ as JSON lines (to_json_line) on `out`, and
-/// per file one line on `err`: records, damaged regions, bytes, first offset.
-/// Read-only. Returns 0, or 1 if the folder cannot be read.
-BATCHQ_CXX_API int replay_quarantine(const std::string& dir, const replay_print_options& o, std::ostream& out,
-                                     std::ostream& err);
 
 }  // namespace batchq
 

@@ -11,6 +11,7 @@
 
 #include "batchq/types.hpp"
 #include "http/http_test_util.hpp"
+#include "replay.hpp"  // tools/batchq-replay: is_json
 #include "spool/run_tool.hpp"
 #include "spool/spool_test_util.hpp"
 #include "support/catch.hpp"

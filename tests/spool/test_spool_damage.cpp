@@ -13,6 +13,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "../../lib/spool_reader.hpp"  // scan_segment_file: reads a quarantined file
+#include "replay.hpp"                    // tools/batchq-replay: replay_list, replay_quarantine
 #include "spool/spool_test_util.hpp"
 #include "support/catch.hpp"
 
@@ -103,7 +105,7 @@ TEST_CASE("damage: a flipped byte in a sealed segment is counted, logged with fi
   // The replay tool reads back what is still valid in it.
   std::ostringstream out, err;
   CHECK(replay_quarantine(d.path(), {}, out, err) == 0);
-  const segment_file_scan sc = scan_segment_file(dm.quarantine);
+  const detail::segment_file_scan sc = detail::scan_segment_file(dm.quarantine);
   CHECK(sc.damaged_regions == 1);
   CHECK(sc.first_damage == off2);
   CHECK(count_lines(out.str()) == sc.records);
@@ -170,7 +172,7 @@ TEST_CASE("damage: two segment files swapped: both are damage, kept, and their r
   REQUIRE(replay_quarantine(d.path(), {}, out, err) == 0);
   std::uint64_t n = 0;
   for (const auto& name : quarantined(d.path()))
-    n += scan_segment_file(d.file("quarantine/" + name), [](const spool_record& r) {
+    n += detail::scan_segment_file(d.file("quarantine/" + name), [](const spool_record& r) {
            CHECK(r.payload == payload_for(r.seq));
          }).records;
   CHECK(n + got.size() == 150);
@@ -279,7 +281,7 @@ TEST_CASE("reading a crafted segment is linear: the work is a bounded multiple o
   for (int i = 0; i < 2; ++i) {
     const std::string path = d.file("crafted-" + std::to_string(i));
     write_file(path, crafted_segment(sizes[i]));
-    const segment_file_scan sc = scan_segment_file(path);
+    const detail::segment_file_scan sc = detail::scan_segment_file(path);
     CHECK(sc.error == 0);
     CHECK(sc.records == 0);
     CHECK(sc.damaged_regions == 1);

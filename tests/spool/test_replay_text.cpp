@@ -1,6 +1,7 @@
-// JSON lines and listings: the core of batchq-replay.
+// JSON lines and listings: the core of batchq-replay (tools/batchq-replay/replay.hpp).
 #include <sstream>
 
+#include "replay.hpp"
 #include "spool/spool_test_util.hpp"
 #include "support/catch.hpp"
 

@@ -3,6 +3,7 @@
 // Usage:
 //   batchq-replay list DIR
 //   batchq-replay print DIR [--from SEQ] [--limit N]
+//   batchq-replay quarantine DIR [--from SEQ] [--limit N]
 //   batchq-replay send DIR --url URL [--batch N] [--format kong|json_array|ndjson]
 //                          [--header 'K: V']... [--timeout MS] [--ca-file F]
 //                          [--insecure] [--dry-run]
@@ -15,16 +16,21 @@
 // found under it, at any depth.
 //
 //   list   one line per segment file (seqs, records, unacknowledged, bytes,
-//          damage) and a total line with the acknowledgement mark. Read-only:
+//          damage), a total line with the acknowledgement mark, and a line
+//          per file kept in DIR/quarantine. Read-only:
 //          takes no lock, so it works while the owner (nginx) has the spool.
 //          Given a tree: "spool <path>" before each spool's lines, and a
-//          last line "spools=<n> under DIR". print and send given a tree
-//          name the spools found and exit 2.
+//          last line "spools=<n> under DIR". print, quarantine and send
+//          given a tree name the spools found and exit 2.
 //   print  the unacknowledged records, oldest first, as JSON lines:
 //          {"seq":..,"kind":..,"reason":..,"reason_name":..,"attempts":..,
 //           "time_ms":..,"error":..,"payload":<the entry>} - a payload that is
 //          not JSON is printed as a string, one that is not UTF-8 as
 //          "payload_base64". Read-only as list.
+//   quarantine  the records that still read back from the damaged files the
+//          spool kept in DIR/quarantine, as JSON lines like print; per file,
+//          one line on stderr with its records and where the damage is.
+//          Read-only.
 //   send   takes the spool's lock (fails with exit 3 while an owner holds it),
 //          reads the unacknowledged records in seq order, N at a time, and
 //          sends each batch as one request built like http_log builds it
@@ -75,6 +81,7 @@
 #include "batchq/payload.hpp"
 #include "batchq/spool.hpp"
 #include "batchq/types.hpp"
+#include "replay.hpp"
 
 namespace {
 
@@ -299,7 +306,7 @@ std::vector<std::string> spools_below(const std::string& dir) {
   return found;
 }
 
-// The library's helpers write bare messages; prefix each line with the command.
+// replay.cpp's functions write bare messages; prefix each line with the command.
 void copy_prefixed(const std::string& text, const std::string& prefix, std::ostream& out) {
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) out << prefix << line << '\n';
@@ -489,7 +496,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> spools = spools_below(a.dir);
   if (!spools.empty()) {
     if (a.command == "list") return run_list_tree(a.dir, spools, prefix);
-    // print and send work on one spool (send needs that spool's endpoint).
+    // print, quarantine and send work on one spool.
     std::cerr << prefix << '"' << a.dir << "\" is not a spool but holds " << spools.size()
               << (spools.size() == 1 ? " spool" : " spools") << ": give one of";
     for (const auto& sp : spools) std::cerr << ' ' << sp;

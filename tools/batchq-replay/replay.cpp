@@ -1,5 +1,7 @@
 // JSON lines and listings for the spool: the core of `batchq-replay`. A
-// validator and an escaper of our own, so the spool needs no JSON library.
+// validator and an escaper of our own, so the tool needs no JSON library.
+#include "replay.hpp"
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -7,7 +9,7 @@
 #include <ostream>
 #include <vector>
 
-#include "batchq/spool.hpp"
+#include "spool_reader.hpp"  // lib/: scan_segment_file for quarantined files
 
 namespace batchq {
 namespace {
@@ -296,7 +298,7 @@ bool quarantine_files(const std::string& dir, std::vector<std::string>* names, s
   return true;
 }
 
-void describe_scan(const std::string& name, const segment_file_scan& s, std::ostream& out) {
+void describe_scan(const std::string& name, const detail::segment_file_scan& s, std::ostream& out) {
   out << "quarantine/" << name << " file_bytes=" << s.file_bytes << " records=" << s.records
       << " damaged_regions=" << s.damaged_regions << " damaged_bytes=" << s.damaged_bytes;
   if (s.damaged_regions != 0) out << " first_damage_offset=" << s.first_damage;
@@ -312,7 +314,7 @@ void list_quarantine(const std::string& dir, std::ostream& out, std::ostream& er
     err << "cannot read " << qdir << '\n';
     return;
   }
-  for (const auto& n : names) describe_scan(n, scan_segment_file(qdir + "/" + n), out);
+  for (const auto& n : names) describe_scan(n, detail::scan_segment_file(qdir + "/" + n), out);
 }
 
 }  // namespace
@@ -329,7 +331,7 @@ int replay_quarantine(const std::string& dir, const replay_print_options& o, std
     if (names.empty()) err << "nothing in quarantine in " << dir << '\n';
     std::size_t n = 0;
     for (const auto& name : names) {
-      const segment_file_scan s = scan_segment_file(qdir + "/" + name, [&](const spool_record& r) {
+      const detail::segment_file_scan s = detail::scan_segment_file(qdir + "/" + name, [&](const spool_record& r) {
         if (r.seq < o.from_seq || (o.limit != 0 && n >= o.limit)) return;
         out << to_json_line(r, o.namer) << '\n';
         ++n;

@@ -305,12 +305,14 @@ struct spool::impl {
     };
     if (opt.read_only) return fail(EROFS);
     // A record longer than segment_bytes gets a segment of its own (below).
-    const std::uint64_t len = detail::record_length(std::min(m.last_error.size(), spool_max_error_bytes), payload.size());
+    const std::size_t elen = std::min(m.last_error.size(), spool_max_error_bytes);
+    const std::uint64_t len = detail::record_length(elen, payload.size());
     if (len > kMaxRecord || (opt.max_bytes != 0 && len > opt.max_bytes / 2)) {
       rejected.fetch_add(1, std::memory_order_relaxed);
       return fail(E2BIG);
     }
-    // Everything but seq is checksummed before taking the lock (see the format).
+    // Everything but seq is checksummed before taking the lock (the CRC's
+    // order allows it: docs/spool-format.md).
     detail::record_encoder rec = detail::encode_begin(m, payload);
 
     bool wake = false;

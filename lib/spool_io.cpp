@@ -22,7 +22,9 @@ constexpr std::size_t kCopyChunk = std::size_t{256} << 10;
 [[maybe_unused]] const char* pick_error_text(int rc, const char* buf) noexcept {
   return rc == 0 ? buf : "Unknown error";
 }
-[[maybe_unused]] const char* pick_error_text(const char* text, const char*) noexcept { return text; }
+[[maybe_unused]] const char* pick_error_text(const char* text, const char*) noexcept {
+  return text;
+}
 
 }  // namespace
 
@@ -32,7 +34,9 @@ std::string errno_text(int e) {
   return pick_error_text(strerror_r(e, buf, sizeof buf), buf);
 }
 
-std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+std::string quoted(const std::string& s) {
+  return "\"" + s + "\"";
+}
 
 std::string join_path(const std::string& dir, const char* name) {
   return (!dir.empty() && dir.back() == '/') ? dir + name : dir + "/" + name;

@@ -18,7 +18,9 @@ namespace {
 constexpr std::size_t kHdr = record_header_bytes;
 constexpr std::size_t kWindow = read_window_bytes;
 
-const unsigned char* bytes(const std::string& s) noexcept { return reinterpret_cast<const unsigned char*>(s.data()); }
+const unsigned char* bytes(const std::string& s) noexcept {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
 
 }  // namespace
 
@@ -175,8 +177,8 @@ scan_result scan_segment(seg_reader& rd, std::uint64_t first_seq, std::uint64_t 
   return r;
 }
 
-int read_segment(int dir_fd, std::uint64_t first_seq, const seg_file* file, std::uint64_t limit,
-                 std::uint64_t end_seq, scan_result* out, const record_fn& on_record) {
+int read_segment(int dir_fd, std::uint64_t first_seq, const seg_file* file, std::uint64_t limit, std::uint64_t end_seq,
+                 scan_result* out, const record_fn& on_record) {
   int fd = -1;
   bool own = false;
   std::uint64_t size = limit;

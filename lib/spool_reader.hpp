@@ -73,7 +73,7 @@ struct scan_result {
   std::uint64_t corrupt = 0;
   std::uint64_t torn = 0;
   std::uint64_t skipped_bytes = 0;
-  std::uint64_t tail_bytes = 0;    ///< damaged tail, starting at `valid_end`
+  std::uint64_t tail_bytes = 0;  ///< damaged tail, starting at `valid_end`
   std::uint64_t valid_end = 0;
   std::uint64_t first_damage = 0;  ///< offset of the first damaged region (when corrupt + torn > 0)
   std::uint64_t work = 0;          ///< bytes examined
@@ -96,8 +96,8 @@ scan_result scan_segment(seg_reader& rd, std::uint64_t first_seq, std::uint64_t 
 /// opened by name up to its current end. Returns the errno of opening it
 /// (ENOENT: gone meanwhile) or of a read, else 0; *out is filled in either
 /// way once the file was opened.
-int read_segment(int dir_fd, std::uint64_t first_seq, const seg_file* file, std::uint64_t limit,
-                 std::uint64_t end_seq, scan_result* out, const record_fn& on_record);
+int read_segment(int dir_fd, std::uint64_t first_seq, const seg_file* file, std::uint64_t limit, std::uint64_t end_seq,
+                 scan_result* out, const record_fn& on_record);
 
 /// What scan_segment_file found in one file.
 struct segment_file_scan {

@@ -57,8 +57,8 @@ std::string encode_record(std::uint64_t seq, const record_meta& meta, std::strin
   return out;
 }
 
-parse_status check_header(const unsigned char* p, std::uint64_t avail, std::uint64_t prev_seq,
-                          std::uint64_t end_seq, std::uint32_t* length) noexcept {
+parse_status check_header(const unsigned char* p, std::uint64_t avail, std::uint64_t prev_seq, std::uint64_t end_seq,
+                          std::uint32_t* length) noexcept {
   const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(avail, kHdr));
   if (head < 4) return has_magic(p, head) ? parse_status::incomplete : parse_status::bad;
   if (!has_magic(p, 4)) return parse_status::bad;
@@ -91,8 +91,8 @@ void view_record(const unsigned char* p, std::uint32_t length, spool_record* rec
   rec->payload = std::string_view(text + kHdr + elen, length - kHdr - elen);
 }
 
-parse_status decode_record(const unsigned char* p, std::size_t avail, std::uint64_t prev_seq,
-                           std::uint64_t end_seq, spool_record* rec, std::uint32_t* length) noexcept {
+parse_status decode_record(const unsigned char* p, std::size_t avail, std::uint64_t prev_seq, std::uint64_t end_seq,
+                           spool_record* rec, std::uint32_t* length) noexcept {
   std::uint32_t len = 0;
   const parse_status st = check_header(p, avail, prev_seq, end_seq, &len);
   if (st != parse_status::ok) return st;

@@ -4,7 +4,7 @@
 # Configures the fuzzing build (build-fuzz/, clang, everything instrumented
 # with -fsanitize=fuzzer-no-link,address,undefined), builds the libFuzzer
 # targets, and runs each one (default: fuzz_config fuzz_capi fuzz_spool
-# fuzz_lua_json) for
+# fuzz_record fuzz_lua_json) for
 # the given time on a fresh copy of its seed corpus (tests/fuzz/corpus/<name>,
 # without the fuzz_ prefix). Exits non-zero if any target found a crash, a
 # sanitizer report, a leak, a timeout (-timeout) or an out-of-memory; the
@@ -18,7 +18,7 @@ set -euo pipefail
 secs="${1:?usage: tests/fuzz/run.sh <seconds-per-target> [target...]}"
 shift
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(fuzz_config fuzz_capi fuzz_spool fuzz_lua_json); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(fuzz_config fuzz_capi fuzz_spool fuzz_record fuzz_lua_json); fi
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${FUZZ_BUILD_DIR:-$root/build-fuzz}"

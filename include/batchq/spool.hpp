@@ -44,8 +44,7 @@
 namespace batchq {
 
 /// What the spool is for. The files and the record format are the same in both
-/// modes; the mode tells the owner (and the replay tool, via stats) how the
-/// records are meant to be used.
+/// modes; the mode tells the owner how the records are meant to be used.
 enum class spool_mode : int {
   /// Records are dropped entries, kept until the replay tool removes them or
   /// the size cap evicts them. Nothing acknowledges them during normal work.
@@ -171,8 +170,9 @@ struct spool_options {
   /// Period of fsync_policy::interval, >= 1 ms. Default 1000 ms.
   std::chrono::milliseconds fsync_interval{1000};
   /// Open only to look: no LOCK (works while another process owns the spool),
-  /// nothing cut, created or deleted; append/ack/sync fail. For listing and
-  /// printing (batchq-replay list/print). Default false.
+  /// nothing cut, created or deleted; append and ack fail, sync does
+  /// nothing. For listing and printing (batchq-replay list/print). Default
+  /// false.
   bool read_only = false;
   /// Called once per unacknowledged record of an evicted segment, so that the
   /// owner can report it as dropped (payload included). Calls never overlap

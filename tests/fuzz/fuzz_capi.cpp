@@ -28,16 +28,9 @@
 
 #include "batchq.h"
 #include "batchq/payload.hpp"
+#include "fuzz_check.hpp"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                              \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "fuzz_capi: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (0)
 
 // A port on 127.0.0.1 that refuses connections: a socket bound to it (so no
 // other process can take it) that never listens. Kept for the whole run.

@@ -31,19 +31,12 @@
 #include <vector>
 
 #include "spool_record.hpp"  // lib/
+#include "fuzz_check.hpp"
 
 namespace {
 
 using namespace batchq;
 using namespace batchq::detail;
-
-#define FUZZ_CHECK(cond)                                                                         \
-  do {                                                                                           \
-    if (!(cond)) {                                                                               \
-      std::fprintf(stderr, "fuzz_record: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                              \
-    }                                                                                            \
-  } while (0)
 
 std::uint64_t le64(const std::uint8_t* p) {
   return get64(p);

@@ -33,16 +33,9 @@
 
 #include "batchq/spool.hpp"
 #include "crc32c.hpp"  // lib/: the library's CRC-32C, to build valid checksums
+#include "fuzz_check.hpp"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                               \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::fprintf(stderr, "fuzz_spool: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                    \
-    }                                                                                  \
-  } while (0)
 
 const std::string& work_dir() {
   static const std::string dir = [] {
@@ -97,8 +90,8 @@ void put64(unsigned char* p, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
 }
 
-// Gives every record-looking region a correct CRC (see the format in spool.hpp:
-// over [20, length) then continued over [8, 20)).
+// Gives every record-looking region a correct CRC (docs/spool-format.md: over
+// [20, length) then continued over [8, 20)).
 void fix_checksums(std::vector<unsigned char>& b) {
   const std::size_t hdr = batchq::spool_record_header_bytes;
   std::size_t off = 0;

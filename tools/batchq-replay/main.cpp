@@ -506,19 +506,15 @@ int main(int argc, char** argv) {
   try {
     std::ostringstream err;
     int rc = exit_ok;
+    batchq::replay_print_options o;  // print and quarantine
+    o.from_seq = a.from_seq;
+    o.limit = a.limit;
+    o.namer = reason_name;
     if (a.command == "list") {
       rc = batchq::replay_list(a.dir, std::cout, err);
     } else if (a.command == "print") {
-      batchq::replay_print_options o;
-      o.from_seq = a.from_seq;
-      o.limit = a.limit;
-      o.namer = reason_name;
       rc = batchq::replay_print(a.dir, o, std::cout, err);
     } else if (a.command == "quarantine") {
-      batchq::replay_print_options o;
-      o.from_seq = a.from_seq;
-      o.limit = a.limit;
-      o.namer = reason_name;
       rc = batchq::replay_quarantine(a.dir, o, std::cout, err);
     } else {
       return run_send(a);

@@ -3,7 +3,9 @@
 //
 // Input layout: byte 0 picks the operation (low 2 bits), the rest is its input:
 //   0 decode   bytes 1..8 prev seq, 9..16 end seq (little-endian, any value),
-//              then the bytes decoded as a record.
+//              then the bytes decoded as a record. With bit 2 of byte 0 set,
+//              the bytes first get the CRC their length field calls for, so
+//              that the fuzzer gets past the checksum to the header's rules.
 //              check_header and decode_record must agree; a record decoded ok
 //              must lie inside the bytes, respect prev/end, and encode back to
 //              the same bytes (flags 0); incomplete must mean a sound
@@ -30,8 +32,9 @@
 #include <string_view>
 #include <vector>
 
-#include "spool_record.hpp"  // lib/
+#include "crc32c.hpp"  // lib/
 #include "fuzz_check.hpp"
+#include "spool_record.hpp"  // lib/
 
 namespace {
 
@@ -48,14 +51,22 @@ std::vector<unsigned char> copy_of(const std::uint8_t* p, std::size_t n) {
   return {p, p + n};
 }
 
-void decode_op(const std::uint8_t* data, std::size_t size) {
+void decode_op(const std::uint8_t* data, std::size_t size, bool fix_crc) {
   if (size < 16) return;
   const std::uint64_t prev = le64(data);
   const std::uint64_t end = le64(data + 8);
-  const std::vector<unsigned char> buf = copy_of(data + 16, size - 16);
-  const unsigned char* p = buf.data();
+  std::vector<unsigned char> buf = copy_of(data + 16, size - 16);
   const std::size_t n = buf.size();
   if (n == 0) return;  // a reader never asks about an offset at the end of the file
+  if (fix_crc && n >= record_header_bytes) {
+    const std::uint32_t claimed = get32(buf.data() + 8);
+    if (claimed >= 20 && claimed <= n) {
+      std::uint32_t crc = crc32c(buf.data() + 20, claimed - 20);
+      crc = crc32c(buf.data() + 8, 12, crc);
+      put32(buf.data() + 4, crc);
+    }
+  }
+  const unsigned char* p = buf.data();
 
   std::uint32_t hlen = 0;
   const parse_status hs = check_header(p, n, prev, end, &hlen);
@@ -191,7 +202,7 @@ void name_op(const std::uint8_t* data, std::size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
   switch (data[0] & 3) {
-    case 0: decode_op(data + 1, size - 1); break;
+    case 0: decode_op(data + 1, size - 1, (data[0] & 4) != 0); break;
     case 1: encode_op(data + 1, size - 1); break;
     case 2: ack_op(data + 1, size - 1); break;
     default: name_op(data + 1, size - 1); break;

@@ -99,6 +99,9 @@ int main(int argc, char** argv) {
   ok &= write(dir, "decode-empty-payload", decode_seed(8, 0, empty));
   ok &= write(dir, "decode-flags", decode_seed(6, 0, flagged));
   ok &= write(dir, "decode-stale-seq", decode_seed(5, 0, r2));
+  std::string fix = decode_seed(0, 0, r1);  // bit 2: fuzz_record recomputes the CRC first
+  fix[0] = '\4';
+  ok &= write(dir, "decode-fixcrc-entry", fix);
   ok &= write(dir, "encode-entry", encode_seed(meta(record_kind::entry, 0, 0, ""), 1, json, 0, 1));
   ok &= write(dir, "encode-dropped", encode_seed(meta(record_kind::dropped, 2, 3, "HTTP 503"), 42, json, 40, 0x80));
   ok &= write(dir, "encode-length-field", encode_seed(meta(record_kind::entry, 0, 0, ""), 3, json, 9, 0xff));

@@ -480,7 +480,8 @@ BATCHQ_CXX_API segment_file_scan scan_segment_file(const std::string& path,
 // Text output: the reusable core of the `batchq-replay` tool.
 
 /// True if `text` is exactly one JSON value (RFC 8259), whitespace around it
-/// allowed, strings valid UTF-8. Nesting deeper than 256 counts as invalid.
+/// allowed, strings valid UTF-8; validate_json()'s rules (nesting deeper
+/// than 1000 counts as invalid).
 BATCHQ_CXX_API bool is_json(std::string_view text) noexcept;
 
 /// Appends `text` to *out as a JSON string literal (quotes included).

@@ -50,11 +50,59 @@ constexpr std::uint64_t zero_byte(std::uint64_t v) { return (v - ones) & ~v & hi
 // n / equal to c" bit tricks, exact as a whole (a false positive only costs
 // the byte loop). standard: < 0x20, '"', '\\', or >= 0x80 (UTF-8 to check);
 // cjson: < 0x20, '"', '/', '\\', 0x7f.
-bool word_needs_work(std::uint64_t x, bool cjson) {
+template <bool Cjson>
+bool word_needs_work(std::uint64_t x) {
   const std::uint64_t common = ((x - ones * 0x20) & ~x & high) | zero_byte(x ^ (ones * '"')) |
                                zero_byte(x ^ (ones * '\\'));
-  if (cjson) return (common | zero_byte(x ^ (ones * '/')) | zero_byte(x ^ (ones * 0x7f))) != 0;
+  if constexpr (Cjson) return (common | zero_byte(x ^ (ones * '/')) | zero_byte(x ^ (ones * 0x7f))) != 0;
   return (common | (x & high)) != 0;
+}
+
+// Handles s[*i] (a whole UTF-8 sequence in the standard style) and moves *i
+// past it; what is escaped flushes the pending run s[*run, *i) first.
+template <bool Cjson>
+inline void escape_one(const escape_table& t, std::string& out, const char* s, std::size_t n, std::size_t& i,
+                       std::size_t& run) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (!Cjson && c >= 0x80) {
+    const auto* u = reinterpret_cast<const unsigned char*>(s);
+    const std::size_t len = utf8_sequence(u + i, u + n);
+    if (len != 0) {  // valid UTF-8: copied
+      i += len;
+      return;
+    }
+    out.append(s + run, i - run);
+    out.append("\\ufffd");
+    run = ++i;
+    return;
+  }
+  if (t.len[c] != 0) {
+    out.append(s + run, i - run);
+    out.append(t.text[c], t.len[c]);
+    run = i + 1;
+  }
+  ++i;
+}
+
+// One loop per style, so the per-word test has no branch on the style.
+template <bool Cjson>
+void escape_into(std::string& out, std::string_view str) {
+  const escape_table& t = Cjson ? cjson_table : standard_table;
+  const char* const s = str.data();
+  const std::size_t n = str.size();
+  std::size_t run = 0;  // s[run, i) is pending, copied as is
+  std::size_t i = 0;
+  while (i + 8 <= n) {  // most strings have nothing to escape
+    std::uint64_t x;
+    std::memcpy(&x, s + i, 8);
+    if (!word_needs_work<Cjson>(x)) {
+      i += 8;
+      continue;
+    }
+    for (const std::size_t stop = i + 8; i < stop;) escape_one<Cjson>(t, out, s, n, i, run);
+  }
+  while (i < n) escape_one<Cjson>(t, out, s, n, i, run);
+  out.append(s + run, n - run);
 }
 
 }  // namespace
@@ -70,46 +118,11 @@ bool valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
-void json_escape_append(std::string& out, std::string_view str, escape_style style) {
-  const bool cjson = style == escape_style::cjson;
-  const escape_table& t = cjson ? cjson_table : standard_table;
-  const auto* s = reinterpret_cast<const unsigned char*>(str.data());
-  const std::size_t n = str.size();
-  std::size_t run = 0, i = 0;  // s[run, i) is pending, copied as is
-  auto flush = [&] { out.append(reinterpret_cast<const char*>(s + run), i - run); };
-  // Handles s[i], advancing i past it (past a whole UTF-8 sequence).
-  auto one = [&] {
-    const unsigned char c = s[i];
-    if (c >= 0x80 && !cjson) {
-      const std::size_t len = utf8_sequence(s + i, s + n);
-      if (len != 0) {
-        i += len;
-        return;
-      }
-      flush();
-      out.append("\\ufffd");
-      run = ++i;
-      return;
-    }
-    if (t.len[c] == 0) {
-      ++i;
-      return;
-    }
-    flush();
-    out.append(t.text[c], t.len[c]);
-    run = ++i;
-  };
-  while (i + 8 <= n) {  // most strings have nothing to escape
-    std::uint64_t x;
-    std::memcpy(&x, s + i, 8);
-    if (!word_needs_work(x, cjson)) {
-      i += 8;
-      continue;
-    }
-    for (const std::size_t stop = i + 8; i < stop;) one();
-  }
-  while (i < n) one();
-  flush();
+void json_escape_append(std::string& out, std::string_view s, escape_style style) {
+  if (style == escape_style::cjson)
+    escape_into<true>(out, s);
+  else
+    escape_into<false>(out, s);
 }
 
 std::string json_escaped(std::string_view s, escape_style style) {

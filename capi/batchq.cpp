@@ -21,9 +21,6 @@ struct batchq_queue {
   std::unique_ptr<batchq::http_log> log;
   // What the last batchq_poll_dropped() handed out; the records point here.
   std::vector<batchq::dropped_entry> polled;
-  // Keeps the C callbacks' records alive during a call.
-  batchq_callbacks cb{};
-  bool has_cb = false;
 };
 
 namespace {
@@ -57,8 +54,9 @@ void fill_dropped(batchq_dropped& d, const batchq::dropped_entry& e) {
   d.spooled = e.spooled ? 1 : 0;
 }
 
-// Copies `n` bytes of `full` into a caller's struct of `caller_size` bytes
-// whose first member is its own size: older callers get a prefix.
+// Copies into *out the first out->struct_size bytes of `full` (at most
+// sizeof(S)) and keeps out->struct_size: a caller built against an older,
+// shorter struct (its first member is its own size) gets the prefix it knows.
 template <class S>
 void copy_prefix(S* out, const S& full) {
   const std::size_t want = out->struct_size;
@@ -107,9 +105,7 @@ int create(const char* json, std::size_t len, const batchq_callbacks* cb, batchq
     batchq::http_log_options o = batchq::parse_http_log_config(std::string_view(json, len));
     batchq::http_log_callbacks hcb;
     if (cb) {
-      q->cb = *cb;
-      q->has_cb = true;
-      const batchq_callbacks c = q->cb;
+      const batchq_callbacks c = *cb;  // the lambdas below keep their own copy
       if (c.on_drop) {
         hcb.on_drop = [c](batchq::span<std::string> entries, const batchq::drop_info& info, bool spooled) {
           std::vector<batchq_dropped> recs(entries.size());

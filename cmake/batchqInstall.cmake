@@ -7,9 +7,11 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/batchq"
         DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
         FILES_MATCHING PATTERN "*.hpp" PATTERN "*.h")
 
+# Only the public targets: batchq's internal ones (batchq_rapidjson) are
+# linked as $<BUILD_INTERFACE:...> and never appear in batchqTargets.cmake.
 set(_bq_targets batchq_batch_queue)
 if(TARGET batchq)
-  list(APPEND _bq_targets batchq batchq_rapidjson)
+  list(APPEND _bq_targets batchq)
 endif()
 install(TARGETS ${_bq_targets}
         EXPORT batchqTargets

@@ -15,6 +15,7 @@
 
 #include "batchq/http_log.hpp"
 #include "batchq/payload.hpp"
+#include "text/text.hpp"
 
 namespace batchq {
 
@@ -139,7 +140,7 @@ E get_enum(const std::string& key, const Value& v, std::initializer_list<std::pa
   const std::string s(v.GetString(), v.GetStringLength());
   for (const auto& c : choices)
     if (s == c.first) return c.second;
-  const std::string shown = json_escape(std::string_view(s).substr(0, 64)) + (s.size() > 64 ? "..." : "");
+  const std::string shown = text::json_escaped(std::string_view(s).substr(0, 64)) + (s.size() > 64 ? "..." : "");
   bad(key, "must be one of " + allowed + ", got \"" + shown + "\"");
 }
 
@@ -385,7 +386,7 @@ http_log_options parse_http_log_config(std::string_view json) {
       // The key is quoted back at most 64 bytes long, escaped: the message
       // stays short and printable whatever was sent.
       constexpr std::size_t k_shown = 64;
-      const std::string shown = json_escape(std::string_view(key).substr(0, k_shown)) +
+      const std::string shown = text::json_escaped(std::string_view(key).substr(0, k_shown)) +
                                 (key.size() > k_shown ? "... (" + std::to_string(key.size()) + " bytes)" : "");
       throw options_error(shown, shown + ": " +
                                      (best.empty() ? "unknown key (see the configuration reference in the README)"

@@ -35,6 +35,7 @@
 
 #include "batchq/batch_queue.hpp"
 #include "batchq/lua_json.hpp"
+#include "text/text.hpp"
 
 namespace batchq {
 
@@ -64,7 +65,7 @@ struct log_record {
 // the error rather than lost or left unparseable.
 void lua_to_json_or_error(std::string_view enc, std::string& out) {
   std::string why;
-  if (!lua_to_json(enc, out, &why)) out += "{\"batchq_error\":\"" + json_escape(why) + "\"}";
+  if (!lua_to_json(enc, out, &why)) out += "{\"batchq_error\":\"" + text::json_escaped(why) + "\"}";
 }
 
 spool_options spool_opts(const http_log_options& o, const std::string& dir, spool_mode mode) {
@@ -622,7 +623,7 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
   if (m.q->forked()) throw fork_error();  // before the write-ahead append
   if (m.opt.validate_json) {
     std::string why;
-    if (!validate_json(entry, &why)) {
+    if (!text::json_valid(entry, &why)) {
       m.q->count_refused(enqueue_result::invalid_json);
       if (error) *error = std::move(why);
       return enqueue_result::invalid_json;

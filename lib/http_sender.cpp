@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "batchq/version.h"
+#include "text/text.hpp"
 
 namespace batchq {
 
@@ -137,30 +138,6 @@ std::string parse_endpoint(const std::string& url, endpoint_parts* out) {
   curl_url_set(u.get(), CURLUPART_FRAGMENT, nullptr, 0);
   out->url = url_part(u.get(), CURLUPART_URL, 0);
   return {};
-}
-
-std::string base64(std::string_view in) {
-  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += tbl[v >> 18 & 63];
-    out += tbl[v >> 12 & 63];
-    out += tbl[v >> 6 & 63];
-    out += tbl[v & 63];
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += tbl[v >> 18 & 63];
-    out += tbl[v >> 12 & 63];
-    out += (i + 1 < in.size()) ? tbl[v >> 6 & 63] : '=';
-    out += '=';
-  }
-  return out;
 }
 
 // gzip (RFC 1952) of `in` into `out`, replacing its contents.
@@ -333,7 +310,7 @@ struct http_sender::impl {
 
     add_header("Content-Type: " + opts.content_type);
     if (ep.has_userinfo) {
-      const std::string token = base64(ep.user + ":" + ep.password);
+      const std::string token = text::base64(ep.user + ":" + ep.password);
       add_header("Authorization: Basic " + token);
       secrets.push_back(token);
       secrets.push_back(ep.password);

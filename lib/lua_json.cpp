@@ -18,6 +18,8 @@
 #include <cstring>
 #include <vector>
 
+#include "text/text.hpp"
+
 namespace batchq {
 
 namespace {
@@ -89,67 +91,14 @@ std::uint64_t load_u64(const unsigned char* p) { return load_u32(p) | std::uint6
 // the same tables come out as arrays.
 int cjson_int(double k) { return k < 2147483648.0 ? static_cast<int>(k) : INT_MIN; }
 
-// cjson's escape table (lua_cjson.c char2escape): NULL -> copied as is.
-struct escape_table {
-  char text[256][7];
-  unsigned char len[256];
-  escape_table() {
-    static constexpr char hex[] = "0123456789abcdef";
-    for (int c = 0; c < 256; ++c) {
-      len[c] = 0;
-      text[c][0] = '\0';
-      if (c < 0x20 || c == 0x7f) {
-        std::memcpy(text[c], "\\u00", 4);
-        text[c][4] = hex[c >> 4];
-        text[c][5] = hex[c & 0xf];
-        len[c] = 6;
-      }
-    }
-    auto set = [&](int c, const char* s) {
-      std::memcpy(text[c], s, 2);
-      len[c] = 2;
-    };
-    set('\b', "\\b");
-    set('\t', "\\t");
-    set('\n', "\\n");
-    set('\f', "\\f");
-    set('\r', "\\r");
-    set('"', "\\\"");
-    set('\\', "\\\\");
-    set('/', "\\/");
-  }
-};
-const escape_table escapes;
-
-// true if one of the 8 bytes in x is escaped (< 0x20, '"', '/', '\\', 0x7f):
-// the "has a byte less than n / equal to c" bit tricks, exact as a whole.
-bool any_escaped(std::uint64_t x) {
-  constexpr std::uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-  auto zero_byte = [](std::uint64_t v) { return (v - ones) & ~v & high; };
-  return ((x - ones * 0x20) & ~x & high) | zero_byte(x ^ (ones * '"')) | zero_byte(x ^ (ones * '/')) |
-         zero_byte(x ^ (ones * '\\')) | zero_byte(x ^ (ones * 0x7f));
-}
-
 void put_string(const unsigned char* s, std::size_t n, std::string& out) {
   out += '"';
-  std::size_t run = 0, i = 0;
-  auto one = [&](std::size_t at) {
-    const unsigned char c = s[at];
-    if (escapes.len[c] == 0) return;
-    out.append(reinterpret_cast<const char*>(s + run), at - run);
-    out.append(escapes.text[c], escapes.len[c]);
-    run = at + 1;
-  };
-  for (; i + 8 <= n; i += 8) {  // most strings have nothing to escape
-    std::uint64_t x;
-    std::memcpy(&x, s + i, 8);
-    if (!any_escaped(x)) continue;
-    for (std::size_t j = i; j < i + 8; ++j) one(j);
-  }
-  for (; i < n; ++i) one(i);
-  out.append(reinterpret_cast<const char*>(s + run), n - run);
+  text::json_escape_append(out, std::string_view(reinterpret_cast<const char*>(s), n), text::escape_style::cjson);
   out += '"';
 }
+
+// validate_json must take whatever this encoder writes.
+static_assert(lua_json_max_depth <= text::json_max_depth, "the JSON validator refuses depths lua_to_json writes");
 
 // printf("%.14g") without the locale (std::to_chars is specified as printf
 // in the "C" locale). Integers below 1e14 print the same with fewer steps.

@@ -1,13 +1,11 @@
 #include "batchq/payload.hpp"
 
-#include <rapidjson/error/en.h>
-#include <rapidjson/memorystream.h>
-#include <rapidjson/reader.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
+
+#include "text/text.hpp"
 
 namespace batchq {
 
@@ -75,26 +73,7 @@ std::string build_payload(span<const std::string> entries, payload_format format
   return out;
 }
 
-bool validate_json(std::string_view s, std::string* error) {
-  // Iterative: a hostile "[[[[..." cannot overflow the stack. Numbers as
-  // strings: we only validate, so skip the float conversion.
-  constexpr unsigned flags = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag |
-                             rapidjson::kParseNumbersAsStringsFlag;
-  rapidjson::MemoryStream ms(s.data(), s.size());
-  rapidjson::Reader reader;
-  rapidjson::BaseReaderHandler<> handler;
-  const rapidjson::ParseResult r = reader.Parse<flags>(ms, handler);
-  auto fail = [&](std::size_t offset, const char* what) {
-    if (error) *error = "invalid JSON at offset " + std::to_string(offset) + ": " + what;
-    return false;
-  };
-  if (r.IsError()) return fail(r.Offset(), rapidjson::GetParseError_En(r.Code()));
-  // MemoryStream reports '\0' at its end, so a NUL byte inside the input
-  // looks like the end to the parser; anything left unread is that case.
-  if (ms.Tell() != s.size()) return fail(ms.Tell(), "NUL byte in the input.");
-  if (error) error->clear();
-  return true;
-}
+bool validate_json(std::string_view s, std::string* error) { return text::json_valid(s, error); }
 
 bool check_framing(std::string_view s, payload_format format, std::string* error) {
   const char* const p = s.data();
@@ -199,31 +178,6 @@ bool check_framing(std::string_view s, payload_format format, std::string* error
   return true;
 }
 
-std::string json_escape(std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size() + s.size() / 8);
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (u < 0x20) {
-          out += "\\u00";
-          out += hex[u >> 4];
-          out += hex[u & 0xf];
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
+std::string json_escape(std::string_view s) { return text::json_escaped(s); }
 
 }  // namespace batchq

@@ -6,7 +6,7 @@
 --   for _, d in ipairs(q:poll_dropped(256)) do ... d.data, d.reason ... end
 --   q:close(5000)
 --
--- Rules that come from LuaJIT and nginx (see /work/shared/house-style.md):
+-- Rules that come from LuaJIT and nginx (LuaJIT's FFI docs, lua-resty-core):
 --  * Nothing here is called back from the library's threads: dropped entries,
 --    log lines and statistics are pulled (poll_dropped, poll_log, stats).
 --  * Create queues in the nginx worker (init_worker or lazily), never in

@@ -722,7 +722,7 @@ class batch_queue {
     }
     // A flush tick and an attempt both due: the one due first runs first,
     // and at the same instant the one armed first (nginx runs timers of
-    // equal expiry in creation order; Kong's rule, kong-batch-queue.md).
+    // equal expiry in creation order; Kong's rule, kong/tools/queue.lua).
     const bool send_due = can_dispatch_locked(now);
     if (flush_at_ && now >= *flush_at_ && !(send_due && send_before_flush_locked())) {
       drain_locked(now);  // entries since the last tick count as activity
@@ -1063,7 +1063,7 @@ class batch_queue {
     if (opt_.max_bytes) bytes_out_.fetch_add(bytes, std::memory_order_relaxed);
   }
 
-  void log_locked(log_level level, std::string text) {
+  void log_locked(log_level level, std::string text) {  // NOLINT(performance-unnecessary-value-param): moved below
     if (!cb_.on_log) return;
     event e;
     e.level = level;

@@ -9,7 +9,7 @@
 //   batchq::send_result r = s.send(body, &ctx);      // one attempt
 //   return r.to_process_result();
 //
-// What goes on the wire (Kong http-log, see /work/shared/kong-batch-queue.md):
+// What goes on the wire (as Kong's http-log plugin, kong/plugins/http-log/handler.lua):
 //   <method> <path?query of http_endpoint> HTTP/1.1
 //   Host: <host[:port]>
 //   Content-Type: <content_type>

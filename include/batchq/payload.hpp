@@ -58,8 +58,10 @@ BATCHQ_CXX_API std::size_t payload_size(span<const std::string_view> entries, pa
 
 /// true if `s` is exactly one JSON value (RFC 8259) with nothing but
 /// whitespace around it: trailing garbage, a second value, invalid UTF-8,
-/// NaN/Infinity and embedded NUL bytes are errors. Nesting depth is limited
-/// only by memory (the parser is iterative, not recursive). On failure, if
+/// NaN/Infinity, embedded NUL bytes and nesting deeper than 1000 arrays or
+/// objects (cjson's default limit, which OpenResty/Kong receivers decode
+/// with) are errors; the parser is iterative, so depth never costs stack.
+/// On failure, if
 /// `error` is not null it receives e.g.
 ///   "invalid JSON at offset 12: Missing a comma or '}' after an object member."
 /// (offset in bytes from the start of `s`). Thread-safe; does not allocate a
@@ -82,8 +84,10 @@ BATCHQ_CXX_API bool check_framing(std::string_view entry, payload_format format,
 
 /// The JSON string-literal escaping of `s`, without the surrounding quotes:
 /// `"` `\` and control characters below 0x20 are escaped (\n, \t, ... or
-/// \u00XX); every other byte is copied as is (so valid UTF-8 stays valid).
-/// Use it to build small JSON texts (e.g. error entries) by hand.
+/// \u00XX); valid UTF-8 is copied as is and each byte that does not start a
+/// valid UTF-8 sequence becomes \ufffd (U+FFFD), so the result is always
+/// valid in a JSON string. Use it to build small JSON texts (e.g. error
+/// entries) by hand.
 BATCHQ_CXX_API std::string json_escape(std::string_view s);
 
 }  // namespace batchq

@@ -239,7 +239,7 @@ class fork_error : public std::logic_error {
 /// Checks options without constructing a queue. Returns "" when valid, else a
 /// message "<field> <problem> (allowed: <range>)"; *field receives the name.
 inline std::string validate(const batch_queue_options& o, std::string* field = nullptr) {
-  auto fail = [&](const char* f, std::string msg) {
+  auto fail = [&](const char* f, const std::string& msg) {
     if (field) *field = f;
     return std::string(f) + ": " + msg;
   };

@@ -14,7 +14,7 @@
 
 #include "batchq/http_log.hpp"
 #include "batchq/spool.hpp"
-#include "http/http_test_util.hpp"
+#include "support/test_util.hpp"
 #include "support/catch.hpp"
 #include "support/raw_server.hpp"
 

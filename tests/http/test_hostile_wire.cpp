@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "http/http_test_util.hpp"
+#include "support/test_util.hpp"
 
 using namespace std::chrono_literals;
 using batchq::drop_reason;

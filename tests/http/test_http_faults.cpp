@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "batchq/http_sender.hpp"
-#include "http/http_test_util.hpp"
+#include "support/test_util.hpp"
 #include "support/catch.hpp"
 #include "support/raw_server.hpp"
 #include "support/receiver.hpp"
@@ -20,17 +20,11 @@ using batchq::send_result;
 using batchq::test::raw_connection;
 using batchq::test::raw_request;
 using batchq::test::raw_server;
+using batchq::test::options_for;
 using batchq::test::receiver;
 using batchq::test::reply;
 
 namespace {
-
-http_sender_options options_for(const std::string& url) {
-  http_sender_options o;
-  o.http_endpoint = url;
-  o.timeout = 5000ms;
-  return o;
-}
 
 std::string failed_prefix(const std::string& host_port) { return "failed request to " + host_port + ": "; }
 

@@ -7,7 +7,7 @@
 
 #include "batchq/http_sender.hpp"
 #include "batchq/payload.hpp"
-#include "http/http_test_util.hpp"
+#include "support/test_util.hpp"
 #include "support/catch.hpp"
 #include "support/raw_server.hpp"
 #include "support/receiver.hpp"
@@ -17,19 +17,9 @@ using batchq::http_sender;
 using batchq::http_sender_options;
 using batchq::payload_format;
 using batchq::send_result;
+using batchq::test::options_for;
 using batchq::test::receiver;
 using batchq::test::reply;
-
-namespace {
-
-http_sender_options options_for(const std::string& url) {
-  http_sender_options o;
-  o.http_endpoint = url;
-  o.timeout = 5000ms;
-  return o;
-}
-
-}  // namespace
 
 TEST_CASE("a batch of one is sent as the bare entry", "[http]") {
   receiver rx;

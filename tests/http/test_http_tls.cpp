@@ -4,7 +4,7 @@
 #include <string>
 
 #include "batchq/http_sender.hpp"
-#include "http/http_test_util.hpp"
+#include "support/test_util.hpp"
 #include "support/catch.hpp"
 #include "support/receiver.hpp"
 
@@ -12,6 +12,7 @@ using namespace std::chrono_literals;
 using batchq::http_sender;
 using batchq::http_sender_options;
 using batchq::send_result;
+using batchq::test::options_for;
 using batchq::test::receiver;
 using batchq::test::receiver_options;
 
@@ -24,12 +25,6 @@ struct tls_fixture {
   bool ok = batchq::test::make_self_signed(cert, key);
 };
 
-http_sender_options options_for(const std::string& url) {
-  http_sender_options o;
-  o.http_endpoint = url;
-  o.timeout = 5000ms;
-  return o;
-}
 
 }  // namespace
 

@@ -96,12 +96,13 @@ TEST_CASE("validate_json: a NUL byte after the value is not taken for the end", 
   CHECK_FALSE(validate_json(std::string("{\"a\":\"x\0\"}", 10), &err));
 }
 
-TEST_CASE("validate_json survives deep nesting (iterative parser)", "[payload][json]") {
-  const std::size_t depth = 200000;
-  std::string deep(depth, '[');
-  deep += std::string(depth, ']');
-  CHECK(validate_json(deep));
+TEST_CASE("validate_json: nesting up to 1000 passes, deeper is refused (not a crash)", "[payload][json]") {
   std::string err;
+  CHECK(validate_json(std::string(1000, '[') + std::string(1000, ']'), &err));
+  CHECK_FALSE(validate_json(std::string(1001, '[') + std::string(1001, ']'), &err));
+  CHECK(err.find("nesting deeper than 1000") != std::string::npos);
+  const std::size_t depth = 200000;
+  CHECK_FALSE(validate_json(std::string(depth, '[') + std::string(depth, ']'), &err));
   CHECK_FALSE(validate_json(std::string(depth, '['), &err));
   CHECK(err.find("invalid JSON at offset") == 0);
 }
@@ -112,5 +113,6 @@ TEST_CASE("json_escape escapes quotes, backslashes and control characters", "[pa
   CHECK(batchq::json_escape("\n\r\t\b\f") == "\\n\\r\\t\\b\\f");
   CHECK(batchq::json_escape(std::string("\x01\x1f\0", 3)) == "\\u0001\\u001f\\u0000");
   CHECK(batchq::json_escape("caf\xc3\xa9") == "caf\xc3\xa9");
+  CHECK(batchq::json_escape("bad \xff byte") == "bad \\ufffd byte");  // invalid UTF-8 -> U+FFFD
   CHECK(validate_json("\"" + batchq::json_escape(std::string("x\"\n\x02\\", 5)) + "\""));
 }

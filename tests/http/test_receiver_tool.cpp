@@ -15,7 +15,7 @@
 
 #include "batchq/http_sender.hpp"
 #include "batchq/payload.hpp"
-#include "http/http_test_util.hpp"
+#include "support/test_util.hpp"
 #include "support/catch.hpp"
 
 extern char** environ;

@@ -19,7 +19,7 @@
 
 extern char** environ;
 
-namespace spool_test {
+namespace batchq::test {
 
 struct tool_result {
   int code = -1;    ///< exit status, or 128 + signal number
@@ -87,4 +87,4 @@ inline std::vector<std::string> lines_of(const std::string& text) {
   return v;
 }
 
-}  // namespace spool_test
+}  // namespace batchq::test

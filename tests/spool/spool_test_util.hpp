@@ -1,4 +1,5 @@
-// Helpers shared by the spool tests: scratch directories and file surgery.
+// Helpers shared by the spool tests: opening spools and file surgery
+// (scratch directories are support/test_util.hpp's temp_dir).
 #pragma once
 
 #include <sys/stat.h>
@@ -14,33 +15,11 @@
 #include <vector>
 
 #include "batchq/spool.hpp"
+#include "support/test_util.hpp"
 
-namespace spool_test {
+namespace batchq::test {
 
 namespace fs = std::filesystem;
-
-/// A fresh 0700 directory under $TMPDIR (or /tmp), removed with its contents.
-class temp_dir {
- public:
-  temp_dir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/batchq-spool-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, ec);
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 inline batchq::spool_options small_options(const std::string& dir) {
   batchq::spool_options o;
@@ -99,4 +78,4 @@ inline std::string payload_for(std::uint64_t i, std::size_t base = 40) {
   return p;
 }
 
-}  // namespace spool_test
+}  // namespace batchq::test

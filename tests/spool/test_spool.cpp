@@ -16,7 +16,7 @@
 #include "support/catch.hpp"
 
 using namespace batchq;
-using namespace spool_test;
+using namespace batchq::test;
 
 namespace {
 

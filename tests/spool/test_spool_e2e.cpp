@@ -22,14 +22,14 @@
 
 #include "batchq/http_log.hpp"
 #include "batchq/types.hpp"
-#include "http/http_test_util.hpp"
+#include "support/test_util.hpp"
 #include "spool/run_tool.hpp"
 #include "spool/spool_test_util.hpp"
 #include "support/catch.hpp"
 #include "support/receiver.hpp"
 
 using namespace batchq;
-using namespace spool_test;
+using namespace batchq::test;
 using namespace std::chrono_literals;
 
 namespace {

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-namespace batchq_test {
+namespace batchq::test {
 
 using namespace std::chrono_literals;
 using ms = std::chrono::milliseconds;
@@ -138,4 +138,4 @@ inline batchq::process_result fail(const std::string& why = "boom") {
   return batchq::process_result::failure(why);
 }
 
-}  // namespace batchq_test
+}  // namespace batchq::test

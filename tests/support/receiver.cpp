@@ -14,6 +14,10 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 namespace batchq::test {
 
 namespace {
@@ -50,6 +54,20 @@ std::string find_header(const header_list& headers, std::string_view name) {
   for (const auto& [k, v] : headers)
     if (iequals(k, name)) return v;
   return {};
+}
+
+std::vector<std::string> json_array_elements(const std::string& body) {
+  rapidjson::Document d;
+  d.Parse(body.data(), body.size());
+  if (d.HasParseError() || !d.IsArray()) throw std::runtime_error("not a JSON array: " + body.substr(0, 80));
+  std::vector<std::string> out;
+  for (const auto& e : d.GetArray()) {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    e.Accept(w);
+    out.emplace_back(sb.GetString(), sb.GetSize());
+  }
+  return out;
 }
 
 bool recorded_request::has_header(std::string_view name) const {

@@ -57,6 +57,10 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 /// Case-insensitive lookup of the first header called `name`; "" if absent.
 std::string find_header(const header_list& headers, std::string_view name);
 
+/// Parses `body` (a received batch) as a JSON array and returns each element
+/// re-serialized compactly; throws std::runtime_error if it is not one.
+std::vector<std::string> json_array_elements(const std::string& body);
+
 /// One request as the receiver read it.
 struct recorded_request {
   std::string method;

@@ -7,7 +7,7 @@
 #include "support/catch.hpp"
 #include "support/manual_harness.hpp"
 
-using namespace batchq_test;
+using namespace batchq::test;
 
 namespace {
 

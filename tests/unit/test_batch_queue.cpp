@@ -8,7 +8,7 @@
 #include <random>
 #include <set>
 
-using namespace batchq_test;
+using namespace batchq::test;
 using batchq::drop_reason;
 using batchq::enqueue_result;
 using batchq::log_level;

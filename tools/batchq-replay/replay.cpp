@@ -1,5 +1,5 @@
-// JSON lines and listings for the spool: the core of `batchq-replay`. A
-// validator and an escaper of our own, so the tool needs no JSON library.
+// JSON lines and listings for the spool: the core of `batchq-replay`. JSON
+// checks, escaping and base64 come from the text toolbox (lib/text).
 #include "replay.hpp"
 
 #include <dirent.h>
@@ -10,217 +10,15 @@
 #include <vector>
 
 #include "spool_reader.hpp"  // lib/: scan_segment_file for quarantined files
+#include "text/text.hpp"
 
 namespace batchq {
-namespace {
 
-// Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
-// surrogates, nothing above U+10FFFF), or 0.
-std::size_t utf8_sequence(const unsigned char* p, const unsigned char* end) noexcept {
-  const unsigned c = p[0];
-  if (c < 0x80) return 1;
-  auto cont = [&](std::size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) {
-    return p + i < end && p[i] >= lo && p[i] <= hi;
-  };
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
-  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return cont(1) && cont(2) ? 3 : 0;
-  if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
-  if (c == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
-  if (c >= 0xF1 && c <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
-  if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
-  return 0;
-}
+bool is_json(std::string_view s) noexcept { return text::json_valid(s); }
 
-bool valid_utf8(std::string_view s) noexcept {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const std::size_t n = utf8_sequence(p, end);
-    if (n == 0) return false;
-    p += n;
-  }
-  return true;
-}
-
-class json_checker {
- public:
-  explicit json_checker(std::string_view s) noexcept
-      : p_(reinterpret_cast<const unsigned char*>(s.data())), end_(p_ + s.size()) {}
-
-  bool document() noexcept {
-    if (!value()) return false;
-    skip_ws();
-    return p_ == end_;
-  }
-
- private:
-  static constexpr int kMaxDepth = 256;
-
-  void skip_ws() noexcept {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
-  }
-  bool eat(unsigned char c) noexcept {
-    skip_ws();
-    if (p_ < end_ && *p_ == c) {
-      ++p_;
-      return true;
-    }
-    return false;
-  }
-  bool digits() noexcept {
-    const unsigned char* start = p_;
-    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
-    return p_ > start;
-  }
-  bool literal(std::string_view word) noexcept {
-    if (static_cast<std::size_t>(end_ - p_) < word.size()) return false;
-    if (std::string_view(reinterpret_cast<const char*>(p_), word.size()) != word) return false;
-    p_ += word.size();
-    return true;
-  }
-  bool number() noexcept {
-    if (p_ < end_ && *p_ == '-') ++p_;
-    if (p_ < end_ && *p_ == '0')
-      ++p_;
-    else if (!(p_ < end_ && *p_ >= '1' && *p_ <= '9' && digits()))
-      return false;
-    if (p_ < end_ && *p_ == '.') {
-      ++p_;
-      if (!digits()) return false;
-    }
-    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
-      ++p_;
-      if (p_ < end_ && (*p_ == '+' || *p_ == '-')) ++p_;
-      if (!digits()) return false;
-    }
-    return true;
-  }
-  bool string() noexcept {
-    ++p_;  // the opening quote
-    while (p_ < end_) {
-      const unsigned char c = *p_;
-      if (c == '"') {
-        ++p_;
-        return true;
-      }
-      if (c < 0x20) return false;
-      if (c == '\\') {
-        if (++p_ == end_) return false;
-        const unsigned char e = *p_++;
-        if (e == 'u') {
-          for (int i = 0; i < 4; ++i, ++p_) {
-            if (p_ == end_) return false;
-            const unsigned char h = *p_;
-            if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F'))) return false;
-          }
-        } else if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' && e != 'r' && e != 't') {
-          return false;
-        }
-        continue;
-      }
-      const std::size_t n = utf8_sequence(p_, end_);
-      if (n == 0) return false;
-      p_ += n;
-    }
-    return false;
-  }
-  bool value() noexcept {
-    skip_ws();
-    if (p_ == end_) return false;
-    switch (*p_) {
-      case '{': return container('}', true);
-      case '[': return container(']', false);
-      case '"': return string();
-      case 't': return literal("true");
-      case 'f': return literal("false");
-      case 'n': return literal("null");
-      default: return number();
-    }
-  }
-  bool container(unsigned char close, bool object) noexcept {
-    if (++depth_ > kMaxDepth) return false;
-    ++p_;
-    if (eat(close)) {
-      --depth_;
-      return true;
-    }
-    for (;;) {
-      if (object) {
-        skip_ws();
-        if (p_ == end_ || *p_ != '"' || !string() || !eat(':')) return false;
-      }
-      if (!value()) return false;
-      if (eat(',')) continue;
-      if (!eat(close)) return false;
-      --depth_;
-      return true;
-    }
-  }
-
-  const unsigned char* p_;
-  const unsigned char* end_;
-  int depth_ = 0;
-};
-
-void append_base64(std::string* out, std::string_view in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  std::size_t n = in.size();
-  for (; n >= 3; n -= 3, p += 3) {
-    const std::uint32_t v = std::uint32_t{p[0]} << 16 | std::uint32_t{p[1]} << 8 | p[2];
-    for (int s = 18; s >= 0; s -= 6) out->push_back(kAlphabet[(v >> s) & 63u]);
-  }
-  if (n > 0) {
-    const std::uint32_t v = std::uint32_t{p[0]} << 16 | (n == 2 ? std::uint32_t{p[1]} << 8 : 0u);
-    out->push_back(kAlphabet[(v >> 18) & 63u]);
-    out->push_back(kAlphabet[(v >> 12) & 63u]);
-    out->push_back(n == 2 ? kAlphabet[(v >> 6) & 63u] : '=');
-    out->push_back('=');
-  }
-}
-
-}  // namespace
-
-bool is_json(std::string_view text) noexcept { return json_checker(text).document(); }
-
-void append_json_string(std::string* out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
+void append_json_string(std::string* out, std::string_view s) {
   out->push_back('"');
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const auto* end = p + text.size();
-  while (p < end) {
-    const unsigned char c = *p;
-    if (c >= 0x80) {
-      const std::size_t n = utf8_sequence(p, end);
-      if (n == 0) {
-        out->append("\\ufffd");
-        ++p;
-      } else {
-        out->append(reinterpret_cast<const char*>(p), n);
-        p += n;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      default:
-        if (c < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15u]);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-    ++p;
-  }
+  text::json_escape_append(*out, s);
   out->push_back('"');
 }
 
@@ -249,12 +47,12 @@ std::string to_json_line(const spool_record& r, reason_namer namer) {
       v.remove_suffix(1);
     out += ",\"payload\":";
     for (const char c : v) out.push_back(c == '\n' || c == '\r' ? ' ' : c);
-  } else if (valid_utf8(r.payload)) {
+  } else if (text::valid_utf8(r.payload)) {
     out += ",\"payload\":";
     append_json_string(&out, r.payload);
   } else {
     out += ",\"payload_base64\":\"";
-    append_base64(&out, r.payload);
+    text::base64_append(out, r.payload);
     out += '"';
   }
   out += '}';

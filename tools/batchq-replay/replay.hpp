@@ -16,7 +16,7 @@
 namespace batchq {
 
 /// True if `text` is exactly one JSON value (RFC 8259), whitespace around it
-/// allowed, strings valid UTF-8. Nesting deeper than 256 counts as invalid.
+/// allowed, strings valid UTF-8. Nesting deeper than 1000 (text::json_max_depth) counts as invalid.
 bool is_json(std::string_view text) noexcept;
 
 /// Appends `text` to *out as a JSON string literal (quotes included).

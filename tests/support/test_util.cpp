@@ -1,8 +1,4 @@
-#include "http/http_test_util.hpp"
-
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
+#include "support/test_util.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,20 +21,6 @@ std::vector<std::string> entries(int n) {
   return v;
 }
 
-std::vector<std::string> json_array_elements(const std::string& body) {
-  rapidjson::Document d;
-  d.Parse(body.data(), body.size());
-  if (d.HasParseError() || !d.IsArray()) throw std::runtime_error("not a JSON array: " + body.substr(0, 80));
-  std::vector<std::string> out;
-  for (const auto& e : d.GetArray()) {
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-    e.Accept(w);
-    out.emplace_back(sb.GetString(), sb.GetSize());
-  }
-  return out;
-}
-
 int unused_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -53,13 +35,14 @@ int unused_port() {
 
 temp_dir::temp_dir() {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/batchq-http-XXXXXX";
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/batchq-test-XXXXXX";
   if (!::mkdtemp(&tmpl[0])) throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
 }
 
 temp_dir::~temp_dir() {
   std::error_code ec;
+  std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ec);
   std::filesystem::remove_all(path_, ec);
 }
 
@@ -70,6 +53,13 @@ bool make_self_signed(const std::string& cert_path, const std::string& key_path)
       " -addext basicConstraints=critical,CA:TRUE"
       " -keyout '" + key_path + "' -out '" + cert_path + "' >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
+}
+
+http_sender_options options_for(const std::string& url) {
+  http_sender_options o;
+  o.http_endpoint = url;
+  o.timeout = std::chrono::milliseconds(5000);
+  return o;
 }
 
 long long elapsed_ms(std::chrono::steady_clock::time_point start) {

@@ -1,9 +1,14 @@
-// tests/http/http_test_util.hpp - small helpers shared by the HTTP tests.
+// tests/support/test_util.hpp - helpers shared by every test binary (the
+// test support library batchq_test_support, with Catch2's main). All test
+// helpers live in namespace batchq::test; HTTP receivers are in
+// receiver.hpp and raw_server.hpp (library batchq_test_receiver).
 #pragma once
 
 #include <chrono>
 #include <string>
 #include <vector>
+
+#include "batchq/http_sender.hpp"
 
 namespace batchq::test {
 
@@ -12,15 +17,12 @@ std::string entry(int i);
 /// entry(0) .. entry(n-1).
 std::vector<std::string> entries(int n);
 
-/// Parses `body` as a JSON array and returns each element re-serialized
-/// compactly; throws std::runtime_error if it is not a JSON array.
-std::vector<std::string> json_array_elements(const std::string& body);
-
 /// A TCP port on 127.0.0.1 with nothing listening (bound, then released).
 int unused_port();
 
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it
-/// when the object goes.
+/// A fresh 0700 directory under $TMPDIR (or /tmp), removed with everything
+/// in it when the object goes (its permissions are restored first, so a test
+/// may chmod it).
 class temp_dir {
  public:
   temp_dir();
@@ -38,6 +40,9 @@ class temp_dir {
 /// DNS:localhost, CA:TRUE so it can also be its own client CA) and its key
 /// with the openssl CLI. false if openssl is missing or fails.
 bool make_self_signed(const std::string& cert_path, const std::string& key_path);
+
+/// Sender options for `url` with a 5 s timeout, everything else default.
+http_sender_options options_for(const std::string& url);
 
 /// Milliseconds since `start`.
 long long elapsed_ms(std::chrono::steady_clock::time_point start);

@@ -90,9 +90,10 @@ function M.load()
           .. concat(tried, "; "), 2)
   end
 
+  -- Tries each existing file of `paths` not tried yet.
   local seen = {}
-  for template in package.cpath:gmatch("[^;]+") do
-    for _, path in ipairs(candidates(template)) do
+  local function try_each(paths)
+    for _, path in ipairs(paths) do
       if not seen[path] then
         seen[path] = true
         local lib, found = try(path, true)
@@ -103,20 +104,21 @@ function M.load()
     end
   end
 
+  for template in package.cpath:gmatch("[^;]+") do
+    local lib, found = try_each(candidates(template))
+    if lib then
+      return lib, found
+    end
+  end
+
   -- Then next to this module, and in the lib/ directories an install
   -- prefix puts beside it (<prefix>/share/lua/5.1/batchq.lua ->
   -- <prefix>/lib/libbatchq.so): Kong's default lua_package_cpath knows
   -- neither.
   for _, dir in ipairs(module_dirs()) do
-    for _, name in ipairs({ "libbatchq.so", "libbatchq.so.0", "batchq.so" }) do
-      local path = dir .. "/" .. name
-      if not seen[path] then
-        seen[path] = true
-        local lib, found = try(path, true)
-        if lib then
-          return lib, found
-        end
-      end
+    local lib, found = try_each({ dir .. "/libbatchq.so", dir .. "/libbatchq.so.0", dir .. "/batchq.so" })
+    if lib then
+      return lib, found
     end
   end
 

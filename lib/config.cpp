@@ -327,7 +327,8 @@ const std::vector<config_key>& keys() {
          o.queue.flush = get_choice(k, v, {flush_mode::kong_idle, flush_mode::coalescing});
        },
        [](const http_log_options& o) {
-         return js_choice(o.queue.flush, {{flush_mode::kong_idle, "kong_idle"}, {flush_mode::coalescing, "coalescing"}});
+         return js_choice(o.queue.flush,
+                          {{flush_mode::kong_idle, "kong_idle"}, {flush_mode::coalescing, "coalescing"}});
        }},
       {"batch_max_bytes", "queue", kind::integer, 0, k_any_bytes, false, false, {}, false,
        "close a batch before it exceeds this many bytes; 0 = none",
@@ -370,7 +371,8 @@ const std::vector<config_key>& keys() {
        },
        [](const http_log_options& o) { return js_s(o.queue.max_retry_time); }},
       {"backoff", "queue", kind::choice, 0, 0, false, false, {"kong_quadratic", "exponential"}, false,
-       "`kong_quadratic`: n² s after the n-th failure (Kong 2.x); `exponential`: from `initial_retry_delay` (Kong 3.x)",
+       "`kong_quadratic`: n² s after the n-th failure (Kong 2.x); `exponential`: from `initial_retry_delay` "
+       "(Kong 3.x)",
        [](const config_key& k, const Value& v, http_log_options& o) {
          o.queue.backoff = get_choice(k, v, {backoff_policy::kong_quadratic, backoff_policy::exponential});
        },
@@ -447,7 +449,9 @@ const std::vector<config_key>& keys() {
        [](const http_log_options& o) { return js(o.http.client_key); }},
       {"drop_permanent_4xx", "HTTP", kind::boolean, 0, 0, false, false, {}, false,
        "drop 4xx (not 408/429) at once instead of retrying",
-       [](const config_key& k, const Value& v, http_log_options& o) { o.http.drop_permanent_4xx = get_bool(k.name, v); },
+       [](const config_key& k, const Value& v, http_log_options& o) {
+         o.http.drop_permanent_4xx = get_bool(k.name, v);
+       },
        [](const http_log_options& o) { return js(o.http.drop_permanent_4xx); }},
       {"max_error_body", "HTTP", kind::integer, 0, 1 << 20, false, false, {}, false, "response bytes quoted in errors",
        [](const config_key& k, const Value& v, http_log_options& o) {
@@ -467,7 +471,8 @@ const std::vector<config_key>& keys() {
          o.spool = get_choice(k, v, {spool_mode::dead_letter, spool_mode::write_ahead});
        },
        [](const http_log_options& o) {
-         return js_choice(o.spool, {{spool_mode::dead_letter, "dead_letter"}, {spool_mode::write_ahead, "write_ahead"}});
+         return js_choice(o.spool,
+                          {{spool_mode::dead_letter, "dead_letter"}, {spool_mode::write_ahead, "write_ahead"}});
        }},
       {"spool_max_bytes", "spool", kind::integer, 0, k_any_bytes, false, false, {}, false,
        "cap on disk; oldest segment evicted",

@@ -7,17 +7,12 @@
 //   batchq_config_doc --lua              the keys as a Lua table (for
 //                                        tests/lua/test_plugin_keys.lua)
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <sstream>
 #include <string>
 
 #include "config_keys.hpp"
+#include "support/readme_section.hpp"
 
 namespace {
-
-const char* const k_begin = "<!-- BEGIN config-reference: generated from lib/config.cpp by batchq_config_doc --update README.md; edit the table there -->\n";
-const char* const k_end = "<!-- END config-reference -->\n";
 
 const char* kind_name(batchq::detail::config_kind k) {
   switch (k) {
@@ -50,11 +45,12 @@ int print_lua() {
   for (const auto& k : batchq::detail::config_keys()) {
     std::string choices;
     for (const auto& c : k.choices) choices += lua_string(c) + ", ";
-    std::printf("  { name = %s, kind = %s, lo = %.17g, hi = %.17g, unbounded_lo = %s, clamp = %s, "
-                "required = %s, choices = { %s}, default = %s },\n",
-                lua_string(k.name).c_str(), lua_string(kind_name(k.kind)).c_str(), k.lo, k.hi,
-                k.unbounded_lo ? "true" : "false", k.clamp ? "true" : "false", k.required ? "true" : "false",
-                choices.c_str(), lua_string(k.default_json).c_str());
+    std::printf(
+        "  { name = %s, kind = %s, lo = %.17g, hi = %.17g, unbounded_lo = %s, clamp = %s, "
+        "required = %s, choices = { %s}, default = %s },\n",
+        lua_string(k.name).c_str(), lua_string(kind_name(k.kind)).c_str(), k.lo, k.hi,
+        k.unbounded_lo ? "true" : "false", k.clamp ? "true" : "false", k.required ? "true" : "false", choices.c_str(),
+        lua_string(k.default_json).c_str());
   }
   std::printf("}\n");
   return 0;
@@ -74,36 +70,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s [--lua | --check README.md | --update README.md]\n", argv[0]);
     return 2;
   }
-  std::ifstream in(argv[2], std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "%s: cannot read %s\n", argv[0], argv[2]);
-    return 2;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  const auto b = text.find(k_begin);
-  const auto e = b == std::string::npos ? b : text.find(k_end, b);
-  if (e == std::string::npos) {
-    std::fprintf(stderr, "%s: %s has no generated section; put these two lines where the table goes:\n%s%s", argv[0],
-                 argv[2], k_begin, k_end);
-    return 1;
-  }
-  const auto body = b + std::string(k_begin).size();
-  const std::string current = text.substr(body, e - body);
-  if (mode == "--check") {
-    if (current == table) {
-      std::printf("%s: the configuration reference is current\n", argv[2]);
-      return 0;
-    }
-    std::fprintf(stderr,
-                 "%s: the configuration reference differs from lib/config.cpp's table of keys; regenerate it with\n"
-                 "  <build>/tests/batchq_config_doc --update %s\n--- in %s:\n%s--- generated:\n%s",
-                 argv[2], argv[2], argv[2], current.c_str(), table.c_str());
-    return 1;
-  }
-  text.replace(body, e - body, table);
-  std::ofstream out(argv[2], std::ios::binary | std::ios::trunc);
-  out << text;
-  return out ? 0 : 1;
+  return batchq_test::readme_section("batchq_config_doc", mode, argv[2], "config-reference", table);
 }

@@ -135,12 +135,8 @@ TEST_CASE("each key takes its documented range and refuses (or clamps) what is o
         CHECK(refusal(with(k.name, "1")).find(k.name + ": must be true or false") == 0);
         break;
       }
-      case config_kind::string:
-        CHECK(refusal(with(k.name, "1")).find(k.name + ": must be a string") == 0);
-        break;
-      case config_kind::object:
-        CHECK(refusal(with(k.name, "1")).find(k.name + ": must be an object") == 0);
-        break;
+      case config_kind::string: CHECK(refusal(with(k.name, "1")).find(k.name + ": must be a string") == 0); break;
+      case config_kind::object: CHECK(refusal(with(k.name, "1")).find(k.name + ": must be an object") == 0); break;
     }
   }
 }
@@ -152,7 +148,9 @@ TEST_CASE("the reference has one row per key, with its default", "[config]") {
     const auto at = md.find("| `" + k.name + "` |");
     REQUIRE(at != std::string::npos);
     const std::string row = md.substr(at, md.find('\n', at) - at);
-    if (k.required) CHECK(row.find("| required |") != std::string::npos);
-    else if (!k.default_json.empty()) CHECK(row.find("| `" + k.default_json + "` |") != std::string::npos);
+    if (k.required)
+      CHECK(row.find("| required |") != std::string::npos);
+    else if (!k.default_json.empty())
+      CHECK(row.find("| `" + k.default_json + "` |") != std::string::npos);
   }
 }

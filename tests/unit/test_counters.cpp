@@ -192,6 +192,7 @@ TEST_CASE("the counter table names each C field and each metric once", "[counter
     CHECK(members.insert(r.group + "." + r.member).second);  // one row per field of each struct
     CHECK((r.type == "counter" || r.type == "gauge"));
     // Prometheus: counters end in _total, gauges do not.
-    if (!r.prom.empty()) CHECK((r.type == "counter") == (r.prom.size() > 6 && r.prom.substr(r.prom.size() - 6) == "_total"));
+    if (!r.prom.empty())
+      CHECK((r.type == "counter") == (r.prom.size() > 6 && r.prom.substr(r.prom.size() - 6) == "_total"));
   }
 }

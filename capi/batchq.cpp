@@ -339,9 +339,9 @@ BATCHQ_API int batchq_poll_log(batchq_queue* q, int* level, char* buf, size_t bu
 #define BQ_C_FILL_spool(m, c) f.c = sp.m;
 #define BQ_C_FILL_reason(m, c) \
   for (std::size_t r = 0; r < batchq::drop_reason_count; ++r) f.c[r] = s.m[r];
-#define BQ_C_FILL_result(m, c)                                            \
-  f.c##_full = s.m[static_cast<std::size_t>(batchq::enqueue_result::queue_full)];      \
-  f.c##_too_large = s.m[static_cast<std::size_t>(batchq::enqueue_result::too_large)];   \
+#define BQ_C_FILL_result(m, c)                                                              \
+  f.c##_full = s.m[static_cast<std::size_t>(batchq::enqueue_result::queue_full)];           \
+  f.c##_too_large = s.m[static_cast<std::size_t>(batchq::enqueue_result::too_large)];       \
   f.c##_invalid_json = s.m[static_cast<std::size_t>(batchq::enqueue_result::invalid_json)]; \
   f.c##_shutdown = s.m[static_cast<std::size_t>(batchq::enqueue_result::shut_down)];
 #define BQ_C_FILL(g, m, c, p, t, h) BQ_C_FILL_##g(m, c)
@@ -355,7 +355,7 @@ struct c_span {
 #define BQ_C_SPAN_buffer(c) BQ_C_SPAN_queue(c)
 #define BQ_C_SPAN_spool(c) BQ_C_SPAN_queue(c)
 #define BQ_C_SPAN_reason(c) c_span{offsetof(batchq_stats_t, c), sizeof(batchq_stats_t::c)},
-#define BQ_C_SPAN_result(c)                                                                        \
+#define BQ_C_SPAN_result(c)                                                                          \
   c_span{offsetof(batchq_stats_t, c##_full), 8}, c_span{offsetof(batchq_stats_t, c##_too_large), 8}, \
       c_span{offsetof(batchq_stats_t, c##_invalid_json), 8}, c_span{offsetof(batchq_stats_t, c##_shutdown), 8},
 #define BQ_C_SPAN(g, m, c, p, t, h) BQ_C_SPAN_##g(c)

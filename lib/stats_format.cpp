@@ -15,14 +15,14 @@ namespace batchq {
 #define BQ_JSON_total(m, c) u(#c, s.m());
 #define BQ_JSON_buffer(m, c) u(#c, b.m);
 #define BQ_JSON_spool(m, c)
-#define BQ_JSON_reason(m, c)                                                                            \
-  w.Key(#c);                                                                                            \
-  w.StartObject();                                                                                      \
+#define BQ_JSON_reason(m, c)                                                                             \
+  w.Key(#c);                                                                                             \
+  w.StartObject();                                                                                       \
   for (std::size_t r = 0; r < drop_reason_count; ++r) u(to_string(static_cast<drop_reason>(r)), s.m[r]); \
   w.EndObject();
-#define BQ_JSON_result(m, c)                                                                                  \
-  w.Key(#c);                                                                                                  \
-  w.StartObject();                                                                                            \
+#define BQ_JSON_result(m, c)                                                                         \
+  w.Key(#c);                                                                                         \
+  w.StartObject();                                                                                   \
   for (std::size_t r = 1; r < s.m.size(); ++r) u(to_string(static_cast<enqueue_result>(r)), s.m[r]); \
   w.EndObject();
 #define BQ_JSON(g, m, c, p, t, h) BQ_JSON_##g(m, c)

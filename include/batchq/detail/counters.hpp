@@ -8,13 +8,16 @@
 //     header that LuaJIT's cdef also reads); capi/batchq.cpp fills it from
 //     this table and static_asserts that every row has its field there, in
 //     table order, and that the struct has no field the table lacks;
-//   - the Lua view (q:stats()) is checked against it by tests/capi's
-//     counters test (stats_table_dump prints the table).
+//   - the Lua view (q:stats()) is every uint64_t field of batchq_stats_t as
+//     capi/lua/batchq/cdef.lua declares it; tests/lua/test_cdef.lua checks
+//     the cdef against batchq.h and q:stats() against this table;
+//   - the README's counter reference (batchq_counters_dump --update README.md).
 //
 // To add a counter: append a row at the END of the list (the C struct is
-// append-only), add the field at the end of batchq_stats_t, and the name at
-// the end of STATS_FIELDS in capi/lua/batchq.lua. The build and the
-// counters tests fail until all of them agree.
+// append-only), append its field to batchq_stats_t in capi/batchq.h and in
+// capi/lua/batchq/cdef.lua, and regenerate the README's reference. The build
+// (static_assert in capi/batchq.cpp) and the tests test_counters, lua_cdef
+// and counter_reference fail until all of them agree.
 //
 // A row: X(group, member, c_field, prom, type, help)
 //   group    which struct holds the value:
@@ -33,7 +36,8 @@
 //   type     counter or gauge
 //   help     one line: the Prometheus # HELP text and the field's doc
 //
-// Pure preprocessor: no includes, usable from C and C++.
+// No includes: BATCHQ_COUNTERS is plain preprocessor (C or C++); the field
+// macros below declare std::uint64_t members (the includer has <cstdint>).
 #ifndef BATCHQ_DETAIL_COUNTERS_HPP
 #define BATCHQ_DETAIL_COUNTERS_HPP
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -325,6 +326,55 @@ BATCHQ_API int batchq_poll_log(batchq_queue* q, int* level, char* buf, size_t bu
   }
 }
 
+// batchq_stats_t from the counter table (batchq/detail/counters.hpp): each
+// row's field, in table order, and nothing else. The per-result family is
+// four fields named after the C constants' wording.
+#define BQ_C_FILL_queue(m, c) f.c = s.m;
+#define BQ_C_FILL_total(m, c) f.c = s.m();
+#define BQ_C_FILL_buffer(m, c) f.c = b.m;
+#define BQ_C_FILL_spool(m, c) f.c = sp.m;
+#define BQ_C_FILL_reason(m, c) \
+  for (std::size_t r = 0; r < batchq::drop_reason_count; ++r) f.c[r] = s.m[r];
+#define BQ_C_FILL_result(m, c)                                                              \
+  f.c##_full = s.m[static_cast<std::size_t>(batchq::enqueue_result::queue_full)];           \
+  f.c##_too_large = s.m[static_cast<std::size_t>(batchq::enqueue_result::too_large)];       \
+  f.c##_invalid_json = s.m[static_cast<std::size_t>(batchq::enqueue_result::invalid_json)]; \
+  f.c##_shutdown = s.m[static_cast<std::size_t>(batchq::enqueue_result::shut_down)];
+#define BQ_C_FILL(g, m, c, p, t, h) BQ_C_FILL_##g(m, c)
+
+// Where each row lives in batchq_stats_t: {offset, bytes}.
+struct c_span {
+  std::size_t offset, size;
+};
+#define BQ_C_SPAN_queue(c) c_span{offsetof(batchq_stats_t, c), sizeof(std::uint64_t)},
+#define BQ_C_SPAN_total(c) BQ_C_SPAN_queue(c)
+#define BQ_C_SPAN_buffer(c) BQ_C_SPAN_queue(c)
+#define BQ_C_SPAN_spool(c) BQ_C_SPAN_queue(c)
+#define BQ_C_SPAN_reason(c) c_span{offsetof(batchq_stats_t, c), sizeof(batchq_stats_t::c)},
+#define BQ_C_SPAN_result(c)                                                                          \
+  c_span{offsetof(batchq_stats_t, c##_full), 8}, c_span{offsetof(batchq_stats_t, c##_too_large), 8}, \
+      c_span{offsetof(batchq_stats_t, c##_invalid_json), 8}, c_span{offsetof(batchq_stats_t, c##_shutdown), 8},
+#define BQ_C_SPAN(g, m, c, p, t, h) BQ_C_SPAN_##g(c)
+constexpr c_span stats_spans[] = {BATCHQ_COUNTERS(BQ_C_SPAN)};
+
+// True when the rows tile batchq_stats_t exactly, after struct_size, in
+// table order: a field the table lacks, a row the struct lacks, or a
+// different order fails the build here.
+constexpr bool stats_struct_follows_table() {
+  std::size_t at = sizeof(size_t);
+  for (const c_span& sp : stats_spans) {
+    if (sp.offset != at) return false;
+    at += sp.size;
+  }
+  return at == sizeof(batchq_stats_t);
+}
+static_assert(stats_struct_follows_table(),
+              "batchq_stats_t (capi/batchq.h) and the counter table (include/batchq/detail/counters.hpp) differ");
+static_assert(sizeof(batchq_stats_t::dropped_by_reason) / sizeof(std::uint64_t) >= batchq::drop_reason_count,
+              "batchq_stats_t::dropped_by_reason has fewer slots than drop_reason has values");
+static_assert(std::tuple_size<decltype(batchq::queue_stats::refused)>::value == 5,
+              "a new enqueue_result needs its refused_* field in batchq_stats_t and BQ_C_FILL_result");
+
 BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
   if (!q || !out || out->struct_size < sizeof(size_t)) return BATCHQ_EINVAL;
   if (forked(q)) return BATCHQ_EFORK;
@@ -334,39 +384,7 @@ BATCHQ_API int batchq_stats(batchq_queue* q, batchq_stats_t* out) {
     const batchq::buffer_figures b = q->log->buffer_stats();
     batchq_stats_t f{};
     f.struct_size = sizeof(f);
-    f.enqueued = s.enqueued;
-    f.delivered = s.delivered;
-    f.dropped = s.dropped_total();
-    f.pending = s.pending;
-    f.in_flight = s.in_flight;
-    f.bytes_held = s.bytes_held;
-    for (std::size_t r = 0; r < batchq::drop_reason_count; ++r) f.dropped_by_reason[r] = s.dropped[r];
-    f.batches_queued = s.batches_queued;
-    f.batches_in_flight = s.batches_in_flight;
-    f.batches_delivered = s.batches_delivered;
-    f.attempts = s.attempts;
-    f.failed_attempts = s.failed_attempts;
-    f.retried = s.retried;
-    f.refused_full = s.refused_for(batchq::enqueue_result::queue_full);
-    f.refused_too_large = s.refused_for(batchq::enqueue_result::too_large);
-    f.refused_invalid_json = s.refused_for(batchq::enqueue_result::invalid_json);
-    f.refused_shutdown = s.refused_for(batchq::enqueue_result::shut_down);
-    f.drop_buffer_pending = b.drop_pending;
-    f.drop_buffer_overflow = b.drop_overflow;
-    f.log_overflow = b.log_overflow;
-    f.spool_records = sp.records;
-    f.spool_bytes = sp.bytes;
-    f.spool_durable_seq = sp.durable_seq;
-    f.spool_errors = sp.errors;
-    f.spool_evicted = sp.evicted;
-    f.spool_replayed = sp.replayed;
-    f.spool_damaged_records = sp.damaged_records;
-    f.spool_damaged_bytes = sp.damaged_bytes;
-    f.spool_unprotected = sp.unprotected;
-    f.spool_unavailable = sp.unavailable;
-    f.drop_pending = s.drop_pending;
-    f.drop_pending_bytes = s.drop_pending_bytes;
-    f.drops_unreported = s.drops_unreported;
+    BATCHQ_COUNTERS(BQ_C_FILL)
     copy_prefix(out, f);
     return BATCHQ_OK;
   } catch (...) {

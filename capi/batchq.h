@@ -289,6 +289,10 @@ typedef struct batchq_stats_t {
   uint64_t drop_pending;
   uint64_t drop_pending_bytes;
   uint64_t drops_unreported;
+  uint64_t spool_replay_refused; /* entries replayed from the spools at start that the queue
+                                  * refused (kept as dead letters) */
+  /* New fields are appended here, in the order of the counter table
+   * (include/batchq/detail/counters.hpp); capi/batchq.cpp checks it. */
 } batchq_stats_t;
 
 /* Fills *out with a consistent snapshot. out->struct_size must be set; a

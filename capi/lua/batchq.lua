@@ -28,113 +28,20 @@ local type = type
 local tonumber = tonumber
 local tostring = tostring
 local pairs = pairs
-local ipairs = ipairs
 local next = next
 local setmetatable = setmetatable
-local error = error
 local pcall = pcall
-local concat = table.concat
 local floor = math.floor
-local getenv = os.getenv
-local io_open = io.open
 
--- The declarations of capi/batchq.h that this module uses (no #define: the
--- FFI parser does not take them; the C callbacks are left out on purpose,
--- they must never be used from Lua). Guarded so that loading the module a
--- second time (package.loaded cleared) does not redefine the types.
-if not pcall(ffi.typeof, "batchq_stats_t") then
-  ffi.cdef [[
-typedef struct batchq_queue batchq_queue;
-
-typedef struct batchq_dropped {
-  size_t struct_size;
-  int reason;
-  uint32_t attempts;
-  int64_t time_ms;
-  const char *data;
-  size_t len;
-  const char *last_error;
-  size_t last_error_len;
-  int spooled;
-} batchq_dropped;
-
-typedef struct batchq_stats_t {
-  size_t struct_size;
-  uint64_t enqueued;
-  uint64_t delivered;
-  uint64_t dropped;
-  uint64_t pending;
-  uint64_t in_flight;
-  uint64_t bytes_held;
-  uint64_t dropped_by_reason[16];
-  uint64_t batches_queued;
-  uint64_t batches_in_flight;
-  uint64_t batches_delivered;
-  uint64_t attempts;
-  uint64_t failed_attempts;
-  uint64_t retried;
-  uint64_t refused_full;
-  uint64_t refused_too_large;
-  uint64_t refused_invalid_json;
-  uint64_t refused_shutdown;
-  uint64_t drop_buffer_pending;
-  uint64_t drop_buffer_overflow;
-  uint64_t log_overflow;
-  uint64_t spool_records;
-  uint64_t spool_bytes;
-  uint64_t spool_durable_seq;
-  uint64_t spool_errors;
-  uint64_t spool_evicted;
-  uint64_t spool_replayed;
-  uint64_t spool_damaged_records;
-  uint64_t spool_damaged_bytes;
-  uint64_t spool_unprotected;
-  uint64_t spool_unavailable;
-  uint64_t drop_pending;
-  uint64_t drop_pending_bytes;
-  uint64_t drops_unreported;
-} batchq_stats_t;
-
-const char *batchq_strerror(int code);
-const char *batchq_version(void);
-int batchq_version_number(void);
-const char *batchq_drop_reason_name(int reason);
-
-int batchq_new(const char *config_json, size_t len, batchq_queue **out,
-               char *errbuf, size_t errbuf_len);
-int batchq_enqueue_ex(batchq_queue *q, const char *data, size_t len,
-                      char *errbuf, size_t errbuf_len);
-int batchq_flush(batchq_queue *q, int64_t timeout_ms);
-int batchq_shutdown(batchq_queue *q, int64_t timeout_ms);
-void batchq_free(batchq_queue *q);
-int batchq_poll_dropped(batchq_queue *q, batchq_dropped *out, size_t max,
-                        size_t *count);
-int batchq_poll_log(batchq_queue *q, int *level, char *buf, size_t buf_len,
-                    size_t *len);
-int batchq_stats(batchq_queue *q, batchq_stats_t *out);
-int batchq_stats_json(batchq_queue *q, char *buf, size_t buf_len,
-                      size_t *out_len);
-int batchq_stats_prometheus(batchq_queue *q, char *buf, size_t buf_len,
-                            size_t *out_len);
-int batchq_shutdown_begin(batchq_queue *q, int64_t timeout_ms);
-int batchq_shutdown_poll(batchq_queue *q);
-int batchq_enqueue_lua(batchq_queue *q, const void *data, size_t len,
-                       char *errbuf, size_t errbuf_len);
-int batchq_lua_to_json(const void *data, size_t len, char *buf,
-                       size_t buf_len, size_t *out_len, char *errbuf,
-                       size_t errbuf_len);
-]]
-end
+-- The declarations of capi/batchq.h (batchq/cdef.lua, checked against the
+-- header by tests/lua/test_cdef.lua) and the library (batchq/loader.lua).
+local cdef = require "batchq.cdef"
+local loader = require "batchq.loader"
 
 local _M = { _VERSION = "0.1.0" }
 
--- Error codes of batchq.h (enum batchq_error); append-only there, so a new
--- code simply shows up as its batchq_strerror() text.
-local E = {
-  OK = 0, EINVAL = -1, ECONFIG = -2, EFULL = -3, ETOOLARGE = -4, EJSON = -5,
-  ESHUTDOWN = -6, ETIMEDOUT = -7, ENOMEM = -8, ESPOOL = -9, ESMALLBUF = -10,
-  EINTERNAL = -11, EINPROGRESS = -12, EFORK = -13,
-}
+-- Error codes of batchq.h (enum batchq_error), from batchq/cdef.lua.
+local E = cdef.errors
 _M.errors = E
 
 local EINVAL = E.EINVAL
@@ -143,129 +50,9 @@ local ESMALLBUF = E.ESMALLBUF
 
 local LOG_LEVELS = { [0] = "debug", [1] = "info", [2] = "warn", [3] = "error" }
 
--- Finding the library ------------------------------------------------------
-
--- Candidate file names for one package.cpath template such as
--- "/usr/local/lib/lua/5.1/?.so": both the Lua-module name (batchq.so) and the
--- CMake target's name (libbatchq.so) are accepted, the latter also with its
--- SOVERSION suffix so that an installed runtime-only package works.
-local function candidates(template)
-  local out = {}
-  if not template:find("?", 1, true) then
-    return out
-  end
-  for _, name in ipairs({ "batchq", "libbatchq" }) do
-    local p = template:gsub("%?", name)
-    out[#out + 1] = p
-    if name == "libbatchq" and p:sub(-3) == ".so" then
-      out[#out + 1] = p .. ".0"
-    end
-  end
-  return out
-end
-
-local function file_exists(path)
-  local f = io_open(path, "rb")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
-
--- The directory this file was loaded from (debug.getinfo's "@/path/x.lua"),
--- and the lib/ directories an install puts next to it, in that order.
-local function module_dirs()
-  local info = debug and debug.getinfo and debug.getinfo(1, "S")
-  local src = info and info.source or ""
-  local dir = src:match("^@(.*)/[^/]*$")
-  if not dir then
-    if src:match("^@[^/]*$") then
-      dir = "."
-    else
-      return {}
-    end
-  end
-  return { dir, dir .. "/../lib", dir .. "/../../lib", dir .. "/../../../lib" }
-end
-
-local function load_library()
-  local tried = {}
-
-  local function try(path, must_exist)
-    if must_exist and not file_exists(path) then
-      tried[#tried + 1] = path .. " (no such file)"
-      return nil
-    end
-    local ok, lib = pcall(ffi.load, path)
-    if ok then
-      return lib, path
-    end
-    tried[#tried + 1] = path .. " (" .. tostring(lib) .. ")"
-    return nil
-  end
-
-  -- An explicit path wins and is the only one tried: a test or a deployment
-  -- that names a file must not silently get another copy from the cpath.
-  local override = getenv("BATCHQ_LIB")
-  if override and override ~= "" then
-    local lib, path = try(override, false)
-    if lib then
-      return lib, path
-    end
-    error("batchq: could not load the library named by BATCHQ_LIB: "
-          .. concat(tried, "; "), 2)
-  end
-
-  local seen = {}
-  for template in package.cpath:gmatch("[^;]+") do
-    for _, path in ipairs(candidates(template)) do
-      if not seen[path] then
-        seen[path] = true
-        local lib, found = try(path, true)
-        if lib then
-          return lib, found
-        end
-      end
-    end
-  end
-
-  -- Then next to this module, and in the lib/ directories an install
-  -- prefix puts beside it (<prefix>/share/lua/5.1/batchq.lua ->
-  -- <prefix>/lib/libbatchq.so): Kong's default lua_package_cpath knows
-  -- neither.
-  for _, dir in ipairs(module_dirs()) do
-    for _, name in ipairs({ "libbatchq.so", "libbatchq.so.0", "batchq.so" }) do
-      local path = dir .. "/" .. name
-      if not seen[path] then
-        seen[path] = true
-        local lib, found = try(path, true)
-        if lib then
-          return lib, found
-        end
-      end
-    end
-  end
-
-  -- Last: the dynamic linker's own search (LD_LIBRARY_PATH, ld.so.cache).
-  local lib, found = try("batchq", false)
-  if lib then
-    return lib, found
-  end
-
-  error("batchq: could not find libbatchq.so. To fix it, either set "
-        .. "BATCHQ_LIB=/path/to/libbatchq.so in the environment (under nginx "
-        .. "also add `env BATCHQ_LIB;` to nginx.conf), or add the library's "
-        .. "directory to the Lua C path: in kong.conf "
-        .. "`lua_package_cpath = /path/to/?.so;;` (environment: "
-        .. "KONG_LUA_PACKAGE_CPATH), in plain OpenResty "
-        .. "`lua_package_cpath \"/path/to/?.so;;\";`. Paths tried:\n  "
-        .. concat(tried, "\n  "), 2)
-end
-
 -- Kept referenced by the module (and by every finalizer closure below) so the
 -- library is never unloaded while a queue handle exists.
-local lib, lib_path = load_library()
+local lib, lib_path = loader.load()
 _M.library_path = lib_path
 
 -- Module-level scratch buffers ----------------------------------------------
@@ -503,7 +290,9 @@ local function u64(v)
   return tonumber(v)
 end
 
--- A Lua table of batchq_stats_t (numbers; exact up to 2^53).
+-- A Lua table of batchq_stats_t (numbers; exact up to 2^53): every uint64_t
+-- field by its name, and dropped_by_reason by reason name.
+local STATS_FIELDS = cdef.stats_fields
 function methods.stats(self)
   local h = self.h
   if not h then
@@ -519,41 +308,12 @@ function methods.stats(self)
   for i, name in pairs(REASONS) do
     by_reason[name] = u64(s.dropped_by_reason[i])
   end
-  return {
-    enqueued = u64(s.enqueued),
-    delivered = u64(s.delivered),
-    dropped = u64(s.dropped),
-    pending = u64(s.pending),
-    in_flight = u64(s.in_flight),
-    bytes_held = u64(s.bytes_held),
-    dropped_by_reason = by_reason,
-    batches_queued = u64(s.batches_queued),
-    batches_in_flight = u64(s.batches_in_flight),
-    batches_delivered = u64(s.batches_delivered),
-    attempts = u64(s.attempts),
-    failed_attempts = u64(s.failed_attempts),
-    retried = u64(s.retried),
-    refused_full = u64(s.refused_full),
-    refused_too_large = u64(s.refused_too_large),
-    refused_invalid_json = u64(s.refused_invalid_json),
-    refused_shutdown = u64(s.refused_shutdown),
-    drop_buffer_pending = u64(s.drop_buffer_pending),
-    drop_buffer_overflow = u64(s.drop_buffer_overflow),
-    log_overflow = u64(s.log_overflow),
-    spool_records = u64(s.spool_records),
-    spool_bytes = u64(s.spool_bytes),
-    spool_durable_seq = u64(s.spool_durable_seq),
-    spool_errors = u64(s.spool_errors),
-    spool_evicted = u64(s.spool_evicted),
-    spool_replayed = u64(s.spool_replayed),
-    spool_damaged_records = u64(s.spool_damaged_records),
-    spool_damaged_bytes = u64(s.spool_damaged_bytes),
-    spool_unprotected = u64(s.spool_unprotected),
-    spool_unavailable = u64(s.spool_unavailable),
-    drop_pending = u64(s.drop_pending),
-    drop_pending_bytes = u64(s.drop_pending_bytes),
-    drops_unreported = u64(s.drops_unreported),
-  }
+  local t = { dropped_by_reason = by_reason }
+  for i = 1, #STATS_FIELDS do
+    local name = STATS_FIELDS[i]
+    t[name] = u64(s[name])
+  end
+  return t
 end
 
 -- Calls a "fill this buffer" function, growing the shared buffer when the

@@ -50,6 +50,8 @@ build = {
       ["kong.plugins.batchq-log.custom_fields"] = "examples/kong-plugin/kong/plugins/batchq-log/custom_fields.lua",
       -- the FFI binding
       ["batchq"] = "capi/lua/batchq.lua",
+      ["batchq.cdef"] = "capi/lua/batchq/cdef.lua",
+      ["batchq.loader"] = "capi/lua/batchq/loader.lua",
     },
     -- into the tree's C module directory (LIBDIR, e.g. /usr/local/lib/lua/5.1
     -- for Kong's own tree), which is on Kong's default lua_package_cpath:

@@ -111,32 +111,17 @@ struct dropped_entry {
 
 /// Pull-mode buffer figures.
 struct buffer_figures {
-  std::uint64_t drop_pending = 0;   ///< dropped entries waiting for poll_dropped()
-  std::uint64_t drop_overflow = 0;  ///< dropped entries the buffer could not keep
-  std::uint64_t log_overflow = 0;   ///< log lines the buffer could not keep
+  /// drop_pending, drop_overflow, log_overflow: declared and documented by
+  /// the counter table (batchq/detail/counters.hpp).
+  BATCHQ_COUNTERS(BATCHQ_COUNTER_FIELD_buffer)
 };
 
 /// Spool figures (zeros without a spool).
 struct spool_figures {
-  std::uint64_t records = 0;
-  std::uint64_t bytes = 0;
-  std::uint64_t durable_seq = 0;
-  std::uint64_t errors = 0;
-  std::uint64_t replayed = 0;  ///< entries re-queued from the spools at start (write-ahead, shutdown dead letters)
-  std::uint64_t replay_refused = 0;  ///< ... refused by the queue then, kept as dead letters
-  std::uint64_t evicted = 0;   ///< records the spool_max_bytes cap deleted (oldest first)
-  /// Damaged regions found in the spools (bad checksum or header, a record
-  /// cut short, records out of place) and their bytes. Each is reported in a
-  /// log line (file, offset) and kept in <spool>/quarantine/, never deleted.
-  std::uint64_t damaged_records = 0;
-  std::uint64_t damaged_bytes = 0;
-  /// write_ahead mode: entries accepted without a write-ahead record (the
-  /// spool not open yet, held by another process or unavailable, or the
-  /// append failed: disk full...). A crash loses these.
-  std::uint64_t unprotected = 0;
-  /// 1 while a configured spool cannot be opened (permissions, read-only
-  /// disk...): the queue works in memory and retries it in the background.
-  std::uint64_t unavailable = 0;
+  /// records, bytes, durable_seq, errors, evicted, replayed, damaged_*,
+  /// unprotected, unavailable, replay_refused: declared and documented by
+  /// the counter table (batchq/detail/counters.hpp).
+  BATCHQ_COUNTERS(BATCHQ_COUNTER_FIELD_spool)
 };
 
 class BATCHQ_CXX_API http_log {

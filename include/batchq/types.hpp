@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "batchq/clock.hpp"
+#include "batchq/detail/counters.hpp"
 
 namespace batchq {
 
@@ -340,28 +341,16 @@ struct drop_info {
 /// A consistent snapshot of the queue's counters. At every snapshot:
 ///   enqueued == delivered + dropped_total() + pending + in_flight
 struct queue_stats {
-  std::uint64_t enqueued = 0;   ///< entries accepted by enqueue()
-  std::uint64_t delivered = 0;  ///< entries in batches whose process call succeeded
+  /// The scalar counters (enqueued, delivered, pending, in_flight,
+  /// bytes_held, batches_*, attempts, failed_attempts, retried,
+  /// drop_pending, drop_pending_bytes, drops_unreported): one
+  /// std::uint64_t each, declared and documented by the counter table
+  /// (batchq/detail/counters.hpp).
+  BATCHQ_COUNTERS(BATCHQ_COUNTER_FIELD_queue)
   /// Entries dropped, indexed by drop_reason.
   std::array<std::uint64_t, drop_reason_count> dropped{};
-  std::uint64_t pending = 0;    ///< entries waiting (not yet in a batch, or in a queued batch)
-  std::uint64_t in_flight = 0;  ///< entries in batches being processed right now
-  std::uint64_t bytes_held = 0; ///< sum of sizes of pending + in-flight entries
-  std::uint64_t batches_queued = 0;     ///< closed batches waiting
-  std::uint64_t batches_in_flight = 0;  ///< batches being processed
-  std::uint64_t batches_delivered = 0;  ///< successful process calls
-  std::uint64_t attempts = 0;           ///< process calls made
-  std::uint64_t failed_attempts = 0;    ///< process calls that failed (or threw)
-  std::uint64_t retried = 0;            ///< failed batches put back for another attempt
   /// Entries refused by enqueue(), indexed by enqueue_result (accepted stays 0).
   std::array<std::uint64_t, 5> refused{};
-  /// Dropped entries (counted in `dropped`) waiting to be handed to on_drop,
-  /// and their bytes. Not part of bytes_held.
-  std::uint64_t drop_pending = 0;
-  std::uint64_t drop_pending_bytes = 0;
-  /// Dropped entries (counted in `dropped`) destroyed without reaching
-  /// on_drop because more than max_drop_pending_bytes/_entries were waiting.
-  std::uint64_t drops_unreported = 0;
 
   std::uint64_t dropped_total() const noexcept {
     std::uint64_t s = 0;

@@ -109,10 +109,16 @@ p:close()
 assert(tmp and tmp ~= "", "mktemp")
 local NO_CPATH = "/nonexistent-cpath/?.so;;"  -- ";;": the default cpath (lua-cjson)
 
+-- The module as an install lays it out: batchq.lua and batchq/*.lua in dir.
+local function module_copy(dir)
+  return fmt("cp -R %s %s %s/", shell_quote(module_src .. "/batchq.lua"), shell_quote(module_src .. "/batchq"),
+             shell_quote(dir))
+end
+
 test("found next to the module (no BATCHQ_LIB, not on the cpath)", function()
   local dir = tmp .. "/flat"
-  sh(fmt("mkdir -p %s && cp %s %s/batchq.lua && cp %s %s/libbatchq.so", shell_quote(dir),
-         shell_quote(module_src .. "/batchq.lua"), shell_quote(dir), shell_quote(lib), shell_quote(dir)))
+  sh(fmt("mkdir -p %s && %s && cp %s %s/libbatchq.so", shell_quote(dir), module_copy(dir), shell_quote(lib),
+         shell_quote(dir)))
   local ok, out = run({ LUA_PATH = dir .. "/?.lua", LUA_CPATH = NO_CPATH }, PRINT_PATH)
   assert(ok, out)
   assert(out:find("path=" .. dir .. "/libbatchq.so", 1, true), "loaded next to the module: " .. out)
@@ -120,9 +126,8 @@ end)
 
 test("found in <prefix>/lib from <prefix>/share/lua/5.1/batchq.lua", function()
   local prefix = tmp .. "/prefix"
-  sh(fmt("mkdir -p %s/share/lua/5.1 %s/lib && cp %s %s/share/lua/5.1/batchq.lua && cp %s %s/lib/libbatchq.so.0",
-         shell_quote(prefix), shell_quote(prefix), shell_quote(module_src .. "/batchq.lua"), shell_quote(prefix),
-         shell_quote(lib), shell_quote(prefix)))
+  sh(fmt("mkdir -p %s/share/lua/5.1 %s/lib && %s && cp %s %s/lib/libbatchq.so.0", shell_quote(prefix),
+         shell_quote(prefix), module_copy(prefix .. "/share/lua/5.1"), shell_quote(lib), shell_quote(prefix)))
   local ok, out = run({ LUA_PATH = prefix .. "/share/lua/5.1/?.lua", LUA_CPATH = NO_CPATH }, PRINT_PATH)
   assert(ok, out)
   assert(out:find("/lib/libbatchq.so.0", 1, true) and out:find(prefix, 1, true), "loaded from <prefix>/lib: " .. out)
@@ -130,8 +135,7 @@ end)
 
 test("missing: the error names the paths tried and the kong.conf line that fixes it", function()
   local dir = tmp .. "/alone"
-  sh(fmt("mkdir -p %s && cp %s %s/batchq.lua", shell_quote(dir), shell_quote(module_src .. "/batchq.lua"),
-         shell_quote(dir)))
+  sh(fmt("mkdir -p %s && %s", shell_quote(dir), module_copy(dir)))
   local ok, out = run({ LUA_PATH = dir .. "/?.lua", LUA_CPATH = NO_CPATH }, PRINT_PATH)
   assert(not ok, "require must fail: " .. out)
   for _, want in ipairs({ dir .. "/libbatchq.so", dir .. "/../lib/libbatchq.so",

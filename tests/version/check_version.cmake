@@ -1,0 +1,62 @@
+# ctest version_in_one_place: the version is written once, in
+# include/batchq/version.h (CMakeLists.txt reads it into project()); every
+# other place that must carry it is checked against it here:
+#   - the generated batchq.pc (Version:)
+#   - the Lua module's _VERSION (capi/lua/batchq.lua)
+#   - the Kong plugin's VERSION (handler.lua) and its rockspec (file name,
+#     version, source tag), and the README's luarocks command
+# (batchq_version() of the built library: tests/capi/test_capi.c.)
+# Run: cmake -DSRC=<repo> -DVERSION=<project version> -DPC=<batchq.pc> -P check_version.cmake
+set(_errors "")
+# Appends to _errors unless `file` holds the text `want`.
+function(expect what file want)
+  file(READ "${file}" _text)
+  string(FIND "${_text}" "${want}" _at)
+  if(_at EQUAL -1)
+    set(_errors "${_errors}  ${what}: ${file} does not say: ${want}\n" PARENT_SCOPE)
+  endif()
+endfunction()
+
+file(STRINGS "${SRC}/include/batchq/version.h" _h REGEX "^#define BATCHQ_VERSION_(MAJOR|MINOR|PATCH) [0-9]+$")
+set(_hv "")
+foreach(_part MAJOR MINOR PATCH)
+  string(REGEX MATCH "BATCHQ_VERSION_${_part} ([0-9]+)" _m "${_h}")
+  list(APPEND _hv "${CMAKE_MATCH_1}")
+endforeach()
+string(REPLACE ";" "." _hv "${_hv}")
+if(NOT _hv STREQUAL VERSION)
+  string(APPEND _errors "  version.h says ${_hv}, project() says ${VERSION} (reconfigure)\n")
+endif()
+
+if(PC)
+  expect("pkg-config" "${PC}" "Version: ${VERSION}")
+endif()
+expect("the Lua module" "${SRC}/capi/lua/batchq.lua" "_VERSION = \"${VERSION}\"")
+expect("the Kong plugin" "${SRC}/examples/kong-plugin/kong/plugins/batchq-log/handler.lua" "VERSION = \"${VERSION}\"")
+
+file(GLOB _rocks "${SRC}/examples/kong-plugin/*.rockspec")
+list(LENGTH _rocks _n)
+if(NOT _n EQUAL 1)
+  string(APPEND _errors "  examples/kong-plugin: expected one rockspec, found ${_n}\n")
+else()
+  get_filename_component(_rock_name "${_rocks}" NAME)
+  string(REGEX MATCH "^batchq-log-([0-9.]+)-([0-9]+)\\.rockspec$" _m "${_rock_name}")
+  set(_rev "${CMAKE_MATCH_2}")
+  if(NOT CMAKE_MATCH_1 STREQUAL VERSION)
+    string(APPEND _errors "  the rockspec's file name ${_rock_name} is not batchq-log-${VERSION}-<rev>.rockspec\n")
+  endif()
+  expect("the rockspec" "${_rocks}" "version = \"${VERSION}-${_rev}\"")
+  expect("the rockspec" "${_rocks}" "tag = \"v${VERSION}\"")
+  file(READ "${SRC}/README.md" _readme)
+  string(REGEX MATCHALL "batchq-log-[0-9.]+-[0-9]+\\.rockspec" _mentions "${_readme}")
+  foreach(_m IN LISTS _mentions)
+    if(NOT _m STREQUAL _rock_name)
+      string(APPEND _errors "  README.md names ${_m}, the rockspec is ${_rock_name}\n")
+    endif()
+  endforeach()
+endif()
+
+if(_errors)
+  message(FATAL_ERROR "The version is ${VERSION} (include/batchq/version.h); these places disagree:\n${_errors}")
+endif()
+message(STATUS "version ${VERSION}: version.h, batchq.pc, batchq.lua, handler.lua, rockspec and README agree")

@@ -294,28 +294,28 @@ const std::vector<std::pair<const char*, setter>>& keys() {
        }},
       {"name", [](const Value& v, http_log_options& o) { o.name = get_string("name", v); }},
       // --- batchq: spool ---
-      {"spool_dir", [](const Value& v, http_log_options& o) { o.spool_dir = get_string("spool_dir", v); }},
+      {"spool_dir", [](const Value& v, http_log_options& o) { o.spool.dir = get_string("spool_dir", v); }},
       {"spool_mode",
        [](const Value& v, http_log_options& o) {
-         o.spool = get_enum<spool_mode>("spool_mode", v,
+         o.spool.mode = get_enum<spool_mode>("spool_mode", v,
                                         {{"dead_letter", spool_mode::dead_letter}, {"write_ahead", spool_mode::write_ahead}});
        }},
       {"spool_max_bytes",
        [](const Value& v, http_log_options& o) {
-         o.spool_max_bytes = static_cast<std::uint64_t>(get_int("spool_max_bytes", v, 0, k_max_bytes));
+         o.spool.max_bytes = static_cast<std::uint64_t>(get_int("spool_max_bytes", v, 0, k_max_bytes));
        }},
       {"spool_segment_bytes",
        [](const Value& v, http_log_options& o) {
-         o.spool_segment_bytes = static_cast<std::size_t>(get_int("spool_segment_bytes", v, 4096, 1LL << 30));
+         o.spool.segment_bytes = static_cast<std::size_t>(get_int("spool_segment_bytes", v, 4096, 1LL << 30));
        }},
       {"spool_fsync",
        [](const Value& v, http_log_options& o) {
-         o.spool_fsync = get_enum<fsync_policy>(
+         o.spool.fsync = get_enum<fsync_policy>(
              "spool_fsync", v,
              {{"never", fsync_policy::never}, {"interval", fsync_policy::interval}, {"always", fsync_policy::always}});
        }},
       {"spool_fsync_interval",
-       [](const Value& v, http_log_options& o) { o.spool_fsync_interval = ms(get_int("spool_fsync_interval", v, 1, k_max_ms)); }},
+       [](const Value& v, http_log_options& o) { o.spool.fsync_interval = ms(get_int("spool_fsync_interval", v, 1, k_max_ms)); }},
       // --- batchq: pull buffers ---
       {"drop_buffer_entries",
        [](const Value& v, http_log_options& o) {

@@ -228,7 +228,6 @@ struct http_log::impl {
     }
     buf->add_log(level, text);
   }
-
 };
 
 http_log::http_log(http_log_options options, http_log_callbacks callbacks) : impl_(std::make_unique<impl>()) {

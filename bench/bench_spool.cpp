@@ -66,9 +66,9 @@ double enqueue_ns(const char* mode, int n) {
   std::string dir;
   if (std::strcmp(mode, "memory") != 0) {
     dir = make_dir("wal");
-    o.spool_dir = dir;
-    o.spool = batchq::spool_mode::write_ahead;
-    o.spool_fsync = !std::strcmp(mode, "wal_never")    ? batchq::fsync_policy::never
+    o.spool.dir = dir;
+    o.spool.mode = batchq::spool_mode::write_ahead;
+    o.spool.fsync = !std::strcmp(mode, "wal_never")    ? batchq::fsync_policy::never
                     : !std::strcmp(mode, "wal_always") ? batchq::fsync_policy::always
                                                        : batchq::fsync_policy::interval;
   }

@@ -110,16 +110,13 @@ int create(const char* json, std::size_t len, const batchq_callbacks* cb, batchq
       if (c.on_drop) {
         hcb.on_drop = [c](batchq::span<std::string> entries, const batchq::drop_info& info, bool spooled) {
           std::vector<batchq_dropped> recs(entries.size());
-          const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count();
           const std::string last_error(info.last_error);
           for (std::size_t i = 0; i < entries.size(); ++i) {
             batchq_dropped& d = recs[i];
             d.struct_size = sizeof(batchq_dropped);
             d.reason = static_cast<int>(info.reason);
             d.attempts = static_cast<uint32_t>(info.attempts);
-            d.time_ms = now;
+            d.time_ms = info.time_ms;
             d.data = entries[i].data();
             d.len = entries[i].size();
             d.last_error = last_error.c_str();
@@ -145,10 +142,12 @@ int create(const char* json, std::size_t len, const batchq_callbacks* cb, batchq
   } catch (const std::bad_alloc&) {
     set_err(errbuf, errbuf_len, "out of memory");
     return BATCHQ_ENOMEM;
+  } catch (const batchq::spool_dir_error& e) {
+    set_err(errbuf, errbuf_len, e.what());
+    return BATCHQ_ESPOOL;
   } catch (const std::runtime_error& e) {
-    const std::string msg = e.what();
-    set_err(errbuf, errbuf_len, msg);
-    return msg.rfind("spool_dir:", 0) == 0 ? BATCHQ_ESPOOL : BATCHQ_ECONFIG;
+    set_err(errbuf, errbuf_len, e.what());
+    return BATCHQ_ECONFIG;
   } catch (const std::exception& e) {
     set_err(errbuf, errbuf_len, e.what());
     return BATCHQ_EINTERNAL;

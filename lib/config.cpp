@@ -464,42 +464,42 @@ const std::vector<config_key>& keys() {
        [](const http_log_options& o) { return js(o.name); }},
       // --- batchq: spool ---
       {"spool_dir", "spool", kind::string, 0, 0, false, false, {}, false, "enables the spool (see below)",
-       [](const config_key& k, const Value& v, http_log_options& o) { o.spool_dir = get_string(k.name, v); },
-       [](const http_log_options& o) { return js(o.spool_dir); }},
+       [](const config_key& k, const Value& v, http_log_options& o) { o.spool.dir = get_string(k.name, v); },
+       [](const http_log_options& o) { return js(o.spool.dir); }},
       {"spool_mode", "spool", kind::choice, 0, 0, false, false, {"dead_letter", "write_ahead"}, false,
        "`dead_letter`: dropped entries are kept; `write_ahead`: every entry is written before `enqueue` returns",
        [](const config_key& k, const Value& v, http_log_options& o) {
-         o.spool = get_choice(k, v, {spool_mode::dead_letter, spool_mode::write_ahead});
+         o.spool.mode = get_choice(k, v, {spool_mode::dead_letter, spool_mode::write_ahead});
        },
        [](const http_log_options& o) {
-         return js_choice(o.spool,
+         return js_choice(o.spool.mode,
                           {{spool_mode::dead_letter, "dead_letter"}, {spool_mode::write_ahead, "write_ahead"}});
        }},
       {"spool_max_bytes", "spool", kind::integer, 0, k_any_bytes, false, false, {}, false,
        "cap on disk; oldest segment evicted",
        [](const config_key& k, const Value& v, http_log_options& o) {
-         o.spool_max_bytes = static_cast<std::uint64_t>(int_of(k, v));
+         o.spool.max_bytes = static_cast<std::uint64_t>(int_of(k, v));
        },
-       [](const http_log_options& o) { return js_int(o.spool_max_bytes); }},
+       [](const http_log_options& o) { return js_int(o.spool.max_bytes); }},
       {"spool_segment_bytes", "spool", kind::integer, 4096, 1LL << 30, false, false, {}, false, "segment file size",
        [](const config_key& k, const Value& v, http_log_options& o) {
-         o.spool_segment_bytes = static_cast<std::size_t>(int_of(k, v));
+         o.spool.segment_bytes = static_cast<std::size_t>(int_of(k, v));
        },
-       [](const http_log_options& o) { return js_int(o.spool_segment_bytes); }},
+       [](const http_log_options& o) { return js_int(o.spool.segment_bytes); }},
       {"spool_fsync", "spool", kind::choice, 0, 0, false, false, {"never", "interval", "always"}, false,
        "when spool writes are fsync'ed",
        [](const config_key& k, const Value& v, http_log_options& o) {
-         o.spool_fsync = get_choice(k, v, {fsync_policy::never, fsync_policy::interval, fsync_policy::always});
+         o.spool.fsync = get_choice(k, v, {fsync_policy::never, fsync_policy::interval, fsync_policy::always});
        },
        [](const http_log_options& o) {
-         return js_choice(o.spool_fsync, {{fsync_policy::never, "never"},
+         return js_choice(o.spool.fsync, {{fsync_policy::never, "never"},
                                           {fsync_policy::interval, "interval"},
                                           {fsync_policy::always, "always"}});
        }},
       {"spool_fsync_interval", "spool", kind::integer, 1, k_max_ms, false, false, {}, false,
        "ms between fsyncs with `spool_fsync = \"interval\"`",
-       [](const config_key& k, const Value& v, http_log_options& o) { o.spool_fsync_interval = ms(int_of(k, v)); },
-       [](const http_log_options& o) { return js_ms(o.spool_fsync_interval); }},
+       [](const config_key& k, const Value& v, http_log_options& o) { o.spool.fsync_interval = ms(int_of(k, v)); },
+       [](const http_log_options& o) { return js_ms(o.spool.fsync_interval); }},
       // --- batchq: pull buffers ---
       {"drop_buffer_entries", "pull buffers", kind::integer, 0, k_max_count, false, false, {}, false,
        "bound of the poll buffer of dropped entries",

@@ -1,61 +1,34 @@
 // http_log: composes the queue (batch_queue.hpp), the sender (http_sender),
-// the payload builder and the spools. The rooms do not know each other; this
-// file is where they meet.
-//
-// Spool layout under spool_dir (created with its parents if missing):
-//   dead-letter/   every entry dropped for good, with reason, attempts, last
-//                  error and time; sent later with batchq-replay
-//   write-ahead/   entries still to be sent: in write_ahead mode every accepted
-//                  entry until it is delivered or dead-lettered; in both modes
-//                  the entries a shutdown (nginx reload/quit) cut short. The
-//                  next owner re-queues them.
-// Two spools rather than one: a dead letter stays until a person replays it,
-// while write-ahead records are acknowledged within seconds; in one sequence
-// the dead letters would hold the acknowledgement mark back forever. And only
-// write-ahead records are ever re-queued, so a dead letter is never both
-// re-sent and kept.
+// the payload builder, the spool pair (spool_pair.hpp) and the pull buffers
+// (pull_buffer.hpp). The rooms do not know each other; this file is where
+// they meet.
 #include "batchq/http_log.hpp"
 
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <cstring>
-#include <deque>
 #include <mutex>
-#include <stdexcept>
+#include <optional>
 #include <thread>
 #include <utility>
 
 #include "batchq/batch_queue.hpp"
 #include "batchq/lua_json.hpp"
 #include "text/text.hpp"
+#include "log_record.hpp"
+#include "pull_buffer.hpp"
+#include "spool_pair.hpp"
 
 namespace batchq {
 
 namespace {
 
-std::int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// An entry as the queue holds it: the bytes and the seq of its record in the
-// write-ahead spool (0: it has none).
-struct log_record {
-  std::string data;
-  std::uint64_t seq = 0;
-  // data is a LuaJIT string.buffer encoding (enqueue_lua), checked at
-  // enqueue; it becomes JSON on the sending thread (lua_to_json_or_error).
-  bool lua = false;
-  std::size_t size() const noexcept { return data.size(); }
-};
+using detail::log_record;
+using detail::unix_ms;
 
 // Where enqueue_lua() entries become JSON: here, on the thread that builds a
 // body or hands entries to drop reports and spools, never on the enqueue
@@ -66,17 +39,6 @@ struct log_record {
 void lua_to_json_or_error(std::string_view enc, std::string& out) {
   std::string why;
   if (!lua_to_json(enc, out, &why)) out += "{\"batchq_error\":\"" + text::json_escaped(why) + "\"}";
-}
-
-spool_options spool_opts(const http_log_options& o, const std::string& dir, spool_mode mode) {
-  spool_options so;
-  so.dir = dir;
-  so.mode = mode;
-  so.max_bytes = o.spool_max_bytes;
-  so.segment_bytes = o.spool_segment_bytes;
-  so.fsync = o.spool_fsync;
-  so.fsync_interval = o.spool_fsync_interval;
-  return so;
 }
 
 // Threads started while this lives block every signal: in an nginx worker a
@@ -99,13 +61,7 @@ class block_signals {
   bool ok_ = false;
 };
 
-std::atomic<void (*)(std::uint64_t)> g_replay_hook{nullptr};
-
 }  // namespace
-
-namespace detail {
-void set_replay_hook(void (*hook)(std::uint64_t seq)) noexcept { g_replay_hook.store(hook); }
-}  // namespace detail
 
 std::string validate(const http_log_options& o, std::string* field) {
   std::string err = validate(o.queue, field);
@@ -118,18 +74,11 @@ std::string validate(const http_log_options& o, std::string* field) {
   };
   if (static_cast<int>(o.format) < 0 || static_cast<int>(o.format) > 2)
     return fail("format", "is not a payload_format (allowed: kong, json_array, ndjson)");
-  if (!o.spool_dir.empty()) {
-    std::string f;
-    err = validate(spool_opts(o, o.spool_dir, o.spool), &f);
-    if (!err.empty()) {
-      // The spool names its fields without the prefix the configuration uses.
-      const std::string key = f == "dir" ? "spool_dir" : f == "mode" ? "spool_mode" : f == "fsync" ? "spool_fsync"
-                              : f == "fsync_interval" ? "spool_fsync_interval" : f == "max_bytes" ? "spool_max_bytes"
-                              : f == "segment_bytes" ? "spool_segment_bytes" : f;
-      if (field) *field = key;
-      const auto colon = err.find(':');
-      return key + (colon == std::string::npos ? ": " + err : err.substr(colon));
-    }
+  if (std::string f; !o.spool.dir.empty() && !(err = validate(o.spool, &f)).empty()) {
+    const std::string key = "spool_" + f;  // as the configuration names it
+    if (field) *field = key;
+    const auto colon = err.find(':');
+    return key + (colon == std::string::npos ? ": " + err : err.substr(colon));
   }
   if (field) field->clear();
   return {};
@@ -144,30 +93,10 @@ struct http_log::impl {
   std::mutex pool_mu;
   std::vector<std::unique_ptr<http_sender>> idle;
 
-  // Pull mode buffers.
-  mutable std::mutex buf_mu;
-  std::deque<dropped_entry> drops;
-  std::size_t drop_bytes = 0;
-  std::uint64_t drop_overflow = 0;
-  std::deque<std::pair<log_level, std::string>> lines;
-  std::uint64_t log_overflow = 0;
-
-  // Spools. Opened at construction; a spool another process still holds
-  // (an old nginx worker draining after a reload) is taken over by the
-  // opener thread once that process lets go. Until then the queue works in
-  // memory only. The raw pointers are what the hot paths read.
-  std::unique_ptr<spool> dead_owner, wal_owner;
-  std::atomic<spool*> dead{nullptr}, wal{nullptr};
-  std::atomic<std::uint64_t> replayed{0};
-  std::atomic<std::uint64_t> wal_unprotected{0};  // accepted while the WAL was not open
-  std::atomic<std::uint64_t> evicted{0};
-  std::atomic<std::uint64_t> replay_refused{0};
-  std::atomic<bool> spool_down{false};  // a configured spool could not be opened (not: held by another process)
-  std::thread opener;
-  std::mutex opener_mu;
-  std::mutex opener_join_mu;
-  std::condition_variable opener_cv;
-  bool stopping = false;
+  // Pull mode: what waits for poll_dropped() / poll_log().
+  std::optional<detail::pull_buffer> buf;
+  // The dead-letter and write-ahead spools (open or not; none without a spool.dir).
+  std::optional<detail::spool_pair> spools;
 
   std::unique_ptr<batch_queue<log_record>> q;
 
@@ -238,7 +167,7 @@ struct http_log::impl {
       ++lua_i;
     }
     build_payload(span<const std::string_view>(views.data(), views.size()), opt.format, body);
-    if (spool* w = wal.load(); w && opt.spool_fsync == fsync_policy::always) w->sync();
+    spools->sync_before_send();
     auto s = take_sender();
     send_result r = s->send(body, &ctx);
     give_back(std::move(s));
@@ -254,27 +183,9 @@ struct http_log::impl {
     return pr;
   }
 
-  // Acknowledges write-ahead records, merging consecutive seqs into ranges.
-  void ack_seqs(std::vector<std::uint64_t>& seqs) {
-    spool* w = wal.load();
-    if (!w || seqs.empty()) return;
-    std::sort(seqs.begin(), seqs.end());
-    for (std::size_t i = 0; i < seqs.size();) {
-      std::size_t j = i;
-      while (j + 1 < seqs.size() && seqs[j + 1] == seqs[j] + 1) ++j;
-      w->ack(seqs[i], seqs[j]);
-      i = j + 1;
-    }
-  }
-  void ack(span<const log_record> batch) {
-    thread_local std::vector<std::uint64_t> seqs;
-    seqs.clear();
-    for (const auto& r : batch)
-      if (r.seq) seqs.push_back(r.seq);
-    ack_seqs(seqs);
-  }
-
-  void on_drop(span<log_record> entries, const drop_info& info) {
+  void on_drop(span<log_record> entries, const drop_info& dropped) {
+    drop_info info = dropped;
+    info.time_ms = unix_ms();  // once, for the spool, the report and the drop buffer alike
     for (auto& e : entries) {
       if (!e.lua) continue;  // spools and drop reports always hold JSON
       std::string json;
@@ -282,70 +193,20 @@ struct http_log::impl {
       e.data.swap(json);
       e.lua = false;
     }
-    bool spooled = true;
-    spool* d = dead.load();
-    record_meta meta;
-    meta.kind = record_kind::dropped;
-    meta.reason = static_cast<std::uint8_t>(info.reason);
-    meta.attempts = static_cast<std::uint16_t>(std::min<std::size_t>(info.attempts, 65535));
-    meta.time_ms = unix_ms();
-    meta.last_error = info.last_error;
-    thread_local std::vector<std::uint64_t> done;  // write-ahead copies no longer needed
-    done.clear();
-    spool* w = wal.load();
-    // What a shutdown cuts short is written only until its deadline (plus
-    // shutdown_write_budget): shutdown(t) must return in time however much
-    // is queued. The rest is reported unspooled (already counted as dropped
-    // with reason shutdown).
-    const bool cut = info.reason == drop_reason::shutdown;
-    std::size_t late = 0;
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-      auto& e = entries[i];
-      if (cut && (late || ((i & 255) == 0 && past_shutdown_deadline()))) {
-        if (!e.seq) {
-          ++late;
-          spooled = false;
-        }
-        continue;  // one already in the write-ahead spool keeps its record there
-      }
-      if (info.reason == drop_reason::shutdown && w) {
-        // Cut short by a shutdown (nginx reload/quit), not by the endpoint:
-        // the entry waits in the write-ahead spool for the next owner. One
-        // that is already there keeps its record.
-        if (e.seq) continue;
-        record_meta pending;
-        pending.time_ms = meta.time_ms;
-        pending.attempts = meta.attempts;
-        if (w->append(e.data, pending) != 0) continue;
-      }
-      if (!d || d->append(e.data, meta) == 0) spooled = false;
-      if (e.seq) done.push_back(e.seq);
-    }
-    if (d && opt.spool_fsync == fsync_policy::always) d->sync();
-    ack_seqs(done);
-    if (late && (d || w))
-      on_log(log_level::error, "shutdown deadline passed: " + std::to_string(late) +
+    const auto kept = spools->keep_dropped(entries, info, shutdown_deadline_ns.load(std::memory_order_relaxed));
+    if (kept.late)
+      on_log(log_level::error, "shutdown deadline passed: " + std::to_string(kept.late) +
                                    " entries could not be written to the spool in time; they are dropped "
                                    "(reason shutdown)");
 
+    std::vector<std::string> plain;
+    plain.reserve(entries.size());
+    for (auto& e : entries) plain.push_back(std::move(e.data));
     if (cb.on_drop) {
-      std::vector<std::string> plain;
-      plain.reserve(entries.size());
-      for (auto& e : entries) plain.push_back(std::move(e.data));
-      cb.on_drop(span<std::string>(plain.data(), plain.size()), info, spooled);
+      cb.on_drop(span<std::string>(plain.data(), plain.size()), info, kept.spooled);
       return;
     }
-    std::lock_guard<std::mutex> g(buf_mu);
-    const auto now = unix_ms();
-    for (auto& e : entries) {
-      if (drops.size() >= opt.drop_buffer_entries || drop_bytes + e.data.size() > opt.drop_buffer_bytes) {
-        ++drop_overflow;
-        continue;
-      }
-      drop_bytes += e.data.size();
-      drops.push_back(dropped_entry{std::move(e.data), info.reason, info.attempts, std::string(info.last_error), now,
-                                    spooled});
-    }
+    buf->add_drops(span<std::string>(plain.data(), plain.size()), info, kept.spooled);
   }
 
   std::string refused_text(enqueue_result r, std::size_t n) const {
@@ -366,148 +227,7 @@ struct http_log::impl {
       cb.on_log(level, text);
       return;
     }
-    std::lock_guard<std::mutex> g(buf_mu);
-    if (opt.log_buffer_lines == 0) {
-      ++log_overflow;
-      return;
-    }
-    if (lines.size() >= opt.log_buffer_lines) {
-      lines.pop_front();
-      ++log_overflow;
-    }
-    lines.emplace_back(level, std::string(text));
-  }
-
-  // Opens one spool; creates its directory (0700) under spool_dir if missing.
-  // Returns nullptr with *locked = true when another process holds it.
-  std::unique_ptr<spool> open_spool(const char* sub, spool_mode mode, bool* locked) {
-    const std::string dir = opt.spool_dir + "/" + sub;
-    // spool_dir and its missing parents too (0700, like `mkdir -p`), so a
-    // host can give each queue its own directory below a shared root (the
-    // Kong plugin: <spool_dir>/<queue-id>/worker-<n>) without a mkdir of its
-    // own; again on each retry when they could not be made before.
-    for (std::size_t i = 1; i <= opt.spool_dir.size(); ++i) {
-      if (i < opt.spool_dir.size() && opt.spool_dir[i] != '/') continue;
-      const std::string part = opt.spool_dir.substr(0, i);
-      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
-        throw std::runtime_error("spool_dir: cannot create \"" + part + "\": " + std::strerror(errno));
-    }
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-      throw std::runtime_error("spool_dir: cannot create \"" + dir + "\": " + std::strerror(errno));
-    // A symlink planted there would send our records wherever it points.
-    struct stat st {};
-    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      throw std::runtime_error("spool_dir: \"" + dir + "\" is not a directory (a symlink is refused)");
-    spool_options so = spool_opts(opt, dir, mode);
-    const bool is_wal = mode == spool_mode::write_ahead;
-    so.on_evict = [this, is_wal, dir](const spool_record& r) {
-      if (evicted.fetch_add(1) % 10000 == 0)
-        post_log(log_level::error, std::string("spool cap (spool_max_bytes) reached in ") + dir + ": the oldest " +
-                                     (is_wal ? "write-ahead records are no longer protected against a crash"
-                                             : "dead letters are being deleted") +
-                                     " (first seq " + std::to_string(r.seq) + ")");
-    };
-    so.on_damage = [this](const spool_damage& d) { post_log(log_level::error, d.message); };
-    spool_error why;
-    auto sp = spool::open(so, &why);
-    if (!sp) {
-      if (why.code == spool_errc::locked) {
-        *locked = true;
-        return nullptr;
-      }
-      throw std::runtime_error("spool_dir: " + why.message);
-    }
-    return sp;
-  }
-
-  // Re-queues what a previous owner left in the write-ahead spool. Entries
-  // the queue refuses now (full with refuse_new, over max_bytes) become dead
-  // letters rather than holding the acknowledgement mark; with the queue shut
-  // down they stay for the next owner.
-  void replay(spool& w) {
-    w.for_each([&](const spool_record& r) {
-      if (r.kind != record_kind::entry) return true;
-      const enqueue_result res = q->enqueue(log_record{std::string(r.payload), r.seq});
-      if (auto hook = g_replay_hook.load()) hook(r.seq);
-      if (res == enqueue_result::accepted) {
-        replayed.fetch_add(1);
-      } else if (res != enqueue_result::shut_down) {
-        spool* d = dead.load();
-        record_meta meta;
-        meta.kind = record_kind::dropped;
-        meta.reason = static_cast<std::uint8_t>(res == enqueue_result::too_large ? drop_reason::too_large
-                                                                                  : drop_reason::queue_full);
-        meta.time_ms = unix_ms();
-        meta.last_error = "refused when re-queued from the write-ahead spool";
-        if (d && d->append(r.payload, meta) != 0) w.ack(r.seq, r.seq);
-        replay_refused.fetch_add(1);
-      }
-      return true;
-    });
-  }
-
-  // Opens in the background what could not be opened at construction: a
-  // spool another process still holds (an old nginx worker draining after a
-  // reload; tried every second) or one this process cannot use (permissions,
-  // a read-only disk...; tried with a backoff of 1 s doubling up to 30 s).
-  // Until then the queue works in memory. The write-ahead spool is published
-  // before its replay, so that entries delivered while the replay still runs
-  // are acknowledged like any others.
-  void open_later(bool want_dead, bool want_wal) {
-    opener = std::thread([this, want_dead, want_wal] {
-      bool need[2] = {want_dead, want_wal};
-      bool failed_before = spool_down.load();
-      std::string last_error;
-      auto delay = std::chrono::milliseconds(1000);
-      std::unique_lock<std::mutex> lk(opener_mu);
-      while (!stopping && (need[0] || need[1])) {
-        opener_cv.wait_for(lk, delay);
-        if (stopping) break;
-        bool failed = false;
-        for (int i = 0; i < 2; ++i) {
-          if (!need[i]) continue;
-          const bool is_dead = i == 0;
-          try {
-            bool locked = false;
-            auto sp = open_spool(is_dead ? "dead-letter" : "write-ahead",
-                                 is_dead ? spool_mode::dead_letter : spool_mode::write_ahead, &locked);
-            if (!sp) continue;  // still held by another process
-            if (is_dead) {
-              dead_owner = std::move(sp);
-              dead.store(dead_owner.get());
-            } else {
-              wal_owner = std::move(sp);
-              wal.store(wal_owner.get());
-              replay(*wal_owner);
-            }
-            need[i] = false;
-          } catch (const std::exception& e) {
-            failed = failed_before = true;
-            if (last_error != e.what()) {
-              last_error = e.what();
-              post_log(log_level::error, last_error + "; still working in memory, retrying in the background");
-            }
-          }
-        }
-        spool_down.store(failed);
-        delay = failed ? std::min<std::chrono::milliseconds>(delay * 2, std::chrono::seconds(30))
-                       : std::chrono::milliseconds(1000);
-        if (!need[0] && !need[1])
-          post_log(log_level::info, failed_before ? "spool in " + opt.spool_dir +
-                                                      " opened after earlier failures: entries are protected again"
-                                                : std::string("spool taken over from its previous owner"));
-      }
-    });
-  }
-
-  void stop_opener() {
-    {
-      std::lock_guard<std::mutex> g(opener_mu);
-      stopping = true;
-    }
-    opener_cv.notify_all();
-    std::lock_guard<std::mutex> once(opener_join_mu);  // shutdown() may run on two threads at once
-    if (opener.joinable()) opener.join();
+    buf->add_log(level, text);
   }
 };
 
@@ -523,53 +243,17 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   // Fail now, with the sender's own message, rather than on the first send.
   m.idle.push_back(std::make_unique<http_sender>(m.opt.http));
 
-  // A spool_dir that is missing or not a directory is a configuration error
-  // (thrown). A spool that cannot be opened under it (permissions, a
-  // read-only disk, a file in the way...) is a runtime condition: the queue
-  // runs in memory, says so loudly (log, spool_unavailable) and keeps trying.
-  bool dead_later = false, wal_later = false;
-  std::string open_errors;
-  auto try_open = [&](const char* sub, spool_mode mode, bool* later) -> std::unique_ptr<spool> {
-    bool locked = false;
-    try {
-      auto sp = m.open_spool(sub, mode, &locked);
-      if (!sp) *later = true;
-      return sp;
-    } catch (const std::runtime_error& e) {
-      *later = true;
-      m.spool_down.store(true);
-      open_errors += (open_errors.empty() ? "" : "; ") + std::string(e.what());
-      return nullptr;
-    }
-  };
-  if (!m.opt.spool_dir.empty()) {
-    // The one configuration error: a spool_dir that exists and is not a
-    // directory. Missing components are created by open_spool; one this
-    // process may not create or look into (EACCES, a file in the path...) is
-    // a runtime condition like the others.
-    struct stat st {};
-    if (::stat(m.opt.spool_dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
-      throw std::runtime_error("spool_dir: \"" + m.opt.spool_dir + "\" is not a directory");
-    }
-    m.dead_owner = try_open("dead-letter", spool_mode::dead_letter, &dead_later);
-    m.dead.store(m.dead_owner.get());
-    m.wal_owner = try_open("write-ahead", spool_mode::write_ahead, &wal_later);
-  }
+  m.buf.emplace(m.opt.drop_buffer_entries, m.opt.drop_buffer_bytes, m.opt.log_buffer_lines);
+  m.spools.emplace(m.opt.spool, detail::spool_pair::hooks{
+                                    [&m](log_level l, std::string t) { m.post_log(l, std::move(t)); },
+                                    [&m](log_record&& r) { return m.q->enqueue(std::move(r)); }});
   // Said before the queue exists (no queue thread can run a callback yet), so
-  // the host has the line when the constructor returns.
-  if (!open_errors.empty()) {
-    m.post_log(log_level::error, open_errors + "; the queue works in memory meanwhile (entries are not protected "
-                                             "against a crash, dropped entries are not kept) and retries the spool "
-                                             "in the background");
-  } else if (dead_later || wal_later) {
-    m.post_log(log_level::warn, "spool in " + m.opt.spool_dir +
-                                  " is held by another process (an old worker?); working in memory until it "
-                                  "lets go");
-  }
+  // the host has what could not be opened when the constructor returns.
+  m.spools->open();
 
   batch_queue_callbacks<log_record> qcb;
   qcb.process = [&m](span<const log_record> b, const attempt_context& ctx) { return m.process(b, ctx); };
-  qcb.on_delivered = [&m](span<const log_record> b) { m.ack(b); };
+  qcb.on_delivered = [&m](span<const log_record> b) { m.spools->ack(b); };
   qcb.on_drop = [&m](span<log_record> e, const drop_info& info) { m.on_drop(e, info); };
   qcb.on_log = [&m](log_level l, std::string_view t) { m.on_log(l, t); };
   m.q = std::make_unique<batch_queue<log_record>>(m.opt.queue, std::move(qcb));
@@ -582,13 +266,7 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   }
   m.qlog.store(m.q.get(), std::memory_order_release);
 
-  if (m.wal_owner) {
-    // Published before the replay: acknowledgements of replayed entries
-    // delivered while the replay is still running must reach the spool.
-    m.wal.store(m.wal_owner.get());
-    m.replay(*m.wal_owner);
-  }
-  if (dead_later || wal_later) m.open_later(dead_later, wal_later);
+  m.spools->start();  // replays the write-ahead spool into the queue
 }
 
 http_log::~http_log() {
@@ -597,12 +275,12 @@ http_log::~http_log() {
     // connections are the parent's. Free the entries (queue, pull buffer);
     // keep the rest, untouched, for the life of the process.
     impl* m = impl_.release();
-    std::deque<dropped_entry>().swap(m->drops);
+    m->buf->free_drops();
     m->q.reset();
     detail::keep_forever(std::shared_ptr<void>(m, [](void*) {}));
     return;
   }
-  impl_->stop_opener();  // it may be re-queueing into the queue
+  impl_->spools->stop_opener();  // it may be re-queueing into the queue
   {
     std::lock_guard<std::mutex> g(impl_->sd_mu);
     if (impl_->sd_thread.joinable()) impl_->sd_thread.join();  // bounded by its deadline
@@ -610,10 +288,7 @@ http_log::~http_log() {
   shutdown(impl_->opt.queue.shutdown_timeout);
   // The spools close while the (finished) queue still takes their threads'
   // log lines; then the queue goes.
-  impl_->dead.store(nullptr);
-  impl_->wal.store(nullptr);
-  impl_->dead_owner.reset();
-  impl_->wal_owner.reset();
+  impl_->spools->close();
   impl_->qlog.store(nullptr);
   impl_->q.reset();
 }
@@ -642,19 +317,11 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
   }
   const std::size_t n = entry.size();
   log_record rec{std::move(entry), 0};
-  spool* w = m.opt.spool == spool_mode::write_ahead ? m.wal.load(std::memory_order_acquire) : nullptr;
-  if (w && !(m.opt.queue.max_bytes && n > m.opt.queue.max_bytes)) {
-    // In the page cache before enqueue returns: a kill -9 from here on loses nothing.
-    record_meta meta;
-    meta.time_ms = unix_ms();
-    rec.seq = w->append(rec.data, meta);
-    if (rec.seq == 0) m.wal_unprotected.fetch_add(1, std::memory_order_relaxed);  // a write error: counted by the spool too
-  } else if (m.opt.spool == spool_mode::write_ahead && !m.opt.spool_dir.empty()) {
-    m.wal_unprotected.fetch_add(1, std::memory_order_relaxed);
-  }
+  // write_ahead mode: in the spool before it is queued.
+  rec.seq = m.spools->protect(rec.data, !(m.opt.queue.max_bytes && n > m.opt.queue.max_bytes));
   const std::uint64_t seq = rec.seq;
   const enqueue_result r = m.q->enqueue(std::move(rec));
-  if (r != enqueue_result::accepted && seq) w->ack(seq, seq);  // refused: the caller keeps it
+  if (r != enqueue_result::accepted && seq) m.spools->release(seq);  // refused: the caller keeps it
   if (r != enqueue_result::accepted && error) *error = m.refused_text(r, n);
   return r;
 }
@@ -667,7 +334,7 @@ enqueue_result http_log::enqueue_lua(std::string encoded, std::string* error) {
     if (error) *error = std::move(why);
     return enqueue_result::invalid_json;
   }
-  if (m.opt.spool == spool_mode::write_ahead && !m.opt.spool_dir.empty()) {
+  if (m.opt.spool.mode == spool_mode::write_ahead && !m.opt.spool.dir.empty()) {
     // The write-ahead record is appended before enqueue returns and must be
     // JSON like every spooled entry: in this mode the conversion is here.
     std::string json;
@@ -688,16 +355,14 @@ bool http_log::shutdown(std::chrono::milliseconds timeout) noexcept {
   if (impl_->q->forked()) return false;
   impl_->sd_started.store(true);
   if (impl_->q->forked()) return false;
-  impl_->stop_opener();  // no spool takeover (nor its log lines) after a shutdown
+  impl_->spools->stop_opener();  // no spool takeover (nor its log lines) after a shutdown
   using namespace std::chrono;
   const auto deadline = std::chrono::steady_clock::now() + std::min<milliseconds>(timeout, hours(24 * 365 * 10)) +
                         shutdown_write_budget;
   std::int64_t unset = INT64_MAX;  // a second (idempotent) call keeps the first deadline
   impl_->shutdown_deadline_ns.compare_exchange_strong(unset, deadline.time_since_epoch().count());
   const bool ok = impl_->q->shutdown(timeout);
-  if (!impl_->past_shutdown_deadline())
-    for (spool* s : {impl_->dead.load(), impl_->wal.load()})
-      if (s) s->sync();
+  if (!impl_->past_shutdown_deadline()) impl_->spools->sync();
   impl_->sd_finished.store(true);
   return ok;
 }
@@ -730,33 +395,12 @@ queue_stats http_log::stats() const { return impl_->q->stats(); }
 
 spool_figures http_log::spool_stats() const {
   if (impl_->q->forked()) throw fork_error();
-  spool_figures f;
-  for (spool* sp : {impl_->dead.load(), impl_->wal.load()}) {
-    if (!sp) continue;
-    const batchq::spool_stats s = sp->stats();
-    f.records += s.appended;
-    f.bytes += s.bytes;
-    f.durable_seq = s.durable_seq;  // the write-ahead spool's, when there is one (it comes last)
-    f.errors += s.write_errors;
-    f.damaged_records += s.corrupt_records + s.torn_records;
-    f.damaged_bytes += s.skipped_bytes + s.truncated_bytes;
-  }
-  f.replayed = impl_->replayed.load();
-  f.evicted = impl_->evicted.load();
-  f.replay_refused = impl_->replay_refused.load();
-  f.unprotected = impl_->wal_unprotected.load();
-  f.unavailable = impl_->spool_down.load() ? 1 : 0;
-  return f;
+  return impl_->spools->figures();
 }
 
 buffer_figures http_log::buffer_stats() const {
   if (impl_->q->forked()) throw fork_error();
-  std::lock_guard<std::mutex> g(impl_->buf_mu);
-  buffer_figures b;
-  b.drop_pending = impl_->drops.size();
-  b.drop_overflow = impl_->drop_overflow;
-  b.log_overflow = impl_->log_overflow;
-  return b;
+  return impl_->buf->figures();
 }
 
 std::string http_log::stats_json() const {
@@ -769,15 +413,7 @@ std::string http_log::stats_prometheus() const {
 
 std::size_t http_log::poll_dropped(std::vector<dropped_entry>& out, std::size_t max) {
   if (impl_->q->forked()) throw fork_error();
-  std::lock_guard<std::mutex> g(impl_->buf_mu);
-  std::size_t n = 0;
-  while (n < max && !impl_->drops.empty()) {
-    impl_->drop_bytes -= impl_->drops.front().data.size();
-    out.push_back(std::move(impl_->drops.front()));
-    impl_->drops.pop_front();
-    ++n;
-  }
-  return n;
+  return impl_->buf->poll_dropped(out, max);
 }
 
 bool http_log::poll_log(log_level& level, std::string& line) {
@@ -786,17 +422,7 @@ bool http_log::poll_log(log_level& level, std::string& line) {
 
 bool http_log::poll_log(log_level& level, std::string& line, std::size_t max_size, std::size_t* needed) {
   if (impl_->q->forked()) throw fork_error();
-  std::lock_guard<std::mutex> g(impl_->buf_mu);
-  if (needed) *needed = 0;
-  if (impl_->lines.empty()) return false;
-  if (impl_->lines.front().second.size() >= max_size) {
-    if (needed) *needed = impl_->lines.front().second.size();
-    return false;
-  }
-  level = impl_->lines.front().first;
-  line = std::move(impl_->lines.front().second);
-  impl_->lines.pop_front();
-  return true;
+  return impl_->buf->poll_log(level, line, max_size, needed);
 }
 
 const http_log_options& http_log::options() const noexcept { return impl_->opt; }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,16 +54,18 @@ struct http_log_options {
   /// A name for logs and metrics labels.
   std::string name = "batchq";
 
-  /// Spool (see batchq/spool.hpp). Off unless spool_dir is set.
-  std::string spool_dir;
-  /// dead_letter: dropped entries are appended (replay later with
-  /// batchq-replay); write_ahead: every accepted entry is appended before
-  /// enqueue() returns and replayed after a crash.
-  spool_mode spool = spool_mode::dead_letter;
-  std::uint64_t spool_max_bytes = std::uint64_t{1} << 30;  ///< cap on disk; oldest segment evicted (reported)
-  std::size_t spool_segment_bytes = std::size_t{16} << 20;
-  fsync_policy spool_fsync = fsync_policy::interval;
-  std::chrono::milliseconds spool_fsync_interval{1000};
+  /// The spool (see batchq/spool.hpp), off unless spool.dir is set. Its
+  /// fields are the configuration's spool_* keys: dir [spool_dir] (created
+  /// with its parents if missing; the spools live in its subdirectories
+  /// dead-letter/ and write-ahead/), mode [spool_mode] (dead_letter: dropped
+  /// entries are appended, replay later with batchq-replay; write_ahead:
+  /// every accepted entry is appended before enqueue() returns and replayed
+  /// after a crash), max_bytes [spool_max_bytes] (per spool; the oldest
+  /// segment is evicted, reported), segment_bytes [spool_segment_bytes],
+  /// fsync [spool_fsync], fsync_interval [spool_fsync_interval]. read_only,
+  /// on_evict and on_damage are http_log's own: what is given there is not
+  /// used (evictions and damage go to on_log and the spool figures).
+  spool_options spool;
 
   /// Pull mode (no on_drop callback given): dropped entries wait in a bounded
   /// buffer for poll_dropped(); what does not fit is counted as overflow.
@@ -83,6 +86,8 @@ struct http_log_options {
 };
 
 /// Checks every part; "" when valid, else "<field>: <problem> (allowed: ...)".
+/// A spool field is named by its configuration key: "spool_" + its name in
+/// spool_options (spool_segment_bytes...).
 BATCHQ_CXX_API std::string validate(const http_log_options& o, std::string* field = nullptr);
 
 /// Parses the JSON configuration of the C ABI / Kong plugin (http-log's keys
@@ -92,8 +97,20 @@ BATCHQ_CXX_API std::string validate(const http_log_options& o, std::string* fiel
 /// or a value out of range.
 BATCHQ_CXX_API http_log_options parse_http_log_config(std::string_view json);
 
+/// Thrown by the http_log constructor when spool.dir exists and is not a
+/// directory: the one spool problem that is the configuration's (a spool that
+/// cannot be created or opened is a runtime condition, see http_log). what()
+/// starts with "spool_dir: " and names the path. The C ABI maps it to
+/// BATCHQ_ESPOOL.
+class spool_dir_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// The host's view of what leaves undelivered, and of the queue's log lines.
-/// Thread rules as batch_queue_callbacks::on_drop / on_log.
+/// Thread rules as batch_queue_callbacks::on_drop / on_log. on_drop's
+/// info.time_ms is when http_log dropped the entries (the time also kept in
+/// the dead-letter spool and in dropped_entry::time_ms in pull mode).
 struct http_log_callbacks {
   std::function<void(span<std::string> entries, const drop_info& info, bool spooled)> on_drop;
   std::function<void(log_level level, std::string_view message)> on_log;
@@ -128,10 +145,10 @@ class BATCHQ_CXX_API http_log {
  public:
   /// Validates everything (throws options_error naming the field), opens the
   /// spool if configured, and starts the queue's worker thread(s). A
-  /// spool_dir that is missing or not a directory throws std::runtime_error
-  /// ("spool_dir: ..."); a spool that cannot be opened under it (permissions,
-  /// read-only disk) does not: the queue works in memory, logs the error,
-  /// sets spool_figures::unavailable and retries in the background.
+  /// spool.dir that exists and is not a directory throws spool_dir_error
+  /// ("spool_dir: ..."); a spool that cannot be created or opened under it
+  /// (permissions, read-only disk) does not: the queue works in memory, logs
+  /// the error, sets spool_figures::unavailable and retries in the background.
   explicit http_log(http_log_options options, http_log_callbacks callbacks = {});
   /// shutdown(options().queue.shutdown_timeout); while a shutdown_begin()
   /// shutdown still runs, waits for it instead (at most its own deadline,

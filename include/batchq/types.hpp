@@ -336,6 +336,9 @@ struct drop_info {
   std::size_t attempts = 0;
   /// The last attempt's error text ("" if never attempted).
   std::string_view last_error;
+  /// Unix time in ms when the entries were dropped: set once by http_log
+  /// (lib/) for its reports and spool; 0 from a bare batch_queue.
+  std::int64_t time_ms = 0;
 };
 
 /// A consistent snapshot of the queue's counters. At every snapshot:

@@ -113,8 +113,8 @@ TEST_CASE("shutdown(100 ms) with a spool and a large backlog returns in time; ev
   o.http.http_endpoint = "http://127.0.0.1:" + std::to_string(batchq::test::unused_port()) + "/";
   o.queue.batch_max_size = 1000;
   o.queue.max_entries = 0;
-  o.spool_dir = dir.path();
-  o.spool_fsync = batchq::fsync_policy::never;
+  o.spool.dir = dir.path();
+  o.spool.fsync = batchq::fsync_policy::never;
   std::atomic<std::uint64_t> reported{0}, reported_unspooled{0};
   std::atomic<std::uint64_t> late_logged{0};
   batchq::http_log_callbacks cb;
@@ -172,10 +172,10 @@ TEST_CASE("callbacks never run concurrently, also for spool eviction and a late 
   o.http.http_endpoint = "http://127.0.0.1:" + std::to_string(batchq::test::unused_port()) + "/";
   o.queue.batch_max_size = 10;
   o.queue.max_entries = 50;  // pushed-out entries keep the drop callback busy
-  o.spool_dir = dir.path();
-  o.spool_segment_bytes = 64 << 10;
-  o.spool_max_bytes = 128 << 10;  // the dead-letter cap evicts (its thread reports it)
-  o.spool_fsync = batchq::fsync_policy::never;
+  o.spool.dir = dir.path();
+  o.spool.segment_bytes = 64 << 10;
+  o.spool.max_bytes = 128 << 10;  // the dead-letter cap evicts (its thread reports it)
+  o.spool.fsync = batchq::fsync_policy::never;
 
   // A first owner holds the spool: the second queue takes it over later, on
   // its opener thread.

@@ -508,7 +508,7 @@ TEST_CASE("secrets: an echoing receiver leaks no configured value into drops, lo
   o.queue.initial_retry_delay = 5ms;
   o.queue.max_retry_delay = 10ms;
   o.queue.flush_timeout = 20ms;
-  o.spool_dir = spool_dir.path();
+  o.spool.dir = spool_dir.path();
   {
     batchq::http_log log(o, rep.callbacks());
     REQUIRE(log.enqueue(entry_n(1)) == enqueue_result::accepted);

@@ -68,9 +68,9 @@ TEST_CASE("an unusable spool directory does not stop delivery: memory mode, repo
   http_log_options o;
   o.http.http_endpoint = rx.url("/logs");
   o.queue.batch_max_size = 1;
-  o.spool_dir = root.path();
-  o.spool = spool_mode::write_ahead;
-  o.spool_fsync = fsync_policy::never;
+  o.spool.dir = root.path();
+  o.spool.mode = spool_mode::write_ahead;
+  o.spool.fsync = fsync_policy::never;
   log_lines logs;
   http_log log(o, logs.callbacks());  // before the fix: threw, and the C ABI returned BATCHQ_ESPOOL
 
@@ -107,14 +107,14 @@ TEST_CASE("write_ahead protects an entry larger than a segment; one it cannot pr
   o.queue.retry_count = 1000;
   o.queue.initial_retry_delay = 1000ms;
   o.queue.shutdown_timeout = 0ms;
-  o.spool_dir = root.path();
-  o.spool = spool_mode::write_ahead;
-  o.spool_segment_bytes = 4096;
-  o.spool_fsync = fsync_policy::never;
+  o.spool.dir = root.path();
+  o.spool.mode = spool_mode::write_ahead;
+  o.spool.segment_bytes = 4096;
+  o.spool.fsync = fsync_policy::never;
   const std::string big = "{\"pad\":\"" + std::string(20000, 'x') + "\"}";
 
   SECTION("larger than a segment: written ahead, in a segment of its own") {
-    o.spool_max_bytes = 0;
+    o.spool.max_bytes = 0;
     http_log log(o);
     REQUIRE(log.enqueue(big) == enqueue_result::accepted);
     CHECK(log.spool_stats().unprotected == 0);
@@ -125,7 +125,7 @@ TEST_CASE("write_ahead protects an entry larger than a segment; one it cannot pr
     CHECK(recs[0].payload == big);
   }
   SECTION("larger than half the spool cap: accepted, not protected, counted") {
-    o.spool_max_bytes = 16384;
+    o.spool.max_bytes = 16384;
     http_log log(o);
     REQUIRE(log.enqueue(big) == enqueue_result::accepted);
     CHECK(log.spool_stats().unprotected == 1);
@@ -139,30 +139,30 @@ TEST_CASE("spool_dir: created when only its last part is missing; unusable under
   http_log_options o;
   o.http.http_endpoint = "http://127.0.0.1:" + std::to_string(batchq::test::unused_port()) + "/logs";
   o.queue.shutdown_timeout = 0ms;
-  o.spool_fsync = fsync_policy::never;
+  o.spool.fsync = fsync_policy::never;
   SECTION("missing, its parent exists: created 0700 and used") {
-    o.spool_dir = root.file("made-by-batchq");
+    o.spool.dir = root.file("made-by-batchq");
     http_log log(o);
     CHECK(log.spool_stats().unavailable == 0);
     struct stat st {};
-    REQUIRE(::stat(o.spool_dir.c_str(), &st) == 0);
+    REQUIRE(::stat(o.spool.dir.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0700);
-    CHECK(fs::is_directory(o.spool_dir + "/dead-letter"));
+    CHECK(fs::is_directory(o.spool.dir + "/dead-letter"));
   }
   SECTION("under a regular file (cannot be created): the queue works in memory") {
     write_file(root.file("a-file"), "x");
-    o.spool_dir = root.file("a-file/spool");
+    o.spool.dir = root.file("a-file/spool");
     log_lines logs;
     http_log log(o, logs.callbacks());
     CHECK(log.spool_stats().unavailable == 1);
-    CHECK(logs.any(o.spool_dir, "works in memory"));
+    CHECK(logs.any(o.spool.dir, "works in memory"));
     CHECK(log.enqueue("{}") == enqueue_result::accepted);
   }
   SECTION("missing with its parent: both created (0700)") {
-    o.spool_dir = root.file("missing/spool");
+    o.spool.dir = root.file("missing/spool");
     http_log log(o);
     CHECK(log.spool_stats().unavailable == 0);
-    CHECK(fs::is_directory(o.spool_dir + "/dead-letter"));
+    CHECK(fs::is_directory(o.spool.dir + "/dead-letter"));
     CHECK((fs::status(root.file("missing")).permissions() & fs::perms::all) == fs::perms::owner_all);
   }
 

@@ -77,8 +77,8 @@ http_log_options down_endpoint_options(const std::string& spool_dir, int retry_c
   o.queue.backoff = backoff_policy::exponential;
   o.queue.initial_retry_delay = 2ms;
   o.queue.max_retry_delay = 10ms;
-  o.spool_dir = spool_dir;
-  o.spool_fsync = fsync_policy::never;
+  o.spool.dir = spool_dir;
+  o.spool.fsync = fsync_policy::never;
   return o;
 }
 
@@ -350,8 +350,8 @@ TEST_CASE("e2e: spool_max_bytes evicts the oldest dead letters, reported, and th
   reports rep;
   http_log_options o = down_endpoint_options(root.path(), 1);
   o.queue.batch_max_size = 20;
-  o.spool_segment_bytes = 4096;
-  o.spool_max_bytes = 8192;  // the smallest cap: two segments
+  o.spool.segment_bytes = 4096;
+  o.spool.max_bytes = 8192;  // the smallest cap: two segments
   {
     http_log log(o, rep.callbacks());
     for (const auto& e : entries) REQUIRE(log.enqueue(e) == enqueue_result::accepted);
@@ -389,7 +389,7 @@ TEST_CASE("e2e: spool_max_bytes evicts the oldest dead letters, reported, and th
   for (std::size_t i = 0; i < kept.size(); ++i) CHECK(kept[i].payload == entries[evicted + i]);
   std::uint64_t file_bytes = 0;
   for (const auto& seg : sp->inspect()) file_bytes += seg.file_bytes;
-  CHECK(file_bytes <= o.spool_max_bytes);
+  CHECK(file_bytes <= o.spool.max_bytes);
 }
 
 // Issue 12, item 2: acknowledgements of entries delivered while the replay

@@ -118,10 +118,10 @@ batchq::http_log_options log_options(const config& c) {
   o.queue.initial_retry_delay = std::chrono::milliseconds(5);
   o.queue.max_retry_delay = std::chrono::milliseconds(100);
   o.queue.shutdown_timeout = std::chrono::milliseconds(20000);
-  o.spool_dir = c.spool_dir;
-  o.spool = batchq::spool_mode::write_ahead;
-  o.spool_fsync = batchq::fsync_policy::interval;  // kill -9 needs no fsync; exercise the thread anyway
-  o.spool_fsync_interval = std::chrono::milliseconds(50);
+  o.spool.dir = c.spool_dir;
+  o.spool.mode = batchq::spool_mode::write_ahead;
+  o.spool.fsync = batchq::fsync_policy::interval;  // kill -9 needs no fsync; exercise the thread anyway
+  o.spool.fsync_interval = std::chrono::milliseconds(50);
   return o;
 }
 

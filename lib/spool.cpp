@@ -436,7 +436,7 @@ struct spool::impl {
       const ack_set snap = ack_snapshot();
       std::uint64_t n = 0, bytes = 0;
       scan_result r;
-      const int e = detail::read_segment(dir_fd, s->first_seq, nullptr, 0, s->end_seq, &r, [&](const spool_record& rec) {
+      const detail::record_fn report = [&](const spool_record& rec) {
         if (snap.contains(rec.seq)) return;
         ++n;
         bytes += rec.payload.size();
@@ -446,7 +446,8 @@ struct spool::impl {
           } catch (...) {
           }
         }
-      });
+      };
+      const int e = detail::read_segment(dir_fd, s->first_seq, nullptr, 0, s->end_seq, &r, report);
       scan_work.fetch_add(r.work, std::memory_order_relaxed);
       if (e == 0) {
         if (!s->counted.exchange(true)) count_damage(s->first_seq, r);
@@ -660,10 +661,8 @@ std::unique_ptr<spool> spool::open(const spool_options& o, spool_error* error) {
     // torn, and it gives the next seq. Older ones are checked when read.
     if (!found.empty()) {
       auto& last = found.back();
-      auto seg = std::make_shared<segment>();
-      seg->first_seq = last.first;
       scan_result r;
-      const int re = detail::read_segment(s.dir_fd, seg->first_seq, nullptr, 0, 0, &r, {});
+      const int re = detail::read_segment(s.dir_fd, last.first, nullptr, 0, 0, &r, {});
       s.scan_work.fetch_add(r.work, std::memory_order_relaxed);
       if (re != 0 && !(re == ENOENT && o.read_only))
         return fail(spool_errc::io_error, re,

@@ -135,8 +135,8 @@ if ng:
                "within each round. After `nginx -s quit`: not received = requests answered - entries the receiver "
                "got, split into entries reported dropped (printed in the error log with their reason) and "
                "entries lost silently.\n")
-    out.append("| mode | req/s | p99 latency | answered | received | reported dropped | lost silently | vs entry-only | vs pure-Lua (same queue size) | target |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| mode | req/s | p99 latency | answered | received | reported dropped | lost silently | vs entry-only | vs pure-Lua (same queue size) | CPU µs/request: worker, batchq threads, receiver, wrk | target |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in modes.items():
         logging = name.startswith("batchq") or name.startswith("purelua")
         r_base = m.get("vs_entry_only")
@@ -154,8 +154,17 @@ if ng:
                         f">= 1.5x pure-Lua {verdict(r_lua is not None and r_lua >= 1.5)}")
             tgt += f"; 0 lost {verdict(m['lost'] == 0)}"
         cols = [str(m["answered"]), str(m["received"]), str(m["reported"]), str(m["silent"])] if logging else ["", "", "", ""]
+        c = m.get("cpu_us")
+        cpu = (f"{c['worker']:.1f}, {c['batchq_threads']:.1f}, {c['receiver']:.1f}, {c['wrk']:.1f}" if c else "")
         out.append(f"| {name} | {m['rps']:.0f} | {m['p99_ms']:.2f} ms | " + " | ".join(cols) +
-                   f" | {vs_base} | {vs_lua} | {tgt} |")
+                   f" | {vs_base} | {vs_lua} | {cpu} | {tgt} |")
+    if "serialize_only" in modes and modes["serialize_only"].get("vs_entry_only"):
+        # issue 14's ceiling: a logger that takes Kong's serialized table can
+        # at best run as fast as building that table and nothing else.
+        out.append(f"\nCeiling for issue 14's 1.3x: serialize_only (the table built, no JSON, nothing sent) runs at "
+                   f"{modes['serialize_only']['vs_entry_only']:.2f}x entry-only in the same rounds; "
+                   "CPU columns: the nginx worker's event-loop thread, batchq's threads inside the worker, the "
+                   "receiver and wrk, per request answered during the wrk run (all four share the machine's CPUs).")
 
 # ---- case 5 -----------------------------------------------------------------
 mem = load("memory.jsonl")

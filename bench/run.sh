@@ -34,7 +34,7 @@ trap cleanup EXIT
 # ---- packages -------------------------------------------------------------------
 PKGS=(build-essential cmake pkg-config libbenchmark-dev libconcurrentqueue-dev libspdlog-dev
       libcurl4-openssl-dev zlib1g-dev rapidjson-dev luajit2 lua-cjson nginx-light libnginx-mod-http-lua
-      libnginx-mod-http-ndk wrk curl python3)
+      libnginx-mod-http-ndk wrk curl python3 time procps)
 if [ "${BATCHQ_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${PKGS[@]}"; do
@@ -98,6 +98,19 @@ if want ffi; then
   # enqueue_table vs cjson.encode + enqueue (CPU time of the Lua thread).
   MALLOC_TRIM_THRESHOLD_=4000000000 BATCHQ_LIB="$LIB" LUA_PATH="$SRC/capi/lua/?.lua;;" \
     luajit "$HERE/lua/bench_lua_json.lua" --json "$RES/lua_json.json" >&2
+  # Issue 14: the nginx log phase piece by piece (CPU of the calling thread),
+  # JIT on and off, into a draining queue: $RES/log_phase.txt.
+  "$B/bench_receiver" --port 0 >"$RES/log_phase_rx.out" 2>&1 &
+  LP_RX=$!
+  for _ in $(seq 50); do grep -q "listening on" "$RES/log_phase_rx.out" && break; sleep 0.1; done
+  LP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$RES/log_phase_rx.out")
+  : >"$RES/log_phase.txt"
+  for j in on off; do
+    BQ_BENCH_ENDPOINT="http://127.0.0.1:$LP_PORT/logs" BATCHQ_LIB="$LIB" LUA_PATH="$SRC/capi/lua/?.lua;;" \
+      luajit -j"$j" "$HERE/lua/bench_log_phase.lua" | tee -a "$RES/log_phase.txt" >&2
+  done
+  kill "$LP_RX" 2>/dev/null || true
+  wait "$LP_RX" 2>/dev/null || true
 fi
 
 # ---- case 3: delivery ------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # bench/nginx/run_nginx_bench.sh - case 4: nginx (one worker) + wrk, against
-# one loopback receiver (bench_receiver), in six modes:
+# one loopback receiver (bench_receiver), in these modes:
 #
 #   none          no log phase
+#   serialize_only  log phase builds the entry table only: kong.log.serialize()
+#                 (no JSON, nothing sent): the ceiling of any logger that
+#                 takes Kong's serialized table
 #   entry_only    log phase builds the entry only: cjson.encode(kong.log.serialize())
 #   batchq_q1     the batchq-log Kong plugin (examples/kong-plugin), queue_size 1
 #   batchq_q100   the same, queue_size 100
@@ -22,6 +25,8 @@
 # alternate within a round and ratios are taken within each round.
 #
 #   run_nginx_bench.sh OUT.json
+# BENCH_PERF_DIR=dir: perf record -g of the nginx worker during each wrk run,
+# one perf.<mode>.<round>.data there.
 # Environment: BATCHQ_SRC, BATCHQ_LIB_DIR (libbatchq.so), BENCH_BIN
 # (bench_receiver), NGINX, BATCHQ_NGINX_MODULES as in tests/nginx.
 set -euo pipefail
@@ -33,7 +38,7 @@ MODULES=${BATCHQ_NGINX_MODULES:-/usr/lib/nginx/modules}
 SECS=${BENCH_WRK_SECONDS:-4}
 CONNS=${BENCH_WRK_CONNECTIONS:-16}
 HERE="$BATCHQ_SRC/bench/nginx"
-MODES=${BENCH_NGINX_MODES:-"none entry_only batchq_q1 batchq_q100 purelua_q1 purelua_q100 batchq_q100_table"}
+MODES=${BENCH_NGINX_MODES:-"none serialize_only entry_only batchq_q1 batchq_q100 purelua_q1 purelua_q100 batchq_q100_table"}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/batchq-bench-nginx-XXXXXX")
 MASTER_PID=
@@ -98,6 +103,7 @@ load_module $MODULES/ngx_http_lua_module.so;"
   [ "$(id -u)" = 0 ] && user_line="user root;"
   case "$mode" in
     none) ;;
+    serialize_only) log_block='log_by_lua_block { local e = kong.log.serialize() }' ;;
     entry_only) log_block='log_by_lua_block { local e = cjson.encode(kong.log.serialize()) }' ;;
     batchq_q100_table)
       log_block="log_by_lua_block { require(\"table_logger\").log(require(\"bench_conf\").batchq_q100) }"
@@ -119,6 +125,10 @@ return {
   purelua_q100 = { http_endpoint = ep, queue_size = 100 },
 }
 EOF
+  local jit_log=""
+  # BENCH_JIT_LOG=dir: LuaJIT's jit.v trace log of each mode (which code runs
+  # compiled, and why a trace aborted), jitv.<mode>.log there.
+  [ -n "${BENCH_JIT_LOG:-}" ] && mkdir -p "$BENCH_JIT_LOG" && jit_log="require('jit.v').start('$BENCH_JIT_LOG/jitv.$mode.log')"
   mkdir -p "$T/tmp"
   cat >"$T/nginx.conf" <<EOF
 $load_modules
@@ -140,6 +150,7 @@ http {
   lua_package_path "$T/?.lua;$HERE/?.lua;$BATCHQ_SRC/tests/nginx/?.lua;$BATCHQ_SRC/capi/lua/?.lua;$BATCHQ_SRC/examples/kong-plugin/?.lua;;";
   lua_package_cpath "$BATCHQ_LIB_DIR/?.so;;";
   init_by_lua_block {
+    $jit_log
     require "kong_standin"
     cjson = require "cjson.safe"
     require "purelua_logger"
@@ -155,6 +166,18 @@ http {
   }
 }
 EOF
+}
+
+# CPU time (clock ticks) of a process's threads: "<main thread> <others>";
+# for the nginx worker, the others are batchq's threads.
+cpu_ticks() { # $1 = pid
+  local main=0 rest=0 f tid t
+  for f in /proc/"$1"/task/*/stat; do
+    tid=${f%/stat}; tid=${tid##*/}
+    t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "$f" 2>/dev/null || echo 0)
+    if [ "$tid" = "$1" ]; then main=$((main + t)); else rest=$((rest + t)); fi
+  done
+  echo "$main $rest"
 }
 
 nginx_cmd() { "$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/error.log" "$@"; }
@@ -174,7 +197,21 @@ for mode in $MODES; do
   wait_until 50 test -s "$T/nginx.pid"
   MASTER_PID=$(cat "$T/nginx.pid")
   wait_until 50 curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/warmup"
-  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$NGINX_PORT/r" >"$T/wrk.$mode.$round" 2>&1
+  WORKER_PID=$(pgrep -P "$MASTER_PID" | head -n 1)
+  read -r w0 s0 < <(cpu_ticks "$WORKER_PID")
+  read -r r0 r0b < <(cpu_ticks "$RX_PID")
+  PERF_PID=
+  if [ -n "${BENCH_PERF_DIR:-}" ]; then # a profile of the worker (all its threads) during wrk
+    mkdir -p "$BENCH_PERF_DIR"
+    perf record -q -g -o "$BENCH_PERF_DIR/perf.$mode.$round.data" -p "$WORKER_PID" 2>/dev/null &
+    PERF_PID=$!
+  fi
+  /usr/bin/time -f "%U %S" -o "$T/wrk.$mode.$round.cpu" \
+    wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$NGINX_PORT/r" >"$T/wrk.$mode.$round" 2>&1
+  read -r w1 s1 < <(cpu_ticks "$WORKER_PID")
+  read -r r1 r1b < <(cpu_ticks "$RX_PID")
+  TCK=$(getconf CLK_TCK)
+  if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
   nginx_cmd -s quit
   wait_until 300 bash -c "! kill -0 $MASTER_PID 2>/dev/null" || { log "nginx did not exit"; kill -KILL "$MASTER_PID" || true; }
   MASTER_PID=
@@ -183,7 +220,7 @@ for mode in $MODES; do
   answered=$(grep -c '^200$' "$T/access.log" || true)
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$T/wrk.$mode.$round")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; print v}' "$T/wrk.$mode.$round")
-  if [ "$mode" = none ] || [ "$mode" = entry_only ]; then
+  if [ "$mode" = none ] || [ "$mode" = serialize_only ] || [ "$mode" = entry_only ]; then
     received=0; lost=0
   else
     received=$RX_ENTRIES
@@ -194,8 +231,15 @@ for mode in $MODES; do
   # reason, e.g. queue_full when the sender cannot keep up): not silent.
   reported=$(grep -c 'dropped entry (' "$T/error.log" || true)
   silent=$((lost - reported))
-  log "round $round $mode: $rps req/s, p99 $p99 ms, answered $answered, received $received, not received $lost (reported dropped $reported, silently lost $silent), error-log errors $errs"
-  echo "{\"round\":$round,\"mode\":\"$mode\",\"rps\":$rps,\"p99_ms\":$p99,\"answered\":$answered,\"received\":$received,\"lost\":$lost,\"reported\":$reported,\"silent\":$silent,\"errors\":$errs}" >>"$T/runs.jsonl"
+  # CPU per request answered during wrk (µs): nginx worker's event loop,
+  # batchq's threads in the worker, the receiver, wrk.
+  cpu_json=$(python3 -c 'import sys
+w0,w1,s0,s1,r0,r1,tck,n=map(float,sys.argv[1:9]); wu,ws=map(float,open(sys.argv[9]).read().split()[:2])
+n=max(n,1); f=1e6/tck/n
+print("\"cpu_us\":{\"worker\":%.2f,\"batchq_threads\":%.2f,\"receiver\":%.2f,\"wrk\":%.2f}" % ((w1-w0)*f,(s1-s0)*f,(r1-r0)*f,(wu+ws)*1e6/n))' \
+    "$w0" "$w1" "$s0" "$s1" "$((r0 + r0b))" "$((r1 + r1b))" "$TCK" "$(awk '/requests in/ {print $1}' "$T/wrk.$mode.$round")" "$T/wrk.$mode.$round.cpu")
+  log "round $round $mode: $rps req/s, p99 $p99 ms, answered $answered, received $received, not received $lost (reported dropped $reported, silently lost $silent), error-log errors $errs, $cpu_json"
+  echo "{\"round\":$round,\"mode\":\"$mode\",\"rps\":$rps,\"p99_ms\":$p99,\"answered\":$answered,\"received\":$received,\"lost\":$lost,\"reported\":$reported,\"silent\":$silent,\"errors\":$errs,$cpu_json}" >>"$T/runs.jsonl"
   cp "$T/error.log" "$T/error.$mode.$round.log"
   : >"$T/error.log"
 done
@@ -226,6 +270,8 @@ for m in modes:
          "lost": sum(r["lost"] for r in rs), "reported": sum(r["reported"] for r in rs),
          "silent": sum(r["silent"] for r in rs), "errors": sum(r["errors"] for r in rs), "rounds": len(rs),
          "vs_entry_only": ratio(m, "entry_only")}
+    if all("cpu_us" in r for r in rs):
+        e["cpu_us"] = {k: statistics.median(r["cpu_us"][k] for r in rs) for k in rs[0]["cpu_us"]}
     if m.startswith("batchq_q"):
         e["vs_purelua"] = ratio(m, "purelua_q" + m[len("batchq_q"):].split("_")[0])
     out.append(e)

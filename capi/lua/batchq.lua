@@ -533,10 +533,15 @@ local enc = _M.has_string_buffer and sbuf.new() or nil
 local ENC_KEEP = 1024 * 1024 -- a buffer grown past this is freed after use
 local EJSON = E.EJSON
 
--- buf:ref() runs in the interpreter: in Debian's luajit2 (2.1-20230119) a
--- JIT-compiled buf:ref() after buf:encode() corrupted the Lua state
--- (SIGSEGV after a few hundred calls in tests/lua/test_lua_json.lua; fine
--- with -joff or with this). The rest of the path is still compiled.
+-- encode_value() runs in the interpreter (calling a jit.off function keeps
+-- its callers' traces from compiling through it): in Debian's luajit2
+-- (2.1-20230119) a JIT-compiled encode_value corrupted the Lua state
+-- (SIGSEGV after a few hundred random draws in tests/lua/test_lua_json.lua;
+-- fine with -joff or with this). It is not buf:ref(): the same crash comes
+-- with buffer.encode(value) (a Lua string) in place of buf:encode + ref.
+-- Under nginx the log phase runs mostly interpreted anyway (jit.v: its
+-- traces abort in lua-resty-core and Kong's serializer), so this costs
+-- little there; bench/nginx/run_nginx_bench.sh BENCH_JIT_LOG shows it.
 local function enc_ref()
   return enc:ref()
 end

@@ -255,6 +255,28 @@ test("every byte of a string, and the edge numbers, byte for byte", function()
   end
 end)
 
+-- The fast path writes into a per-thread buffer sized from the encoding and
+-- grown mid-entry when escapes make the JSON longer (a control byte becomes
+-- 6 bytes), then dropped after an entry past 1 MiB: a small entry, a huge
+-- escape-heavy one, and small ones again must all come out as cjson's.
+test("the JSON writer's buffer: growth mid-entry and after a huge entry", function()
+  local small = { "x/y", 1.5, { 1, 2, 3 } } -- arrays: the same bytes as cjson's
+  eq(batchq.to_json(small), cjson.encode(small), "small first")
+  local ctl = string.rep("\1", 200000) -- 1.2 MB of JSON from 200 kB
+  local big = { ctl, "tail\"\\/" }
+  eq(batchq.to_json(big), cjson.encode(big), "escape-heavy entry larger than the buffer's first size")
+  local mixed = {}
+  for i = 1, 2000 do
+    mixed[i] = string.rep("\n", i % 64) .. string.rep("a", i % 13)
+  end
+  eq(batchq.to_json(mixed), cjson.encode(mixed), "many strings, the buffer grows several times")
+  eq(batchq.to_json(small), cjson.encode(small), "small after the huge ones")
+  eq(batchq.to_json({ k = ctl }) ~= nil, true, "object with the huge string")
+  local o = cjson.decode(batchq.to_json({ k = ctl, z = 1 }))
+  eq(o.k, ctl, "huge string round-trips")
+  eq(o.z, 1, "value after the huge string")
+end)
+
 test("cjson's shapes: empty table, sparse arrays, ngx.null", function()
   eq(batchq.to_json({}), "{}", "empty table")
   eq(batchq.to_json({ {}, { {} } }), "[{},[{}]]", "nested empties")

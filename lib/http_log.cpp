@@ -139,7 +139,7 @@ struct http_log::impl {
   http_log_options opt;
   http_log_callbacks cb;
 
-  // The sending side: one multi thread runs every request, up to
+  // The sending side: one libcurl multi handle runs every request, up to
   // `concurrency` at once over shared keep-alive connections; the queue's
   // workers hand it their batches (lib/sender_pool.hpp).
   std::unique_ptr<detail::sender_pool> pool;

@@ -7,7 +7,6 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 #include "http_transfer.hpp"
 
@@ -19,27 +18,34 @@ namespace {
 struct job {
   const std::vector<std::string_view>* pieces = nullptr;
   const attempt_context* ctx = nullptr;
-  send_result result;             // written by the multi thread under mu, then `done`
+  send_result result;             // written by the driver under mu, then `done`
   bool done = false;              // under mu
-  http_transfer* transfer = nullptr;  // multi thread only
+  http_transfer* transfer = nullptr;  // the driver's
 };
 
 }  // namespace
 
+// Leader/followers: whichever sending thread finds nobody driving the multi
+// handle drives it - every transfer in flight, not only its own - until its
+// own is done, then hands the role to a waiting thread. So one thread at a
+// time runs all requests on one multi handle (one connection cache, HTTP/2
+// streams on one connection), without a thread of its own: at concurrency 1
+// the worker drives its own request with no hand-off between threads, and
+// at N a request finishing on the driver needs no wake-up of another thread
+// to start the next one (its worker submits it and the driver picks it up).
 struct sender_pool::impl {
   std::shared_ptr<const http_target> target;
   std::size_t max_parallel;
   CURLM* multi = nullptr;
 
   std::mutex mu;
-  std::condition_variable done_cv;  // every waiter checks its own job's `done`
-  std::vector<job*> incoming;       // under mu
-  bool stop = false;                // under mu
+  std::condition_variable cv;  // a job done, or the driver role free
+  std::vector<job*> incoming;  // under mu
+  bool driving = false;        // under mu: a thread holds the driver role
 
-  // The multi thread's own.
+  // The driver's own (handed from driver to driver under mu).
   std::vector<std::unique_ptr<http_transfer>> idle;
   std::vector<job*> active;
-  std::thread thread;
 
   impl(http_sender_options o, std::size_t n) : target(make_http_target(std::move(o))), max_parallel(std::max<std::size_t>(1, n)) {
     // One transfer now: a libcurl that refuses an option fails here, with its
@@ -51,21 +57,11 @@ struct sender_pool::impl {
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, limit);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, limit);
-    try {
-      thread = std::thread([this] { run(); });
-    } catch (...) {
-      curl_multi_cleanup(multi);
-      throw;
-    }
   }
 
+  // Runs when no send() is in progress (the owner has stopped its workers).
   ~impl() {
-    {
-      std::lock_guard<std::mutex> g(mu);
-      stop = true;
-    }
-    curl_multi_wakeup(multi);
-    thread.join();
+    while (!active.empty()) complete(active.back(), CURLE_ABORTED_BY_CALLBACK, "the sender is shutting down");
     idle.clear();  // easy handles before their multi handle's cache goes
     curl_multi_cleanup(multi);
   }
@@ -77,7 +73,7 @@ struct sender_pool::impl {
     std::lock_guard<std::mutex> g(mu);
     j->result = std::move(r);
     j->done = true;
-    done_cv.notify_all();  // under the lock: the waiter's stack frame (and j) may go once it sees done
+    cv.notify_all();  // under the lock: the waiter's stack frame (and j) may go once it sees done
   }
 
   void start(job* j) {
@@ -124,24 +120,15 @@ struct sender_pool::impl {
     publish(j, std::move(r));
   }
 
-  void run() {
+  // The driver's loop: every transfer in flight, until `mine` is done.
+  void drive(const job& mine) {
     static constexpr int kCancelPollMs = 100;
     std::vector<job*> fresh;
     for (;;) {
-      bool stopping = false;
       {
         std::lock_guard<std::mutex> g(mu);
+        if (mine.done) return;
         fresh.swap(incoming);
-        stopping = stop;
-      }
-      if (stopping) {
-        for (job* j : fresh) {
-          send_result r;
-          r.error = "failed request to " + target->ep.host_port + ": the sender is shutting down";
-          publish(j, std::move(r));
-        }
-        while (!active.empty()) complete(active.back(), CURLE_ABORTED_BY_CALLBACK, "the sender is shutting down");
-        return;
       }
       for (job* j : fresh) start(j);
       fresh.clear();
@@ -161,7 +148,7 @@ struct sender_pool::impl {
       }
       // Cancellation and timeout_scope::operation are ours to watch: poll
       // often enough to notice them while the server is silent.
-      int wait_ms = active.empty() ? 1000 : kCancelPollMs;
+      int wait_ms = kCancelPollMs;
       for (std::size_t i = 0; i < active.size();) {
         job* j = active[i];
         if (j->transfer->cancelled()) {
@@ -178,6 +165,11 @@ struct sender_pool::impl {
         }
         ++i;
       }
+      {
+        std::lock_guard<std::mutex> g(mu);
+        if (mine.done) return;
+        if (!incoming.empty()) continue;  // start them before waiting
+      }
       curl_multi_poll(multi, nullptr, 0, wait_ms, nullptr);  // curl_multi_wakeup() ends it early
     }
   }
@@ -186,18 +178,24 @@ struct sender_pool::impl {
     job j;
     j.pieces = &pieces;
     j.ctx = ctx;
-    {
-      std::lock_guard<std::mutex> g(mu);
-      if (stop) {
-        send_result r;
-        r.error = "failed request to " + target->ep.host_port + ": the sender is shutting down";
-        return r;
-      }
-      incoming.push_back(&j);
-    }
-    curl_multi_wakeup(multi);
     std::unique_lock<std::mutex> lk(mu);
-    done_cv.wait(lk, [&j] { return j.done; });
+    incoming.push_back(&j);
+    for (;;) {
+      if (j.done) break;
+      if (!driving) {
+        driving = true;
+        lk.unlock();
+        drive(j);
+        lk.lock();
+        driving = false;
+        cv.notify_all();  // a waiting thread whose job is not done takes the role
+        continue;
+      }
+      lk.unlock();
+      curl_multi_wakeup(multi);  // the driver starts it now rather than after its poll
+      lk.lock();
+      cv.wait(lk, [&j, this] { return j.done || !driving; });
+    }
     return std::move(j.result);
   }
 };

@@ -1,14 +1,14 @@
-// sender_pool: the sending side of an http_log. One thread drives every
-// request on one libcurl multi handle: up to `max_parallel` transfers at
-// once, over the multi handle's shared cache of keep-alive connections
-// (HTTP/2 streams multiplexed on one connection where a TLS endpoint offers
-// h2; one HTTP/1.1 connection per concurrent request otherwise).
+// sender_pool: the sending side of an http_log. One libcurl multi handle
+// runs every request: up to `max_parallel` transfers at once, over the multi
+// handle's shared cache of keep-alive connections (HTTP/2 streams
+// multiplexed on one connection where a TLS endpoint offers h2; one HTTP/1.1
+// connection per concurrent request otherwise).
 //
-// The queue's worker threads hand it batches: send() blocks the calling
-// worker until its transfer is done, so batch_queue's model (a worker calls
-// process() and gets a result) is unchanged, while the sockets, timers and
-// TLS of all in-flight requests live on the one multi thread. Internal to
-// lib/.
+// The queue's worker threads hand it batches: send() returns the outcome,
+// so batch_queue's model (a worker calls process() and gets a result) is
+// unchanged. One of the waiting workers at a time drives the multi handle
+// for all of them (leader/followers, see sender_pool.cpp): no thread of its
+// own, and no hand-off between threads at concurrency 1. Internal to lib/.
 #ifndef BATCHQ_LIB_SENDER_POOL_HPP
 #define BATCHQ_LIB_SENDER_POOL_HPP
 
@@ -23,11 +23,9 @@ namespace batchq::detail {
 
 class sender_pool {
  public:
-  // Validates the options (options_error) and starts the multi thread. The
-  // caller decides the thread's signal mask (http_log blocks all signals).
+  // Validates the options (options_error). Starts no thread.
   sender_pool(http_sender_options options, std::size_t max_parallel);
-  // Aborts what is still in flight (its senders get a "cancelled" result)
-  // and joins the thread.
+  // Only once no send() is in progress.
   ~sender_pool();
   sender_pool(const sender_pool&) = delete;
   sender_pool& operator=(const sender_pool&) = delete;

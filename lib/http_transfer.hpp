@@ -77,7 +77,9 @@ class http_transfer {
   // read again from the start when libcurl rewinds (CURLOPT_SEEKFUNCTION: a
   // reused connection found dead), so every resend carries identical bytes.
   // With gzip the pieces are compressed first into a buffer the transfer
-  // keeps (compressed size only), which the resends reuse. Returns false,
+  // keeps (compressed size only), which the resends reuse. A body of one
+  // piece, or of at most k_inline bytes, is sent as CURLOPT_POSTFIELDS (head
+  // and body in one write; several pieces joined into a small buffer). Returns false,
   // with *early set, when the attempt must not start (already cancelled).
   bool begin(const std::vector<std::string_view>& pieces, const attempt_context* ctx, send_result* early);
 
@@ -102,6 +104,8 @@ class http_transfer {
   CURL* easy_ = nullptr;
   char errbuf_[CURL_ERROR_SIZE] = {};  // lives exactly as long as easy_
   std::string gz_;                     // the compressed body (gzip), reused
+  static constexpr std::size_t k_inline = 64 * 1024;
+  std::string small_;                  // a body of several pieces up to k_inline bytes, joined
 
   // Per-attempt state, written by the callbacks during a transfer.
   std::vector<std::string_view> pieces_;

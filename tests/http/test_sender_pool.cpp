@@ -31,6 +31,14 @@ namespace {
 
 std::string entry(long n) { return "{\"n\":" + std::to_string(n) + ",\"msg\":\"entry " + std::to_string(n) + "\"}"; }
 
+// An entry of about `bytes` bytes: 20 of them make a body over 64 KiB, which
+// is streamed (smaller ones go out with the request head in one write).
+std::string big_entry(long n, std::size_t bytes = 4096) {
+  std::string e = entry(n);
+  e.insert(e.size() - 1, ",\"pad\":\"" + std::string(bytes, 'p') + "\"");
+  return e;
+}
+
 // The "n" of every entry in a body (a bare object, an array, or ndjson lines).
 std::vector<long> ns_in(const std::string& body) {
   std::vector<long> out;
@@ -147,7 +155,10 @@ TEST_CASE("the streamed body is byte for byte the built body, for each format, w
   o.queue.batch_max_size = batch;
   o.queue.flush_timeout = 60s;  // the batch closes when full: one request
   std::vector<std::string> entries;
-  for (std::size_t i = 0; i < batch; ++i) entries.push_back(entry(static_cast<long>(i)) + std::string(i * 37 % 300, ' '));
+  // Batch 1: one piece, sent in place; 2: a small body, joined; 50 (over
+  // 64 KiB): streamed through the read callback.
+  for (std::size_t i = 0; i < batch; ++i)
+    entries.push_back(entry(static_cast<long>(i)) + std::string(1500 + i * 37 % 300, ' '));
   {
     batchq::http_log log(o);
     for (const auto& e : entries) REQUIRE(log.enqueue(e) == batchq::enqueue_result::accepted);
@@ -181,7 +192,7 @@ TEST_CASE("a retried batch is resent with identical bytes (plain and gzip)", "[s
   o.queue.flush_timeout = 60s;
   {
     batchq::http_log log(o);
-    for (int i = 0; i < 20; ++i) REQUIRE(log.enqueue(entry(i)) == batchq::enqueue_result::accepted);
+    for (int i = 0; i < 20; ++i) REQUIRE(log.enqueue(big_entry(i)) == batchq::enqueue_result::accepted);
     REQUIRE(log.flush(30s));
     CHECK(log.stats().delivered == 20);
   }
@@ -191,7 +202,7 @@ TEST_CASE("a retried batch is resent with identical bytes (plain and gzip)", "[s
   CHECK(reqs[1].body == reqs[0].body);
   CHECK(reqs[2].body == reqs[0].body);
   std::vector<std::string> entries;
-  for (int i = 0; i < 20; ++i) entries.push_back(entry(i));
+  for (int i = 0; i < 20; ++i) entries.push_back(big_entry(i));
   if (!gzip) CHECK(reqs[0].body == batchq::build_payload(entries, payload_format::kong));
 }
 
@@ -215,7 +226,7 @@ TEST_CASE("a kept-alive connection found closed: libcurl rewinds the streamed bo
   o.queue.flush_timeout = 60s;
   o.queue.retry_count = 0;  // the resend must be libcurl's own, not the queue's
   std::vector<std::string> entries;
-  for (int i = 0; i < 20; ++i) entries.push_back(entry(i));
+  for (int i = 0; i < 20; ++i) entries.push_back(big_entry(i, 8192));
   {
     batchq::http_log log(o);
     for (const auto& e : entries) REQUIRE(log.enqueue(e) == batchq::enqueue_result::accepted);

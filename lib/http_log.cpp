@@ -22,6 +22,7 @@
 #include "log_record.hpp"
 #include "pull_buffer.hpp"
 #include "spool_pair.hpp"
+#include "sender_pool.hpp"
 
 namespace batchq {
 
@@ -88,10 +89,10 @@ struct http_log::impl {
   http_log_options opt;
   http_log_callbacks cb;
 
-  // One sender per concurrently running attempt (libcurl handles are never
-  // shared between threads); they are reused so connections stay alive.
-  std::mutex pool_mu;
-  std::vector<std::unique_ptr<http_sender>> idle;
+  // The sending side: one libcurl multi handle runs every request, up to
+  // `concurrency` at once over shared keep-alive connections; the queue's
+  // workers hand it their batches (lib/sender_pool.hpp).
+  std::unique_ptr<detail::sender_pool> pool;
 
   // Pull mode: what waits for poll_dropped() / poll_log().
   std::optional<detail::pull_buffer> buf;
@@ -125,27 +126,12 @@ struct http_log::impl {
     }
   }
 
-  std::unique_ptr<http_sender> take_sender() {
-    {
-      std::lock_guard<std::mutex> g(pool_mu);
-      if (!idle.empty()) {
-        auto s = std::move(idle.back());
-        idle.pop_back();
-        return s;
-      }
-    }
-    return std::make_unique<http_sender>(opt.http);
-  }
-  void give_back(std::unique_ptr<http_sender> s) {
-    std::lock_guard<std::mutex> g(pool_mu);
-    idle.push_back(std::move(s));
-  }
-
   process_result process(span<const log_record> batch, const attempt_context& ctx) {
-    // Buffers per worker thread: a 10 MB batch is built into memory that the
-    // next batch reuses.
-    thread_local std::string body;
+    // The body is streamed from the entries the queue holds (payload_pieces:
+    // views of the entries and the framing); only enqueue_lua() entries are
+    // decoded into one per-batch buffer first. Buffers per worker thread.
     thread_local std::vector<std::string_view> views;
+    thread_local std::vector<std::string_view> pieces;
     views.clear();
     thread_local std::string lua_json;  // this batch's enqueue_lua() entries as JSON, back to back
     thread_local std::vector<std::size_t> lua_ends;
@@ -166,12 +152,9 @@ struct http_log::impl {
       views.emplace_back(std::string_view(lua_json).substr(from, lua_ends[lua_i] - from));
       ++lua_i;
     }
-    build_payload(span<const std::string_view>(views.data(), views.size()), opt.format, body);
+    payload_pieces(span<const std::string_view>(views.data(), views.size()), opt.format, pieces);
     spools->sync_before_send();
-    auto s = take_sender();
-    send_result r = s->send(body, &ctx);
-    give_back(std::move(s));
-    if (body.capacity() > (std::size_t{64} << 20)) std::string().swap(body);
+    send_result r = pool->send(pieces, &ctx);
     if (lua_json.capacity() > (std::size_t{64} << 20)) std::string().swap(lua_json);
     process_result pr = r.to_process_result();
     // A receiver that refuses a batch (4xx other than 408 and 429; 413 too)
@@ -241,7 +224,7 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
   const block_signals no_signals_in_our_threads;  // queue workers, spool fsync thread, opener
 
   // Fail now, with the sender's own message, rather than on the first send.
-  m.idle.push_back(std::make_unique<http_sender>(m.opt.http));
+  m.pool = std::make_unique<detail::sender_pool>(m.opt.http, m.opt.queue.concurrency);
 
   m.buf.emplace(m.opt.drop_buffer_entries, m.opt.drop_buffer_bytes, m.opt.log_buffer_lines);
   m.spools.emplace(m.opt.spool, detail::spool_pair::hooks{

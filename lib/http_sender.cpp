@@ -2,26 +2,22 @@
 
 #include <curl/curl.h>
 
-#define ZLIB_CONST
-#include <zlib.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cctype>
-#include <cstdint>
 #include <cstring>
-#include <ctime>
-#include <limits>
 #include <mutex>
 #include <new>
 #include <stdexcept>
 
-#include "batchq/version.h"
+#include "http_transfer.hpp"
 #include "text/text.hpp"
 
 namespace batchq {
 
 namespace {
+
+using detail::endpoint_parts;
 
 // curl_global_init() is not safe to run while other threads use libcurl and
 // must not run from a static initializer, so the first constructor does it.
@@ -44,17 +40,6 @@ bool is_token_char(char c) {
   if (std::isalnum(static_cast<unsigned char>(c))) return true;
   return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
-
-// The parts of http_endpoint we need. Filled only from a URL that parsed.
-struct endpoint_parts {
-  std::string url;           // what libcurl gets: no userinfo, no fragment
-  std::string host_port;     // "host:port" for error texts
-  bool has_userinfo = false;
-  std::string user;          // percent-decoded
-  std::string password;      // percent-decoded
-  std::string password_raw;  // as written in the URL, for scrubbing
-  std::vector<std::string> query_values;  // raw and decoded, for scrubbing
-};
 
 using curlu_ptr = std::unique_ptr<CURLU, decltype(&curl_url_cleanup)>;
 
@@ -140,63 +125,6 @@ std::string parse_endpoint(const std::string& url, endpoint_parts* out) {
   return {};
 }
 
-// gzip (RFC 1952) of `in` into `out`, replacing its contents.
-void gzip_into(std::string_view in, std::string& out) {
-  z_stream zs{};
-  if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw std::bad_alloc();
-  out.resize(deflateBound(&zs, static_cast<uLong>(in.size())) + 64);
-  zs.next_in = reinterpret_cast<const Bytef*>(in.data());
-  zs.next_out = reinterpret_cast<Bytef*>(&out[0]);
-  std::size_t in_left = in.size();
-  std::size_t out_left = out.size();
-  int rc = Z_OK;
-  // avail_in/avail_out are 32-bit: feed in slices.
-  constexpr std::size_t slice = std::numeric_limits<uInt>::max();
-  while (rc == Z_OK) {
-    zs.avail_in = static_cast<uInt>(std::min(in_left, slice));
-    zs.avail_out = static_cast<uInt>(std::min(out_left, slice));
-    const uInt in_before = zs.avail_in;
-    const uInt out_before = zs.avail_out;
-    rc = deflate(&zs, in_left == zs.avail_in ? Z_FINISH : Z_NO_FLUSH);
-    in_left -= in_before - zs.avail_in;
-    out_left -= out_before - zs.avail_out;
-    if (rc == Z_OK && out_left == 0) {  // cannot happen with deflateBound, but never loop forever
-      const std::size_t used = out.size();
-      out.resize(used * 2);
-      zs.next_out = reinterpret_cast<Bytef*>(&out[used]);
-      out_left = used;
-    }
-  }
-  const std::size_t produced = out.size() - out_left;
-  deflateEnd(&zs);
-  if (rc != Z_STREAM_END) throw std::runtime_error("batchq: gzip compression failed");
-  out.resize(produced);
-}
-
-void replace_all(std::string& s, const std::string& what, std::string_view with) {
-  if (what.empty()) return;
-  for (std::size_t pos = s.find(what); pos != std::string::npos; pos = s.find(what, pos + with.size()))
-    s.replace(pos, what.size(), with);
-}
-
-// Retry-After: delta-seconds or an HTTP-date. Clamped to a day so that a
-// hostile or broken header cannot park the queue for years.
-std::chrono::milliseconds parse_retry_after(const std::string& v) {
-  constexpr long long max_s = 24 * 3600;
-  if (v.empty()) return std::chrono::milliseconds{0};
-  long long secs = -1;
-  if (std::all_of(v.begin(), v.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
-    secs = v.size() > 9 ? max_s : std::stoll(v);
-  } else {
-    const std::time_t when = curl_getdate(v.c_str(), nullptr);
-    if (when == -1) return std::chrono::milliseconds{0};
-    // time() truncates: the result is never shorter than the real remainder.
-    secs = static_cast<long long>(when) - static_cast<long long>(std::time(nullptr));
-  }
-  secs = std::clamp(secs, 0LL, max_s);
-  return std::chrono::milliseconds{secs * 1000};
-}
-
 std::string fail_field(std::string* field, const char* name, const std::string& problem) {
   if (field) *field = name;
   return std::string(name) + ": " + problem;
@@ -249,183 +177,83 @@ std::string validate(const http_sender_options& o, std::string* field) {
   return {};
 }
 
+namespace detail {
+
+std::shared_ptr<const http_target> make_http_target(http_sender_options o) {
+  std::string field;
+  const std::string problem = validate(o, &field);
+  if (!problem.empty()) throw options_error(field, problem);
+  ensure_curl_global_init();
+  auto t = std::make_shared<http_target>();
+  t->opts = std::move(o);
+  parse_endpoint(t->opts.http_endpoint, &t->ep);
+  const http_sender_options& opts = t->opts;
+  const endpoint_parts& ep = t->ep;
+  auto add_header = [&t](const std::string& line) {
+    curl_slist* n = curl_slist_append(t->header_list, line.c_str());
+    if (!n) throw std::bad_alloc();
+    t->header_list = n;
+  };
+  constexpr std::size_t k_min_secret = 4;
+  std::vector<std::string>& secrets = t->secrets;
+  add_header("Content-Type: " + opts.content_type);
+  if (ep.has_userinfo) {
+    const std::string token = text::base64(ep.user + ":" + ep.password);
+    add_header("Authorization: Basic " + token);
+    secrets.push_back(token);
+    secrets.push_back(ep.password);
+    secrets.push_back(ep.password_raw);
+  }
+  if (opts.gzip) add_header("Content-Encoding: gzip");
+  add_header("Expect:");  // no 100-continue round trip for large bodies (Kong sends none)
+  for (const auto& [name, value] : opts.headers) {
+    // "Name;" is libcurl's spelling of a header with an empty value.
+    add_header(value.empty() ? name + ";" : name + ": " + value);
+    // Every configured header value may be a credential (X-Api-Key,
+    // apikey, ...): all are scrubbed. Values under k_min_secret bytes of
+    // headers other than Authorization are not (they cannot be secret, and
+    // "1" or "on" would garble every text).
+    const bool auth = iequals(name, "Authorization") || iequals(name, "Proxy-Authorization");
+    if (auth || value.size() >= k_min_secret) secrets.push_back(value);
+    const auto sp = value.find(' ');  // "Bearer <token>": the token alone too
+    if (sp != std::string::npos && (auth || value.size() - sp - 1 >= k_min_secret))
+      secrets.push_back(value.substr(sp + 1));
+  }
+  for (const auto& v : ep.query_values)
+    if (v.size() >= k_min_secret) secrets.push_back(v);
+  // Longest first, so that a secret containing another is replaced whole.
+  secrets.erase(std::remove_if(secrets.begin(), secrets.end(), [](const std::string& s) { return s.empty(); }),
+                secrets.end());
+  std::sort(secrets.begin(), secrets.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
+  t->longest_secret = secrets.empty() ? 0 : secrets.front().size();
+  return t;
+}
+
+}  // namespace detail
+
+// The synchronous sender: one transfer on its own multi handle.
 struct http_sender::impl {
-  http_sender_options opts;
-  endpoint_parts ep;
-  static constexpr std::size_t k_min_secret = 4;
-  std::vector<std::string> secrets;  // scrubbed from every error text
-  std::size_t longest_secret = 0;
-  CURL* easy = nullptr;
+  std::shared_ptr<const detail::http_target> target;
+  detail::http_transfer transfer;
   CURLM* multi = nullptr;
-  curl_slist* header_list = nullptr;
-  char errbuf[CURL_ERROR_SIZE] = {};  // lives exactly as long as `easy`
-  std::string gz;                      // reused compression buffer
+  std::vector<std::string_view> pieces;
 
-  // Per-send state, written by the callbacks during a transfer.
-  std::string err_body;
-  std::string retry_after_value;
-  const attempt_context* ctx = nullptr;
-  // timeout_scope::operation: when a byte last moved (or the attempt began).
-  std::chrono::steady_clock::time_point last_progress{};
-  curl_off_t seen_up = 0, seen_down = 0, seen_header = 0;
-  bool stalled = false;
-
+  explicit impl(http_sender_options o) : target(detail::make_http_target(std::move(o))), transfer(target) {
+    multi = curl_multi_init();
+    if (!multi) throw std::runtime_error("batchq: cannot create a libcurl handle");
+  }
+  ~impl() { curl_multi_cleanup(multi); }
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
-
-  explicit impl(http_sender_options o) : opts(std::move(o)) {
-    std::string field;
-    const std::string problem = validate(opts, &field);
-    if (!problem.empty()) throw options_error(field, problem);
-    parse_endpoint(opts.http_endpoint, &ep);
-    ensure_curl_global_init();
-    try {
-      setup();
-    } catch (...) {
-      cleanup();
-      throw;
-    }
-  }
-  ~impl() { cleanup(); }
-
-  void cleanup() noexcept {
-    if (multi) curl_multi_cleanup(multi);
-    if (easy) curl_easy_cleanup(easy);
-    if (header_list) curl_slist_free_all(header_list);
-    multi = nullptr;
-    easy = nullptr;
-    header_list = nullptr;
-  }
-
-  void add_header(const std::string& line) {
-    curl_slist* n = curl_slist_append(header_list, line.c_str());
-    if (!n) throw std::bad_alloc();
-    header_list = n;
-  }
-
-  void setup() {
-    easy = curl_easy_init();
-    multi = curl_multi_init();
-    if (!easy || !multi) throw std::runtime_error("batchq: cannot create a libcurl handle");
-
-    add_header("Content-Type: " + opts.content_type);
-    if (ep.has_userinfo) {
-      const std::string token = text::base64(ep.user + ":" + ep.password);
-      add_header("Authorization: Basic " + token);
-      secrets.push_back(token);
-      secrets.push_back(ep.password);
-      secrets.push_back(ep.password_raw);
-    }
-    if (opts.gzip) add_header("Content-Encoding: gzip");
-    add_header("Expect:");  // no 100-continue round trip for large bodies (Kong sends none)
-    for (const auto& [name, value] : opts.headers) {
-      // "Name;" is libcurl's spelling of a header with an empty value.
-      add_header(value.empty() ? name + ";" : name + ": " + value);
-      // Every configured header value may be a credential (X-Api-Key,
-      // apikey, ...): all are scrubbed. Values under k_min_secret bytes of
-      // headers other than Authorization are not (they cannot be secret, and
-      // "1" or "on" would garble every text).
-      const bool auth = iequals(name, "Authorization") || iequals(name, "Proxy-Authorization");
-      if (auth || value.size() >= k_min_secret) secrets.push_back(value);
-      const auto sp = value.find(' ');  // "Bearer <token>": the token alone too
-      if (sp != std::string::npos && (auth || value.size() - sp - 1 >= k_min_secret))
-        secrets.push_back(value.substr(sp + 1));
-    }
-    for (const auto& v : ep.query_values)
-      if (v.size() >= k_min_secret) secrets.push_back(v);
-    // Longest first, so that a secret containing another is replaced whole.
-    secrets.erase(std::remove_if(secrets.begin(), secrets.end(), [](const std::string& s) { return s.empty(); }),
-                  secrets.end());
-    std::sort(secrets.begin(), secrets.end(),
-              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-    secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
-    longest_secret = secrets.empty() ? 0 : secrets.front().size();
-
-    const bool per_op = opts.scope == timeout_scope::operation;
-    const auto timeout_ms = static_cast<long>(opts.timeout.count());
-    long connect_ms = static_cast<long>(opts.connect_timeout.count());
-    // Per operation, connecting is one operation bounded by `timeout` (as
-    // cosocket connect); the whole request has no bound but progress.
-    if (connect_ms == 0) connect_ms = per_op ? timeout_ms : std::min(timeout_ms, 5000L);
-    const long maxage_s = static_cast<long>((opts.keepalive.count() + 999) / 1000);
-
-    CURLcode rc = CURLE_OK;
-    auto set = [&rc](CURLcode r) {
-      if (rc == CURLE_OK) rc = r;
-    };
-    set(curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf));
-    set(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
-    set(curl_easy_setopt(easy, CURLOPT_URL, ep.url.c_str()));
-    set(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https"));
-    set(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L));
-    set(curl_easy_setopt(easy, CURLOPT_PROXY, ""));  // ignore http_proxy & co.
-    set(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1)));
-    set(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, per_op ? 0L : timeout_ms));
-    set(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms));
-    set(curl_easy_setopt(easy, CURLOPT_MAXAGE_CONN, std::max(1L, maxage_s)));
-    if (opts.keepalive.count() == 0) set(curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L));
-    set(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
-    set(curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L));
-    set(curl_easy_setopt(easy, CURLOPT_USERAGENT, "batchq/" BATCHQ_VERSION_STRING));
-    set(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, header_list));
-    set(curl_easy_setopt(easy, CURLOPT_POST, 1L));
-    if (opts.method != "POST") set(curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, opts.method.c_str()));
-    set(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &impl::on_body));
-    set(curl_easy_setopt(easy, CURLOPT_WRITEDATA, this));
-    set(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &impl::on_header));
-    set(curl_easy_setopt(easy, CURLOPT_HEADERDATA, this));
-    set(curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &impl::on_progress));
-    set(curl_easy_setopt(easy, CURLOPT_XFERINFODATA, this));
-    set(curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L));
-    set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, opts.ssl_verify ? 1L : 0L));
-    set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, opts.ssl_verify ? 2L : 0L));
-    if (!opts.ca_file.empty()) set(curl_easy_setopt(easy, CURLOPT_CAINFO, opts.ca_file.c_str()));
-    if (!opts.client_cert.empty()) set(curl_easy_setopt(easy, CURLOPT_SSLCERT, opts.client_cert.c_str()));
-    if (!opts.client_key.empty()) set(curl_easy_setopt(easy, CURLOPT_SSLKEY, opts.client_key.c_str()));
-    if (rc != CURLE_OK)
-      throw std::runtime_error(std::string("batchq: libcurl refused an option: ") + curl_easy_strerror(rc));
-  }
-
-  static std::size_t on_body(char* data, std::size_t size, std::size_t n, void* self) {
-    auto* me = static_cast<impl*>(self);
-    const std::size_t len = size * n;
-    me->last_progress = std::chrono::steady_clock::now();
-    // longest_secret bytes more than will be quoted: a secret that starts
-    // inside the quoted part is then seen whole and scrubbed whole.
-    const std::size_t max = me->opts.max_error_body;
-    const std::size_t keep = max > SIZE_MAX - me->longest_secret ? SIZE_MAX : max + me->longest_secret;
-    const std::size_t room = keep - std::min(keep, me->err_body.size());
-    me->err_body.append(data, std::min(room, len));
-    return len;  // the rest is read and discarded, keeping the connection usable
-  }
-
-  static std::size_t on_header(char* data, std::size_t size, std::size_t n, void* self) {
-    auto* me = static_cast<impl*>(self);
-    const std::size_t len = size * n;
-    std::string_view line(data, len);
-    me->last_progress = std::chrono::steady_clock::now();
-    if (line.substr(0, 5) == "HTTP/") {  // a new response (after 1xx or a retry): forget the old one
-      me->retry_after_value.clear();
-      me->err_body.clear();
-    } else if (constexpr std::string_view name = "retry-after:"; line.size() > name.size() && iequals(line.substr(0, name.size()), name)) {
-      line.remove_prefix(name.size());
-      while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
-      me->retry_after_value.assign(line);
-    }
-    return len;
-  }
-
-  static int on_progress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-    const auto* me = static_cast<const impl*>(self);
-    return (me->ctx && me->ctx->cancelled()) ? 1 : 0;  // non-zero aborts: CURLE_ABORTED_BY_CALLBACK
-  }
 
   // Runs the transfer on our multi handle. curl_easy_perform would do the same
   // but only wakes once a second; here a cancelled context is noticed within
   // kCancelPollMs even while the server is silent.
-  CURLcode perform(std::string* multi_error) {
+  CURLcode perform(bool watch_cancel, std::string* multi_error) {
     static constexpr int kCancelPollMs = 100;
+    CURL* easy = transfer.easy();
     CURLMcode mc = curl_multi_add_handle(multi, easy);
     if (mc != CURLM_OK) {
       *multi_error = curl_multi_strerror(mc);
@@ -444,15 +272,14 @@ struct http_sender::impl {
         }
       }
       if (done) break;
-      if (ctx && ctx->cancelled()) {
+      if (transfer.cancelled()) {
         result = CURLE_ABORTED_BY_CALLBACK;
         break;
       }
-      int wait_ms = ctx ? kCancelPollMs : 1000;
-      if (opts.scope == timeout_scope::operation) {
-        const long long idle_left = idle_ms_left();
+      int wait_ms = watch_cancel ? kCancelPollMs : 1000;
+      if (target->opts.scope == timeout_scope::operation) {
+        const long long idle_left = transfer.idle_ms_left();
         if (idle_left <= 0) {
-          stalled = true;
           result = CURLE_OPERATION_TIMEDOUT;
           break;
         }
@@ -471,111 +298,13 @@ struct http_sender::impl {
     return result;
   }
 
-  // timeout_scope::operation: ms until the attempt counts as stalled (no
-  // byte sent or received for opts.timeout). Bytes are read off the handle's
-  // counters here rather than in the progress callback, whose call rate
-  // libcurl does not promise.
-  long long idle_ms_left() {
-    curl_off_t up = 0, down = 0;
-    long header = 0;
-    curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &up);
-    curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
-    curl_easy_getinfo(easy, CURLINFO_HEADER_SIZE, &header);
-    const auto now = std::chrono::steady_clock::now();
-    if (up != seen_up || down != seen_down || header != seen_header) {
-      seen_up = up;
-      seen_down = down;
-      seen_header = header;
-      last_progress = now;
-    }
-    const auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_progress);
-    return static_cast<long long>((opts.timeout - idle).count());
-  }
-
-  void scrub(std::string& s) const {
-    for (const auto& secret : secrets) replace_all(s, secret, "***");
-  }
-
-  // The first max_error_body bytes of the response body as they may be
-  // quoted: every secret occurrence in what was read (which runs
-  // longest_secret bytes past the cut) is masked first, so none survives in
-  // part at the cut.
-  std::string quoted_body() const {
-    std::vector<bool> masked(err_body.size(), false);
-    for (const auto& secret : secrets)
-      for (std::size_t pos = err_body.find(secret); pos != std::string::npos; pos = err_body.find(secret, pos + 1))
-        std::fill(masked.begin() + static_cast<std::ptrdiff_t>(pos),
-                  masked.begin() + static_cast<std::ptrdiff_t>(pos + secret.size()), true);
-    std::string out;
-    const std::size_t n = std::min(err_body.size(), opts.max_error_body);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!masked[i]) {
-        out += err_body[i];
-      } else if (i == 0 || !masked[i - 1]) {
-        out += "***";
-      }
-    }
-    return out;
-  }
-
   send_result send(std::string_view body, const attempt_context* attempt) {
     send_result r;
-    if (attempt && attempt->cancelled()) {
-      r.error = "failed request to " + ep.host_port + ": cancelled before the request was made";
-      return r;
-    }
-    if (opts.gzip) {
-      gzip_into(body, gz);
-      body = gz;
-    }
-    ctx = attempt;
-    last_progress = std::chrono::steady_clock::now();
-    seen_up = seen_down = seen_header = 0;
-    stalled = false;
-    err_body.clear();
-    retry_after_value.clear();
-    errbuf[0] = '\0';
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.empty() ? "" : body.data());
+    pieces.assign(1, body);
+    if (!transfer.begin(pieces, attempt, &r)) return r;
     std::string multi_error;
-    const CURLcode rc = perform(&multi_error);
-    const bool cancelled = rc == CURLE_ABORTED_BY_CALLBACK && attempt && attempt->cancelled();
-    ctx = nullptr;
-    // Do not keep a pointer to the caller's body in the handle.
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
-
-    if (rc == CURLE_OK) {
-      long code = 0;
-      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
-      r.status = static_cast<int>(code);
-      if (code >= 200 && code <= opts.success_status_max) {
-        r.ok = true;
-        return r;
-      }
-      r.error = "request to " + ep.host_port + " returned status code " + std::to_string(code) + " and body " + quoted_body();
-      if (code == 429 || code == 503) r.retry_after = parse_retry_after(retry_after_value);
-      if (opts.drop_permanent_4xx && code >= 400 && code < 500 && code != 408 && code != 429) {
-        r.permanent = true;
-        r.permanent_reason = code == 413 ? drop_reason::too_large : drop_reason::rejected;
-      }
-    } else {
-      std::string why;
-      if (cancelled)
-        why = "cancelled";
-      else if (stalled)
-        why = "timeout (nothing sent or received for " + std::to_string(opts.timeout.count()) + " ms)";
-      else if (!multi_error.empty())
-        why = multi_error;
-      else if (errbuf[0] != '\0')
-        why = errbuf;
-      else
-        why = curl_easy_strerror(rc);
-      while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
-      r.error = "failed request to " + ep.host_port + ": " + why;
-    }
-    scrub(r.error);
-    return r;
+    const CURLcode rc = perform(attempt != nullptr, &multi_error);
+    return transfer.finish(rc, multi_error);
   }
 };
 
@@ -593,11 +322,11 @@ send_result http_sender::send(std::string_view body, const attempt_context* ctx)
   return impl_->send(body, ctx);
 }
 
-std::string http_sender::endpoint_for_logs() const { return impl_ ? impl_->ep.host_port : std::string(); }
+std::string http_sender::endpoint_for_logs() const { return impl_ ? impl_->target->ep.host_port : std::string(); }
 
 const http_sender_options& http_sender::options() const {
   static const http_sender_options empty;
-  return impl_ ? impl_->opts : empty;
+  return impl_ ? impl_->target->opts : empty;
 }
 
 }  // namespace batchq

@@ -52,7 +52,33 @@ void build_into(span<const S> entries, payload_format format, std::string& out) 
   out += ']';
 }
 
+// The framing bytes the pieces point at.
+constexpr std::string_view k_open("[", 1), k_sep(",", 1), k_close("]", 1), k_newline("\n", 1);
+
 }  // namespace
+
+void payload_pieces(span<const std::string_view> entries, payload_format format, std::vector<std::string_view>& out) {
+  out.clear();
+  if (format == payload_format::ndjson) {
+    out.reserve(2 * entries.size());
+    for (const auto& e : entries) {
+      out.push_back(e);
+      out.push_back(k_newline);
+    }
+    return;
+  }
+  if (format == payload_format::kong && entries.size() == 1) {
+    out.push_back(entries[0]);
+    return;
+  }
+  out.reserve(2 * entries.size() + 1);
+  out.push_back(k_open);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (i) out.push_back(k_sep);
+    out.push_back(entries[i]);
+  }
+  out.push_back(k_close);
+}
 
 std::size_t payload_size(span<const std::string> entries, payload_format format) noexcept {
   return size_of_payload(entries, format);

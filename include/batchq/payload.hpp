@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "batchq/export.hpp"
 #include "batchq/types.hpp"
@@ -51,6 +52,16 @@ BATCHQ_CXX_API void build_payload(span<const std::string_view> entries, payload_
 
 /// Convenience: the body as a new string.
 BATCHQ_CXX_API std::string build_payload(span<const std::string> entries, payload_format format);
+
+/// The body as a gather list, without copying an entry: replaces `out` with
+/// views that, concatenated, are exactly what build_payload() produces -
+/// each entry's bytes and the format's framing ("[", ",", "]", "\n"; the
+/// framing views point at static storage). The views into `entries` are
+/// valid as long as the entries are. This is what the HTTP sender streams
+/// from (a request body is never assembled in one buffer). Thread-safe for
+/// distinct `out` vectors.
+BATCHQ_CXX_API void payload_pieces(span<const std::string_view> entries, payload_format format,
+                                   std::vector<std::string_view>& out);
 
 /// The exact number of bytes build_payload() produces for these entries.
 BATCHQ_CXX_API std::size_t payload_size(span<const std::string> entries, payload_format format) noexcept;

@@ -336,6 +336,7 @@ TEST_CASE("a 10 MB body arrives intact", "[http][large]") {
   const std::string body = build_payload(batch, payload_format::kong);
   REQUIRE(body.size() >= 10u * 1024 * 1024);
   const send_result r = s.send(body);
+  INFO(r.error);
   CHECK(r.ok);
   REQUIRE(rx.requests().size() == 1);
   const auto req = rx.requests()[0];

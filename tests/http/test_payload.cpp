@@ -116,3 +116,25 @@ TEST_CASE("json_escape escapes quotes, backslashes and control characters", "[pa
   CHECK(batchq::json_escape("bad \xff byte") == "bad \\ufffd byte");  // invalid UTF-8 -> U+FFFD
   CHECK(validate_json("\"" + batchq::json_escape(std::string("x\"\n\x02\\", 5)) + "\""));
 }
+
+TEST_CASE("payload_pieces: the gather list is byte for byte build_payload, entries not copied", "[payload]") {
+  const std::vector<std::string> all{R"({"a":1})", R"({ "b" : [1, 2] })", R"("x")", "{}", R"({"e":"\n"})"};
+  for (const auto format : {payload_format::kong, payload_format::json_array, payload_format::ndjson}) {
+    for (std::size_t n = 0; n <= all.size(); ++n) {
+      const std::vector<std::string> entries(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
+      std::vector<std::string_view> views(entries.begin(), entries.end());
+      std::vector<std::string_view> pieces{"stale"};  // replaced, not appended to
+      batchq::payload_pieces(batchq::span<const std::string_view>(views.data(), views.size()), format, pieces);
+      std::string joined;
+      std::size_t entry_pieces = 0;
+      for (const auto& p : pieces) {
+        joined += p;
+        for (const auto& e : entries)
+          if (p.data() == e.data()) ++entry_pieces;  // a view of the entry itself
+      }
+      INFO("format " << batchq::to_string(format) << ", " << n << " entries");
+      CHECK(joined == build_payload(entries, format));
+      CHECK(entry_pieces == n);
+    }
+  }
+}

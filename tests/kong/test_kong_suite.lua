@@ -182,7 +182,8 @@ test("mapping: http-log's semantics on this version", function()
     eq(m.max_retry_delay, default("max_retry_delay"), "max_retry_delay")
     eq(m.max_retry_time, default("max_retry_time"), "max_retry_time")
     eq(m.max_bytes, nil, "max_bytes unset")
-    eq(m.concurrency, 1, "concurrency_limit 1")
+    -- concurrency_limit 1 at max_batch_size 1: the q1 default (conf.lua)
+    eq(m.concurrency, m.queue_size == 1 and plugin_conf.Q1_CONCURRENCY or 1, "concurrency_limit 1")
     check(m.retry_count >= 1000000, "3.x: retries bounded by time only, got " .. tostring(m.retry_count))
   else
     local def = field_def(K.load_plugin("http-log").fields, "config").fields
@@ -193,6 +194,7 @@ test("mapping: http-log's semantics on this version", function()
     eq(m.queue_size, field_def(def, "queue_size").default, "queue_size")
     eq(m.flush_timeout, field_def(def, "flush_timeout").default, "flush_timeout")
     eq(m.process_delay, 0, "process_delay 0 (http-log)")
+    eq(m.concurrency, m.queue_size == 1 and plugin_conf.Q1_CONCURRENCY or 1, "concurrency at queue_size 1")
   end
   local ok, err, qc = make_queue(row.config)
   check(ok, "batchq.new(" .. show(qc) .. "): " .. tostring(err))

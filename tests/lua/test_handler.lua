@@ -619,7 +619,7 @@ test("schema: http-log's defaults, and every field is libbatchq's or the plugin'
   -- Each field without a default, set: never an unknown key to libbatchq.
   local samples = { ca_file = "/nonexistent/ca.pem", client_cert = "/nonexistent/c.pem",
                     client_key = "/nonexistent/k.pem", spool_dir = h.TMP .. "/spool-schema",
-                    headers = { ["X-A"] = "1" },
+                    headers = { ["X-A"] = "1" }, concurrency = 2,
                     custom_fields_by_lua = { a = "return 1" } }
   for name, def in pairs(fields) do
     if def.default == nil and name ~= "http_endpoint" then

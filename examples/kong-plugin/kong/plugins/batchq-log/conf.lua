@@ -37,7 +37,16 @@
 --     min(max_retry_delay, 2^n * initial_retry_delay))
 --   max_retry_time < 1 ms (Kong: no retry) -> one attempt
 --   max_bytes <= 0 (Kong: every entry too large) -> 1
---   concurrency_limit -1 (unlimited) -> 16 sending threads
+--   concurrency_limit -1 (unlimited) -> 16 requests in flight
+--
+-- Concurrency at batch size 1: unless `concurrency` is set, a queue whose
+-- batches hold one entry (http-log's default queue_size / max_batch_size 1)
+-- keeps Q1_CONCURRENCY requests in flight, so that one request per entry
+-- keeps up with a gateway worker (bench/results.md, case 4). Each entry is
+-- still sent in arrival order, but up to Q1_CONCURRENCY at once, so they can
+-- arrive out of order (and a retried one after later ones). On 3.x this
+-- reads concurrency_limit 1 (its default) at batch size 1 the same way; set
+-- `concurrency = 1` for Kong's strict order. Larger batches: 1 (Kong's).
 local null = ngx.null
 local type = type
 local pairs = pairs
@@ -62,6 +71,9 @@ local MAX_CONCURRENCY = 64
 -- what Kong's concurrency_limit = -1 ("unlimited") becomes (as libbatchq's
 -- own reading of -1)
 local UNLIMITED_CONCURRENCY = 16
+-- requests in flight at batch size 1 when `concurrency` is unset (measured:
+-- bench/results.md, case 4)
+local Q1_CONCURRENCY = 4
 -- nginx's lua_socket_connect/send/read_timeout default, which a cosocket
 -- timeout of 0 falls back to
 local NGINX_SOCKET_TIMEOUT_MS = 60000
@@ -80,6 +92,7 @@ local LIB_KEYS = {
   "success_status_max", "timeout_scope",
 }
 _M.LIB_KEYS = LIB_KEYS
+_M.Q1_CONCURRENCY = Q1_CONCURRENCY
 
 -- Keys only newer libraries take, with a valid value to probe them.
 local NEWER_KEYS = { success_status_max = 299, timeout_scope = "operation" }
@@ -174,7 +187,9 @@ local function map_queue_3x(conf, q)
     q.retry_count = MAX_RETRY_COUNT
     q.max_retry_time = min(retry_time, DAY_S)
   end
-  q.concurrency = queue.concurrency_limit == -1 and UNLIMITED_CONCURRENCY or 1
+  if queue.concurrency_limit == -1 then
+    q.concurrency = UNLIMITED_CONCURRENCY
+  end  -- else (1): decided in map() from the batch size
   q.success_status_max = 299
 end
 
@@ -234,6 +249,9 @@ local function map(conf)
     map_queue_2x(conf, q)
   end
   map_batchq_fields(conf, q)
+  if q.concurrency == nil then
+    q.concurrency = q.queue_size == 1 and Q1_CONCURRENCY or 1
+  end
   return q
 end
 

@@ -138,7 +138,8 @@ local batchq_fields = {
   { max_retry_delay = seconds(queue_default(60), 0.001, 86400) },
   { max_retry_time = { type = "number", default = queue_default(0), between = { 0, 86400 } } }, -- s, 0 = none
   { jitter = { type = "boolean", default = false } },
-  { concurrency = { type = "integer", default = queue_default(1), between = { 1, 64 } } },
+  -- no default: unset, conf.lua decides (more than 1 at batch size 1)
+  { concurrency = { type = "integer", between = { 1, 64 } } },
   { shutdown_timeout = { type = "number", default = 5, between = { 0, 3600 } } },            -- s
 
   -- batchq: HTTP ----------------------------------------------------------

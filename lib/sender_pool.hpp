@@ -1,0 +1,48 @@
+// sender_pool: the sending side of an http_log. One libcurl multi handle
+// runs every request: up to `max_parallel` transfers at once, over the multi
+// handle's shared cache of keep-alive connections (HTTP/2 streams
+// multiplexed on one connection where a TLS endpoint offers h2; one HTTP/1.1
+// connection per concurrent request otherwise).
+//
+// The queue's worker threads hand it batches: send() returns the outcome,
+// so batch_queue's model (a worker calls process() and gets a result) is
+// unchanged. One of the waiting workers at a time drives the multi handle
+// for all of them (leader/followers, see sender_pool.cpp): no thread of its
+// own, and no hand-off between threads at concurrency 1. Internal to lib/.
+#ifndef BATCHQ_LIB_SENDER_POOL_HPP
+#define BATCHQ_LIB_SENDER_POOL_HPP
+
+#include <cstddef>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "batchq/http_sender.hpp"
+
+namespace batchq::detail {
+
+class sender_pool {
+ public:
+  // Validates the options (options_error). Starts no thread.
+  sender_pool(http_sender_options options, std::size_t max_parallel);
+  // Only once no send() is in progress.
+  ~sender_pool();
+  sender_pool(const sender_pool&) = delete;
+  sender_pool& operator=(const sender_pool&) = delete;
+
+  // Sends one request whose body is `pieces` concatenated (see
+  // payload_pieces; nothing is copied: the bytes must stay valid until this
+  // returns) and waits for its outcome. Any thread; several at once. A
+  // cancelled `ctx` aborts the transfer within ~100 ms.
+  send_result send(const std::vector<std::string_view>& pieces, const attempt_context* ctx);
+
+  std::size_t max_parallel() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace batchq::detail
+
+#endif  // BATCHQ_LIB_SENDER_POOL_HPP

@@ -60,8 +60,19 @@ bool word_needs_work(std::uint64_t x) {
 
 // Handles s[*i] (a whole UTF-8 sequence in the standard style) and moves *i
 // past it; what is escaped flushes the pending run s[*run, *i) first.
-template <bool Cjson>
-inline void escape_one(const escape_table& t, std::string& out, const char* s, std::size_t n, std::size_t& i,
+// Where escaped text goes: a std::string, or raw memory with room reserved
+// (json_escape_raw).
+struct ptr_out {
+  char* w;
+  void append(const char* p, std::size_t n) {
+    std::memcpy(w, p, n);
+    w += n;
+  }
+  void append(const char* p) { append(p, std::strlen(p)); }
+};
+
+template <bool Cjson, class Out>
+inline void escape_one(const escape_table& t, Out& out, const char* s, std::size_t n, std::size_t& i,
                        std::size_t& run) {
   const auto c = static_cast<unsigned char>(s[i]);
   if (!Cjson && c >= 0x80) {
@@ -85,8 +96,8 @@ inline void escape_one(const escape_table& t, std::string& out, const char* s, s
 }
 
 // One loop per style, so the per-word test has no branch on the style.
-template <bool Cjson>
-void escape_into(std::string& out, std::string_view str) {
+template <bool Cjson, class Out>
+void escape_into(Out& out, std::string_view str) {
   const escape_table& t = Cjson ? cjson_table : standard_table;
   const char* const s = str.data();
   const std::size_t n = str.size();
@@ -123,6 +134,15 @@ void json_escape_append(std::string& out, std::string_view s, escape_style style
     escape_into<true>(out, s);
   else
     escape_into<false>(out, s);
+}
+
+char* json_escape_raw(char* w, std::string_view s, escape_style style) noexcept {
+  ptr_out out{w};
+  if (style == escape_style::cjson)
+    escape_into<true>(out, s);
+  else
+    escape_into<false>(out, s);
+  return out.w;
 }
 
 std::string json_escaped(std::string_view s, escape_style style) {

@@ -75,6 +75,15 @@ enum class escape_style {
 /// a time and copied in one append.
 void json_escape_append(std::string& out, std::string_view s, escape_style style = escape_style::standard);
 
+/// json_escape_append into raw memory: writes the escaping of `s` at `w`,
+/// which must have room for json_escape_max(s.size()) bytes, and returns the
+/// end of what it wrote. For writers that reserve room once per string.
+char* json_escape_raw(char* w, std::string_view s, escape_style style = escape_style::standard) noexcept;
+
+/// The most bytes json_escape_raw() writes for `n` input bytes (\u00XX and
+/// \ufffd are 6 bytes each; nothing else is longer).
+constexpr std::size_t json_escape_max(std::size_t n) { return 6 * n; }
+
 /// json_escape_append into a new string.
 std::string json_escaped(std::string_view s, escape_style style = escape_style::standard);
 

@@ -9,5 +9,9 @@
 #include "batchq/spool.hpp"
 #include "batchq/version.hpp"
 #include "batchq/version.h"
+#include "batchq/detail/backoff.hpp"
+#include "batchq/detail/entry_size.hpp"
+#include "batchq/detail/fork.hpp"
+#include "batchq/detail/intake.hpp"
 
 int batchq_header_check_dummy() { return BATCHQ_VERSION_NUMBER; }

@@ -841,7 +841,7 @@ class batch_queue {
       }
     }
     // A delivered batch is freed before mu_ is taken again: freeing its
-    // entries under mu_ would stall every producer whose ticket wakes a
+    // entries under mu_ would stall every producer that wakes a
     // worker (wake() takes mu_) and every stats() call. The counters below
     // use n, not b.entries.size().
     const std::size_t n = b.entries.size();

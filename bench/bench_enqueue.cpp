@@ -25,6 +25,7 @@
 //  - the thread that measures blocks on a condition variable, never spins,
 //    so it takes no CPU from the producers (the machine has 2 cores).
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -117,6 +118,19 @@ std::vector<std::vector<std::string>> make_entries(std::size_t producers, std::s
   return v;
 }
 
+// CPU time of the whole process (all threads, user + system), in seconds.
+double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+// CPU seconds the process spent inside the timed regions of the current
+// benchmark: on a loaded machine wall time mostly measures the scheduler,
+// CPU time what the queue costs (a consumer that spins is charged for it).
+double g_cpu_in_region = 0;
+
 // Runs one iteration: `make_consumer(done)` starts the consumer side,
 // `push(entry)` enqueues from a producer thread. Returns seconds.
 template <class Push>
@@ -132,14 +146,19 @@ double run_producers(std::vector<std::vector<std::string>>& entries, Push push, 
   }
   // Let the producers reach the gate before the clock starts.
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const double c0 = process_cpu_seconds();
   const auto t0 = clk::now();
   start.open();
   const auto t1 = done.wait();
+  g_cpu_in_region += process_cpu_seconds() - c0;
   for (auto& t : threads) t.join();
   return std::chrono::duration<double>(t1 - t0).count();
 }
 
 void report(benchmark::State& state, std::size_t n_total, std::size_t bytes) {
+  state.counters["cpu_ns_per_entry"] =
+      g_cpu_in_region * 1e9 / static_cast<double>(state.iterations() * n_total);
+  g_cpu_in_region = 0;
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n_total));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n_total * bytes));
   // ns per entry = 1e9 / items_per_second (computed by bench/report.py).
@@ -151,6 +170,7 @@ void BM_batchq(benchmark::State& state) {
   const auto bytes = static_cast<std::size_t>(state.range(1));
   const std::size_t n_total = total_entries(bytes);
   const std::size_t per = n_total / producers;
+  g_cpu_in_region = 0;
   for (auto _ : state) {
     auto entries = make_entries(producers, per, bytes);
     done_signal done;
@@ -181,6 +201,7 @@ void BM_moodycamel(benchmark::State& state) {
   const auto bytes = static_cast<std::size_t>(state.range(1));
   const std::size_t n_total = total_entries(bytes);
   const std::size_t per = n_total / producers;
+  g_cpu_in_region = 0;
   for (auto _ : state) {
     auto entries = make_entries(producers, per, bytes);
     done_signal done;
@@ -213,6 +234,7 @@ void BM_spdlog(benchmark::State& state) {
   const auto bytes = static_cast<std::size_t>(state.range(1));
   const std::size_t n_total = total_entries(bytes);
   const std::size_t per = n_total / producers;
+  g_cpu_in_region = 0;
   for (auto _ : state) {
     auto entries = make_entries(producers, per, bytes);
     done_signal done;

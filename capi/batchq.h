@@ -178,10 +178,11 @@ BATCHQ_API int batchq_new_with_callbacks(const char *config_json, size_t len, co
  * with BATCHQ_EJSON, errbuf saying what and where.
  *
  * Never blocks on sending and takes no lock held during a send. In the
- * default (memory) mode it takes its intake shard's mutex (uncontended unless
- * threads share a shard); the entry that starts or fills a batch also locks
- * the queue and signals the worker (a futex wake when the worker sleeps: at
- * queue_size 1 that is every entry). With a write-ahead spool it also makes
+ * default (memory) mode it moves the entry into the calling thread's own
+ * ring (no lock); the entry that crosses the ring's wake threshold (the
+ * first of a batch, or one that fills it) locks the queue and signals the
+ * worker (a futex wake when the worker sleeps: at queue_size 1 that is every
+ * entry), as does a thread's first enqueue or one that finds no credit. With a write-ahead spool it also makes
  * one write(2). Thread-safe: any number of threads may enqueue at once.
  */
 BATCHQ_API int batchq_enqueue(batchq_queue *q, const char *data, size_t len);

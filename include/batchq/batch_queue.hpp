@@ -14,8 +14,8 @@
 //
 // Threads. enqueue() and stats() may be called from any number of threads.
 // enqueue() never waits for the process function, never does I/O and takes
-// no queue-wide lock in the common case: entries go to one of several intake
-// shards picked per producer thread; the worker drains them. The process
+// no lock in the common case: each producer thread has its own ring per queue
+// (detail/intake.hpp, docs/intake.md); the worker drains them. The process
 // function and on_delivered run on the queue's worker threads
 // (execution::own_threads) or on the thread calling run_due()
 // (execution::manual). on_drop and on_log run on a worker, on the queue's
@@ -25,7 +25,10 @@
 // shutdown() on its caller - never two at once. No internal lock is held
 // while any callback runs.
 //
-// Ordering. Entries from one producer thread keep their order. With
+// Ordering. Entries from one producer thread keep their order. Across
+// threads, an entry whose enqueue() returned before another's began is
+// delivered first only if both went into the same batch or the first was
+// drained before the second was pushed; otherwise no order holds. With
 // concurrency == 1 batches are attempted strictly one at a time, oldest
 // first, and a failed batch goes back to the tail of the queue (Kong).
 #ifndef BATCHQ_BATCH_QUEUE_HPP
@@ -51,11 +54,11 @@
 #include <utility>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>  // pthread_atfork: fork() detection
-#endif
-
 #include "batchq/clock.hpp"
+#include "batchq/detail/backoff.hpp"
+#include "batchq/detail/entry_size.hpp"
+#include "batchq/detail/fork.hpp"
+#include "batchq/detail/intake.hpp"
 #include "batchq/types.hpp"
 
 namespace batchq {
@@ -95,72 +98,6 @@ struct batch_queue_callbacks {
   std::function<std::size_t(const T& entry)> size_of;
 };
 
-namespace detail {
-template <class T, class = void>
-struct has_size : std::false_type {};
-template <class T>
-struct has_size<T, std::void_t<decltype(std::declval<const T&>().size())>> : std::true_type {};
-
-template <class T>
-std::size_t default_size(const T& v) noexcept {
-  if constexpr (has_size<T>::value) {
-    return static_cast<std::size_t>(v.size());
-  } else {
-    (void)v;
-    return sizeof(T);
-  }
-}
-
-// One index per producer thread, shared by all queues: a thread always lands
-// in the same intake shard, which keeps its entries in order.
-inline std::size_t thread_slot() noexcept {
-  static std::atomic<std::size_t> next{0};
-  // Constant-initialised and assigned on first use (stored + 1, 0 = not yet):
-  // a thread_local with a dynamic initialiser needs a guard variable, i.e. a
-  // second TLS access per call, and in a shared library (libbatchq.so,
-  // global-dynamic TLS model) every TLS access is a call to __tls_get_addr.
-  thread_local std::size_t slot_plus_one = 0;
-  if (slot_plus_one == 0) slot_plus_one = next.fetch_add(1, std::memory_order_relaxed) + 1;
-  return slot_plus_one - 1;
-}
-
-inline constexpr std::size_t cache_line = 64;
-
-// fork() detection: a counter the child side of every fork() increments
-// (pthread_atfork, registered once per copy of this header's code). A queue
-// remembers the value at creation; a different value means "we are a child
-// of the process that created it": its threads did not come along.
-inline std::atomic<unsigned>& fork_generation() noexcept {
-  static std::atomic<unsigned> generation{0};  // constant-initialised: no guard on the hot path
-  return generation;
-}
-inline unsigned fork_generation_now() noexcept {
-#if defined(__unix__) || defined(__APPLE__)
-  static const bool registered =
-      ::pthread_atfork(nullptr, nullptr, [] { fork_generation().fetch_add(1, std::memory_order_relaxed); }) == 0;
-  (void)registered;
-#endif
-  return fork_generation().load(std::memory_order_relaxed);
-}
-
-// What a child after fork() must neither destroy nor free (locks and
-// condition variables of the parent's threads, their std::thread objects):
-// kept reachable from a static list, so leak checkers do not report it.
-inline void keep_forever(std::shared_ptr<void> p) noexcept {
-  struct node {
-    std::shared_ptr<void> p;
-    node* next;
-  };
-  static std::atomic<node*> head{nullptr};
-  try {
-    node* n = new node{std::move(p), head.load()};
-    while (!head.compare_exchange_weak(n->next, n)) {
-    }
-  } catch (...) {
-    new std::shared_ptr<void>(std::move(p));  // out of memory: leak it plainly
-  }
-}
-}  // namespace detail
 
 template <class T>
 class batch_queue {
@@ -182,12 +119,6 @@ class batch_queue {
     clock_ = opt_.time_source ? opt_.time_source : &steady_clock::instance();
     max_attempts_ = static_cast<std::size_t>(std::max(1, opt_.retry_count));
     rng_.seed(opt_.jitter_seed ? opt_.jitter_seed : std::random_device{}());
-    std::size_t n = 4;
-    std::size_t want = std::max<std::size_t>(4, 2 * std::thread::hardware_concurrency());
-    while (n < want && n < 64) n *= 2;
-    shard_count_ = n;
-    shards_.reset(new shard[n]);
-    wake_at_.store(1);
     if (opt_.exec == execution::own_threads) {
       try {
         for (std::size_t i = 0; i < opt_.concurrency; ++i) workers_.emplace_back([this] { worker_main(); });
@@ -255,10 +186,9 @@ class batch_queue {
   /// shutdown() begins with the same step. Idempotent. Thread-safe.
   void close() noexcept {
     try {
+      // A producer that pushes while this store happens sees it after its
+      // push and hands its entry over itself (late_entry, docs/intake.md).
       closed_.store(true, std::memory_order_seq_cst);
-      // A producer that got past the closed_ check holds its shard's lock
-      // until its entry is in: taking every shard lock once waits them out.
-      for (std::size_t i = 0; i < shard_count_; ++i) std::lock_guard<std::mutex> g(shards_[i].mu);
     } catch (...) {
     }
   }
@@ -275,9 +205,6 @@ class batch_queue {
       std::lock_guard<std::mutex> once(shutdown_mu_);
       if (shut_down_) return shutdown_result_;
       closed_.store(true, std::memory_order_seq_cst);
-      // A producer that got past the closed_ check holds its shard's lock
-      // until its entry is in: taking every shard lock once waits them out.
-      for (std::size_t i = 0; i < shard_count_; ++i) std::lock_guard<std::mutex> g(shards_[i].mu);
 
       std::unique_lock<std::mutex> lk(mu_);
       const std::uint64_t drops_before = dropped_[static_cast<std::size_t>(drop_reason::shutdown)];
@@ -319,11 +246,12 @@ class batch_queue {
     check_not_forked();
     std::lock_guard<std::mutex> lk(mu_);
     queue_stats s;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      std::lock_guard<std::mutex> g(shards_[i].mu);
-      s.enqueued += shards_[i].accepted;
-      s.pending += shards_[i].items.size();
-      s.bytes_held += shards_[i].bytes;
+    {
+      std::uint64_t held = 0, held_bytes = 0;
+      intake_.tally_locked(s.enqueued, held, held_bytes, [this](const T& v) { return size_of(v); });
+      s.enqueued += direct_accepted_;
+      s.pending += held;
+      s.bytes_held += held_bytes;
     }
     s.pending += open_.size();
     s.bytes_held += open_bytes_;
@@ -400,13 +328,6 @@ class batch_queue {
     std::string last_error;
   };
 
-  struct alignas(detail::cache_line) shard {
-    std::mutex mu;
-    std::vector<T> items;
-    std::uint64_t accepted = 0;  // entries ever accepted through this shard
-    std::size_t bytes = 0;       // bytes of `items`
-  };
-
   struct event {  // a drop or a log line waiting for its callback
     bool is_drop = false;
     std::vector<T> entries;
@@ -437,26 +358,24 @@ class batch_queue {
     detail::keep_forever(std::shared_ptr<void>(sync_.release(), [](void*) {}));
   }
 
-  // ---- enqueue path ------------------------------------------------------
+  // ---- enqueue path (the argument: docs/intake.md) ---------------------------
+  using ring = detail::intake_ring<T>;
+
   enqueue_result add(T& entry) {
-    const std::size_t sz = size_of(entry);
+    const std::size_t sz = opt_.max_bytes ? size_of(entry) : 0;
     if (opt_.max_bytes && sz > opt_.max_bytes) return refuse(enqueue_result::too_large);
-    if (opt_.overflow == overflow_policy::refuse_new && over_bounds(0, sz)) return refuse(enqueue_result::queue_full);
-    {
-      shard& s = shards_[detail::thread_slot() & (shard_count_ - 1)];
-      std::lock_guard<std::mutex> g(s.mu);
-      if (closed_.load(std::memory_order_relaxed)) return refuse(enqueue_result::shut_down);
-      s.items.push_back(std::move(entry));
-      ++s.accepted;
-      s.bytes += sz;
-    }
-    // The ticket is taken after the entry is in its shard: a worker that sees
-    // tickets_ > drained_ is sure to find something to drain.
-    const std::uint64_t ticket = tickets_.fetch_add(1, std::memory_order_seq_cst) + 1;
-    if (opt_.max_bytes) bytes_in_.fetch_add(sz, std::memory_order_relaxed);
-    if (opt_.overflow == overflow_policy::drop_oldest && over_bounds(ticket, 0)) {
-      make_room();
-    } else if (ticket == wake_at_.load(std::memory_order_seq_cst)) {
+    if (closed_.load(std::memory_order_acquire)) return refuse(enqueue_result::shut_down);
+    ring* r = intake_.local();
+    if (!r) return add_slow(entry, sz, nullptr, false);
+    if ((opt_.max_entries || opt_.max_bytes) && !intake_.take_credit(r->credit_entries, r->credit_bytes, sz))
+      return add_slow(entry, sz, r, false);
+    const std::uint64_t t = r->try_push(entry);
+    if (!t) return add_slow(entry, sz, r, true);  // ring full; the credit is taken
+    // try_push's seq_cst store, then these seq_cst loads (docs/intake.md):
+    // close() or a sleeping worker either sees the entry or is seen here.
+    if (closed_.load(std::memory_order_seq_cst)) {
+      late_entry();
+    } else if (r->crossed(t)) {
       wake();
     }
     return enqueue_result::accepted;
@@ -467,20 +386,79 @@ class batch_queue {
     return why;
   }
 
-  // Whether the entries/bytes held exceed the bounds (cheap, lock-free,
-  // approximate by at most the number of threads inside enqueue right now).
-  bool over_bounds(std::uint64_t ticket, std::size_t extra) const noexcept {
-    if (opt_.max_entries) {
-      std::uint64_t t = ticket ? ticket : tickets_.load(std::memory_order_relaxed) + 1;
-      std::uint64_t r = removed_.load(std::memory_order_relaxed);
-      if (t > r && t - r > opt_.max_entries) return true;
+  // The lock-taking path of enqueue: this thread's first entry (registers
+  // its ring), no credit left (bounds), a full ring, or a thread past its
+  // thread_local destructors. Anything but the first registers nothing: the
+  // entry goes straight into the open batch after the rings were drained, so
+  // this thread's earlier entries still come first.
+  enqueue_result add_slow(T& entry, std::size_t sz, ring* r, bool credited) {
+    std::shared_ptr<ring> fresh;
+    if (!r && !intake_type::thread_exiting()) fresh = intake_.make_ring();  // allocated outside the lock
+    std::unique_lock<std::mutex> lk(mu_);
+    if (closed_.load(std::memory_order_seq_cst)) {
+      if (credited) intake_.give_back(1, sz);
+      return refuse(enqueue_result::shut_down);
     }
-    if (opt_.max_bytes) {
-      std::uint64_t in = bytes_in_.load(std::memory_order_relaxed) + extra;
-      std::uint64_t out = bytes_out_.load(std::memory_order_relaxed);
-      if (in > out && in - out > opt_.max_bytes) return true;
+    if (fresh) {
+      intake_.add_locked(fresh);
+      intake_type::tls::adopt(fresh);
+      publish_wake_locked();
+      lk.unlock();
+      cv_work_.notify_one();  // thresholds changed under a sleeping worker
+      return add(entry);
     }
-    return false;
+    const time_point now = clock_->now();
+    drain_locked(now);
+    std::size_t own_e = 0, own_b = 0;  // credit of a thread without a ring
+    std::size_t& ce = r ? r->credit_entries : own_e;
+    std::size_t& cb = r ? r->credit_bytes : own_b;
+    bool keep = true;
+    if (!credited && (opt_.max_entries || opt_.max_bytes) && !intake_.take_credit(ce, cb, sz)) {
+      if (opt_.overflow == overflow_policy::refuse_new) {
+        intake_.give_back(own_e, own_b);
+        lk.unlock();
+        cv_work_.notify_one();
+        return refuse(enqueue_result::queue_full);
+      }
+      keep = make_room_locked(ce, cb, entry, sz);
+    }
+    intake_.give_back(own_e, own_b);
+    ++direct_accepted_;
+    if (keep) {
+      append_locked(std::move(entry), now);
+      after_append_locked(now);
+    }
+    publish_wake_locked();
+    const bool events = !events_.empty();
+    lk.unlock();
+    cv_work_.notify_one();
+    if (events) cv_events_.notify_one();
+    return enqueue_result::accepted;
+  }
+
+  // A producer pushed while close() or shutdown() closed the queue (it saw
+  // closed_ only after its push): its entry must not wait in the ring for a
+  // drain that may not come. Past shutdown's deadline it is dropped with
+  // reason shutdown, and after shutdown() returned handed over here.
+  void late_entry() {
+    std::unique_lock<std::mutex> lk(mu_);
+    const time_point now = clock_->now();
+    drain_locked(now);
+    if (expired_) {
+      close_open_locked(now);
+      while (!ready_.empty()) {
+        batch b = std::move(ready_.front());
+        ready_.pop_front();
+        drop_batch_locked(std::move(b), drop_reason::shutdown);
+      }
+    }
+    if (finished_) {
+      deliver_events_locked(lk);
+      return;
+    }
+    lk.unlock();
+    cv_work_.notify_all();
+    cv_events_.notify_one();
   }
 
   void wake() {
@@ -489,62 +467,58 @@ class batch_queue {
     cv_work_.notify_one();
   }
 
-  // Slow path of enqueue under drop_oldest: push the oldest entries out.
-  void make_room() {
-    std::unique_lock<std::mutex> lk(mu_);
-    drain_locked(clock_->now());
-    trim_locked();
-    if (!events_.empty()) {
-      lk.unlock();
-      cv_events_.notify_one();
-    }
-  }
+  // What the bounds count as held: everything not in the pools (entries in
+  // the queue plus credit sitting unused in producers' rings).
+  std::uint64_t held_entries_locked() const { return intake_.entries.bound() - intake_.entries.available(); }
+  std::uint64_t held_bytes_locked() const { return intake_.bytes.bound() - intake_.bytes.available(); }
 
-  std::uint64_t held_entries_locked() const {
-    std::uint64_t t = tickets_.load(), r = removed_.load();
-    std::uint64_t d = drained_;  // entries drained may be ahead of tickets for a moment
-    std::uint64_t in = std::max(t, d);
-    return in > r ? in - r : 0;
-  }
-  std::uint64_t held_bytes_locked() const {
-    std::uint64_t in = bytes_in_.load(), out = bytes_out_.load();
-    return in > out ? in - out : 0;
-  }
-
-  void trim_locked() {
+  // drop_oldest with no credit left: pushes out the oldest entries not in
+  // flight until this entry's credit can be taken. Returns false if that was
+  // not enough (the rest is in flight, or credit sits unused in other
+  // threads' rings): the new entry is then the oldest not in flight, and it
+  // is the one pushed out (accepted and dropped, as before this intake).
+  bool make_room_locked(std::size_t& ce, std::size_t& cb, T& entry, std::size_t sz) {
     std::vector<T> gone;
     std::size_t attempts = 0;
     std::string last_error;
-    const bool by_bytes = opt_.max_bytes && held_bytes_locked() > opt_.max_bytes;
-    auto over = [&] {
-      return (opt_.max_entries && held_entries_locked() > opt_.max_entries) ||
-             (opt_.max_bytes && held_bytes_locked() > opt_.max_bytes);
-    };
+    const bool by_bytes = opt_.max_bytes && intake_.bytes.available() + cb < sz;
     std::size_t gone_bytes = 0;
-    auto take = [&](std::vector<T>& from, std::size_t& from_bytes, std::size_t n) {
-      for (std::size_t i = 0; i < n; ++i) {
-        std::size_t sz = size_of(from[i]);
-        from_bytes -= sz;
-        gone_bytes += sz;
-        count_removed(1, sz);
-        gone.push_back(std::move(from[i]));
-      }
-      from.erase(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(n));
+    auto take = [&](std::vector<T>& from, std::size_t& from_bytes) {
+      const std::size_t s1 = size_of(from.front());
+      from_bytes -= s1;
+      gone_bytes += s1;
+      count_removed(1, s1);
+      gone.push_back(std::move(from.front()));
+      from.erase(from.begin());
     };
-    while (over()) {
+    bool ok = false;
+    for (;;) {
+      if (intake_.take_credit(ce, cb, sz)) {
+        ok = true;
+        break;
+      }
       if (!ready_.empty()) {
         batch& b = ready_.front();
         attempts = std::max(attempts, b.attempts);
         if (!b.last_error.empty()) last_error = b.last_error;
-        take(b.entries, b.bytes, 1);
+        take(b.entries, b.bytes);
         if (b.entries.empty()) ready_.pop_front();
       } else if (!open_.empty()) {
-        take(open_, open_bytes_, 1);
+        take(open_, open_bytes_);
       } else {
         break;  // what is left is in flight; it cannot be pushed out
       }
     }
-    if (gone.empty()) return;
+    if (!ok) {
+      gone_bytes += size_of(entry);  // holds no credit: nothing to give back
+      gone.push_back(std::move(entry));
+    }
+    push_out_locked(std::move(gone), gone_bytes, attempts, std::move(last_error), by_bytes);
+    return ok;
+  }
+
+  void push_out_locked(std::vector<T> gone, std::size_t gone_bytes, std::size_t attempts, std::string last_error,
+                       bool by_bytes) {
     const std::size_t n = gone.size();
     dropped_[static_cast<std::size_t>(drop_reason::queue_full)] += n;
     drop_pending_entries_ += n;
@@ -659,9 +633,10 @@ class batch_queue {
       }
       const time_point now = clock_->now();
       std::optional<time_point> due = next_due_locked(now);
+      // The wake rule (docs/intake.md): publish each ring's threshold, then
+      // look at the rings once more (seq_cst stores, then seq_cst loads); a
+      // producer whose push this look misses sees the threshold and wakes us.
       publish_wake_locked();
-      // A producer that took its ticket before wake_at_ was published may not
-      // have woken us: look once more (seq_cst store above, seq_cst load here).
       if (intake_due_locked()) continue;
       if (due && *due <= now) continue;
       if (due) {
@@ -700,14 +675,11 @@ class batch_queue {
   }
 
   // Entries are waiting in the intake that the worker should drain now. With
-  // own_threads that is when a producer crossed wake_at_ (first entry of a
-  // batch, or the one that fills it); in between, entries wait in their shards
-  // and the worker sleeps. In manual mode everything is drained at once.
-  bool intake_due_locked() const {
-    const std::uint64_t t = tickets_.load(std::memory_order_seq_cst);
-    if (t <= drained_) return false;
-    return opt_.exec == execution::manual || t >= wake_at_.load(std::memory_order_seq_cst);
-  }
+  // own_threads that is when a producer crossed its ring's threshold (first
+  // entry of a batch, or enough to fill it); in between, entries wait in
+  // their rings and the worker sleeps. In manual mode everything is drained
+  // at once.
+  bool intake_due_locked() const { return intake_.due_locked(opt_.exec == execution::manual); }
 
   // Runs one unit of work; returns false when nothing is due now.
   bool step_locked(std::unique_lock<std::mutex>& lk) {
@@ -764,91 +736,37 @@ class batch_queue {
     return due;
   }
 
-  // Tell producers which ticket should wake a worker: the first entry of a new
-  // batch (to arm the flush timer) or the one that fills the open batch.
+  // Tell producers when to wake a worker: at the first entry of a new batch
+  // (to arm the flush timer) or when the rings hold enough to fill the open
+  // batch.
   void publish_wake_locked() {
-    std::uint64_t want;
+    if (opt_.exec == execution::manual) return;
     const bool need_first = open_.empty() && (opt_.flush == flush_mode::coalescing || !flush_at_);
-    if (need_first || opt_.batch_max_size == 1) {
-      want = drained_ + 1;
-    } else {
-      want = drained_ + (opt_.batch_max_size - open_.size());
-    }
-    wake_at_.store(want, std::memory_order_seq_cst);
+    const std::uint64_t room = (need_first || opt_.batch_max_size == 1) ? 1 : opt_.batch_max_size - open_.size();
+    intake_.publish_locked(room);
   }
 
-  // Moves entries from the intake shards into the open batch, closing batches
-  // by size (and batch_max_bytes) on the way.
+  // Moves entries from the intake rings into the open batch (each ring in
+  // its order), closing batches by size (and batch_max_bytes) on the way.
   void drain_locked(time_point now) {
-    std::size_t moved = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      shard& s = shards_[i];
-      std::size_t shard_bytes;
-      {
-        std::lock_guard<std::mutex> g(s.mu);
-        if (s.items.empty()) continue;
-        scratch_.swap(s.items);
-        shard_bytes = s.bytes;
-        s.bytes = 0;
-      }
-      // Fast path: the open batch is empty and the whole shard fits in it
-      // without a byte limit to check: take the vector as it is (no move per
-      // entry; the shard's byte count is the sum of the same size_of values).
-      // Same outcome as the loop below: open_ = these entries in order, the
-      // coalescing timer armed by the first, closed if full.
-      if (open_.empty() && !opt_.batch_max_bytes && scratch_.size() <= opt_.batch_max_size) {
-        if (opt_.flush == flush_mode::coalescing) arm_flush_locked(now + opt_.flush_timeout);
-        open_.swap(scratch_);
-        open_bytes_ = shard_bytes;
-        moved += open_.size();
-        if (open_.size() >= opt_.batch_max_size) close_open_locked(now);
-        scratch_.clear();
-        continue;
-      }
-      if (!opt_.batch_max_bytes) {
-        // No byte limit: move the shard's entries in runs that fill the open
-        // batch, without a size check per entry. Bytes: the shard's count
-        // when the whole shard goes into one batch, else summed per entry.
-        const std::size_t n = scratch_.size();
-        for (std::size_t done = 0; done < n;) {
-          if (open_.empty() && opt_.flush == flush_mode::coalescing) arm_flush_locked(now + opt_.flush_timeout);
-          const std::size_t k = std::min(n - done, opt_.batch_max_size - open_.size());
-          const auto first = scratch_.begin() + static_cast<std::ptrdiff_t>(done);
-          const auto last = first + static_cast<std::ptrdiff_t>(k);
-          if (k == n) {
-            open_bytes_ += shard_bytes;
-          } else {
-            for (auto it = first; it != last; ++it) open_bytes_ += size_of(*it);
-          }
-          open_.insert(open_.end(), std::make_move_iterator(first), std::make_move_iterator(last));
-          done += k;
-          moved += k;
-          if (open_.size() >= opt_.batch_max_size) close_open_locked(now);
-        }
-        scratch_.clear();
-        continue;
-      }
-      for (auto& e : scratch_) {
-        const std::size_t sz = size_of(e);
-        if (opt_.batch_max_bytes && !open_.empty() && open_bytes_ + sz > opt_.batch_max_bytes)
-          close_open_locked(now);
-        if (open_.empty() && opt_.flush == flush_mode::coalescing) arm_flush_locked(now + opt_.flush_timeout);
-        open_.push_back(std::move(e));
-        open_bytes_ += sz;
-        ++moved;
-        if (open_.size() >= opt_.batch_max_size) close_open_locked(now);
-      }
-      scratch_.clear();
-    }
-    if (!moved) {
-      publish_wake_locked();
-      return;
-    }
-    drained_ += moved;
+    if (intake_.drain_locked([&](T&& e) { append_locked(std::move(e), now); })) after_append_locked(now);
+    publish_wake_locked();
+  }
+
+  void append_locked(T&& e, time_point now) {
+    const std::size_t sz = size_of(e);
+    if (opt_.batch_max_bytes && !open_.empty() && open_bytes_ + sz > opt_.batch_max_bytes) close_open_locked(now);
+    if (open_.empty() && opt_.flush == flush_mode::coalescing) arm_flush_locked(now + opt_.flush_timeout);
+    open_.push_back(std::move(e));
+    open_bytes_ += sz;
+    if (open_.size() >= opt_.batch_max_size) close_open_locked(now);
+  }
+
+  // After entries were appended: they count as activity (kong_idle's tick).
+  void after_append_locked(time_point now) {
     last_activity_ = now;
     if (opt_.flush == flush_mode::kong_idle && !open_.empty() && !flush_at_) arm_flush_locked(now + opt_.flush_timeout);
     if (opt_.flush == flush_mode::coalescing && open_.empty()) flush_at_.reset();
-    publish_wake_locked();
   }
 
   void on_flush_tick_locked(time_point now) {
@@ -923,7 +841,7 @@ class batch_queue {
       }
     }
     // A delivered batch is freed before mu_ is taken again: freeing its
-    // entries under mu_ would stall every producer whose ticket wakes a
+    // entries under mu_ would stall every producer that wakes a
     // worker (wake() takes mu_) and every stats() call. The counters below
     // use n, not b.entries.size().
     const std::size_t n = b.entries.size();
@@ -940,7 +858,6 @@ class batch_queue {
       delivered_ += n;
       ++batches_delivered_;
       count_removed(n, b.bytes);
-      kong_counter_ = 1;
       failures_ = 0;
       // The overload episode ends when the queue has drained to half its
       // bounds; re-arming on every success would log once per batch.
@@ -986,27 +903,8 @@ class batch_queue {
       ready_.push_back(std::move(b));  // behind newer batches, as Kong does
     }
     // One backoff for the whole queue; it grows on the dropping failure too.
-    duration wait;
-    if (opt_.backoff == backoff_policy::kong_quadratic) {
-      // Saturates: 65536^2 s is far past any cap and still fits the clock's
-      // nanoseconds (a counter left to grow would overflow after ~96000
-      // consecutive failures, two months at the 60 s cap).
-      if (kong_counter_ < 65536) ++kong_counter_;
-      wait = std::chrono::seconds(kong_counter_ * kong_counter_);
-    } else {
-      ++failures_;
-      // initial x 2^(failures - 1), saturating at max_retry_delay: the
-      // product must never be formed when it would pass the cap (it would
-      // overflow the clock's tick count after ~40 doublings: signed
-      // overflow, a negative wait).
-      const std::uint64_t doublings = failures_ - 1;
-      const duration first = opt_.initial_retry_delay;
-      const duration cap = opt_.max_retry_delay;
-      wait = cap;
-      if (doublings < 62 && first.count() <= (cap.count() >> doublings))
-        wait = first * (std::int64_t{1} << doublings);
-    }
-    wait = std::min<duration>(wait, opt_.max_retry_delay);
+    if (failures_ < ~std::uint64_t{0}) ++failures_;
+    duration wait = detail::backoff_delay(failures_, opt_);
     if (opt_.jitter && wait.count() > 0) {
       std::uniform_int_distribution<duration::rep> pick(0, wait.count());
       wait = duration(pick(rng_));
@@ -1058,10 +956,8 @@ class batch_queue {
     events_.push_back(std::move(e));
   }
 
-  void count_removed(std::size_t n, std::size_t bytes) {
-    removed_.fetch_add(n, std::memory_order_relaxed);
-    if (opt_.max_bytes) bytes_out_.fetch_add(bytes, std::memory_order_relaxed);
-  }
+  // Entries left the queue: their credit goes back to the pools.
+  void count_removed(std::size_t n, std::size_t bytes) { intake_.give_back(n, bytes); }
 
   void log_locked(log_level level, std::string text) {  // NOLINT(performance-unnecessary-value-param): moved below
     if (!cb_.on_log) return;
@@ -1127,16 +1023,11 @@ class batch_queue {
   const clock* clock_ = nullptr;
   std::size_t max_attempts_ = 1;
 
-  // Intake (producers). Counters on their own cache lines.
-  std::unique_ptr<shard[]> shards_;
-  std::size_t shard_count_ = 0;
-  alignas(detail::cache_line) std::atomic<std::uint64_t> tickets_{0};
-  alignas(detail::cache_line) std::atomic<std::uint64_t> wake_at_{1};
-  std::atomic<bool> closed_{false};
-  alignas(detail::cache_line) std::atomic<std::uint64_t> removed_{0};
-  std::atomic<std::uint64_t> bytes_in_{0};
-  std::atomic<std::uint64_t> bytes_out_{0};
-  std::array<std::atomic<std::uint64_t>, 5> refused_{};
+  // Intake (producers): per-thread rings and the bounds' credit pools.
+  using intake_type = detail::intake<T>;
+  intake_type intake_{opt_.batch_max_size, opt_.max_entries, opt_.max_bytes};
+  alignas(detail::cache_line) std::atomic<bool> closed_{false};
+  alignas(detail::cache_line) std::array<std::atomic<std::uint64_t>, 5> refused_{};
 
   // Locks, condition variables and threads live apart from the queue: in a
   // child after fork() they belong to threads that do not exist there (a
@@ -1160,8 +1051,7 @@ class batch_queue {
   std::condition_variable& cv_work_ = sync_->cv_work;
   std::condition_variable& cv_done_ = sync_->cv_done;
   std::condition_variable& cv_events_ = sync_->cv_events;
-  std::vector<T> scratch_;
-  std::uint64_t drained_ = 0;
+  std::uint64_t direct_accepted_ = 0;  // entries accepted past the rings (add_slow)
   std::vector<T> open_;
   std::size_t open_bytes_ = 0;
   std::optional<time_point> flush_at_;
@@ -1173,8 +1063,7 @@ class batch_queue {
   std::uint64_t flush_armed_ = 0;  // arm_seq_ when flush_at_ was set
   std::uint64_t send_armed_ = 0;   // arm_seq_ when next_send_at_ was set
   wait_kind waiting_ = wait_kind::none;
-  std::uint64_t kong_counter_ = 1;  // Kong's retry_delay
-  std::uint64_t failures_ = 0;      // consecutive failures (exponential)
+  std::uint64_t failures_ = 0;  // consecutive failed attempts (detail::backoff_delay)
   std::mt19937_64 rng_;
   std::size_t in_flight_batches_ = 0;
   std::size_t in_flight_entries_ = 0;

@@ -1,0 +1,350 @@
+// batchq/detail/intake.hpp - where enqueue() puts an entry: one
+// single-producer ring per (producer thread, queue), drained by whoever holds
+// the queue's lock, plus the credit pools that bound what the queue holds.
+//
+// The argument (bounds, order, wake rule, thread exit, fork) is in
+// docs/intake.md; the comments below name the step each line implements.
+//
+// Cache lines. A producer writes only its own ring's producer line (tail,
+// cached head, unused credit); the lock holder writes only the rings'
+// consumer lines (head, wake threshold). The only read-modify-writes a
+// producer makes on a line another thread writes are
+//  - taking credit from a pool (bounded queues only), once per `chunk`
+//    entries (up to 32) and never on an unbounded queue;
+//  - consuming its own ring's wake threshold (a CAS on its ring's consumer
+//    line) once per wake-up it sends.
+// No producer ever writes a line another producer writes.
+#ifndef BATCHQ_DETAIL_INTAKE_HPP
+#define BATCHQ_DETAIL_INTAKE_HPP
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <utility>
+#include <vector>
+
+namespace batchq {
+namespace detail {
+
+inline constexpr std::size_t cache_line = 64;
+inline constexpr std::uint64_t no_wake = ~std::uint64_t{0};
+
+// One ring: written by one producer thread, read and emptied by the holder of
+// the queue's lock. Shared (shared_ptr) by the queue and the producer thread's
+// cache, so either may go first.
+template <class T>
+struct intake_ring {
+  intake_ring(std::size_t capacity_pow2, std::uint64_t owner_id)
+      : slots(std::allocator<T>().allocate(capacity_pow2)), mask(capacity_pow2 - 1), owner(owner_id) {}
+  ~intake_ring() {
+    // Entries still here belong to a queue destroyed in a fork() child or a
+    // producer that raced the queue's end: they are freed, never leaked.
+    for (std::uint64_t i = head.load(std::memory_order_relaxed), t = tail.load(std::memory_order_acquire); i != t; ++i)
+      slots[i & mask].~T();
+    std::allocator<T>().deallocate(slots, mask + 1);
+  }
+  intake_ring(const intake_ring&) = delete;
+  intake_ring& operator=(const intake_ring&) = delete;
+
+  // ---- producer line: written by the producing thread only ----
+  alignas(cache_line) std::atomic<std::uint64_t> tail{0};  // entries ever pushed
+  std::uint64_t cached_head = 0;                           // last head seen
+  std::size_t credit_entries = 0;                          // credit taken from the pools, not used yet
+  std::size_t credit_bytes = 0;
+  std::atomic<bool> orphaned{false};  // the thread has exited: nothing more comes
+
+  // ---- consumer line: written under the queue's lock (and the CAS above) ----
+  alignas(cache_line) std::atomic<std::uint64_t> head{0};  // entries ever taken
+  // The tail value at which the producer must wake a worker; no_wake once a
+  // producer consumed it (a wake-up was sent) or before the first publish.
+  std::atomic<std::uint64_t> wake_at{no_wake};
+  std::atomic<bool> owner_gone{false};  // the queue is gone: the thread may forget this ring
+
+  alignas(cache_line) T* const slots;
+  const std::uint64_t mask;
+  const std::uint64_t owner;  // the queue's intake id
+
+  // Producer. Moves `e` in and returns the new tail, or 0 (e untouched) when
+  // the ring is full. The seq_cst store is one half of both handshakes (wake
+  // rule and close): docs/intake.md.
+  std::uint64_t try_push(T& e) {
+    const std::uint64_t t = tail.load(std::memory_order_relaxed);
+    if (t - cached_head > mask) {
+      cached_head = head.load(std::memory_order_acquire);
+      if (t - cached_head > mask) return 0;
+    }
+    ::new (static_cast<void*>(slots + (t & mask))) T(std::move(e));
+    tail.store(t + 1, std::memory_order_seq_cst);
+    return t + 1;
+  }
+
+  // Producer, after a push that reached `t`: true if this producer must wake
+  // a worker (it crossed the published threshold and consumed it).
+  bool crossed(std::uint64_t t) {
+    std::uint64_t w = wake_at.load(std::memory_order_seq_cst);
+    while (t >= w) {
+      if (wake_at.compare_exchange_weak(w, no_wake, std::memory_order_seq_cst)) return true;
+    }
+    return false;
+  }
+};
+
+// The per-thread cache of rings: a few (queue id, ring) hints read on every
+// enqueue (constant-initialised, trivially destructible: one TLS access, no
+// guard variable) and the owning list, touched only when a hint misses.
+template <class T>
+struct intake_tls {
+  struct hint {
+    std::uint64_t id;
+    intake_ring<T>* ring;
+  };
+  struct state {
+    hint hints[4];
+    unsigned next;
+    bool exiting;  // the owning list is destroyed: this thread pushes through the lock
+  };
+  static state& fast() noexcept {
+    thread_local state s{};
+    return s;
+  }
+  struct owner {
+    std::vector<std::shared_ptr<intake_ring<T>>> rings;
+    ~owner() {
+      state& s = fast();
+      s.exiting = true;
+      for (auto& h : s.hints) h = hint{0, nullptr};
+      for (auto& r : rings) r->orphaned.store(true, std::memory_order_release);
+    }
+  };
+  static owner& owned() {
+    thread_local owner o;
+    return o;
+  }
+
+  static intake_ring<T>* find(std::uint64_t id) noexcept {
+    state& s = fast();
+    for (auto& h : s.hints)
+      if (h.id == id) return h.ring;
+    return nullptr;
+  }
+
+  // Slow path of find(): the owning list; forgets rings of queues that are gone.
+  static intake_ring<T>* find_owned(std::uint64_t id) {
+    state& s = fast();
+    if (s.exiting) return nullptr;
+    auto& v = owned().rings;
+    intake_ring<T>* found = nullptr;
+    for (std::size_t i = 0; i < v.size();) {
+      if (v[i]->owner_gone.load(std::memory_order_acquire)) {
+        for (auto& h : s.hints)
+          if (h.ring == v[i].get()) h = hint{0, nullptr};
+        v[i] = std::move(v.back());
+        v.pop_back();
+        continue;
+      }
+      if (v[i]->owner == id) found = v[i].get();
+      ++i;
+    }
+    if (found) remember(id, found);
+    return found;
+  }
+
+  static void adopt(std::shared_ptr<intake_ring<T>> r) {
+    owned().rings.push_back(r);
+    remember(r->owner, r.get());
+  }
+
+  static void remember(std::uint64_t id, intake_ring<T>* r) noexcept {
+    state& s = fast();
+    s.hints[s.next % 4] = hint{id, r};
+    ++s.next;
+  }
+};
+
+inline std::uint64_t new_intake_id() noexcept {
+  static std::atomic<std::uint64_t> next{0};
+  return next.fetch_add(1, std::memory_order_relaxed) + 1;  // never 0: 0 marks an empty hint
+}
+
+// A pool of credit (entries or bytes) that producers draw from in chunks and
+// the queue refills as entries leave. Invariant, at every moment:
+//   pool + sum of the rings' unused credit + what the queue holds = bound.
+class credit_pool {
+ public:
+  void reset(std::uint64_t bound, std::uint64_t chunk) noexcept {
+    bound_ = bound;
+    chunk_ = chunk;
+    avail_.store(bound, std::memory_order_relaxed);
+  }
+  bool bounded() const noexcept { return bound_ != 0; }
+  std::uint64_t bound() const noexcept { return bound_; }
+  std::uint64_t available() const noexcept { return avail_.load(std::memory_order_relaxed); }
+
+  // Tops `local` up to at least `need`, taking up to a chunk; false (nothing
+  // taken) if the pool has less than what is missing.
+  bool take(std::size_t& local, std::size_t need) noexcept {
+    if (local >= need) return true;
+    const std::uint64_t missing = need - local;
+    std::uint64_t avail = avail_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (avail < missing) return false;
+      const std::uint64_t grab = std::min<std::uint64_t>(avail, std::max<std::uint64_t>(missing, chunk_));
+      if (avail_.compare_exchange_weak(avail, avail - grab, std::memory_order_relaxed)) {
+        local += static_cast<std::size_t>(grab);
+        return true;
+      }
+    }
+  }
+  void give(std::uint64_t n) noexcept {
+    if (n) avail_.fetch_add(n, std::memory_order_relaxed);
+  }
+
+ private:
+  alignas(cache_line) std::atomic<std::uint64_t> avail_{0};
+  std::uint64_t bound_ = 0;
+  std::uint64_t chunk_ = 1;
+};
+
+// The queue's side of the intake: the registered rings (guarded by the
+// queue's lock) and the two credit pools.
+template <class T>
+class intake {
+ public:
+  using ring = intake_ring<T>;
+  using tls = intake_tls<T>;
+
+  intake(std::size_t batch_max_size, std::uint64_t max_entries, std::uint64_t max_bytes) {
+    std::size_t cap = 64;
+    while (cap < 2 * batch_max_size && cap < 4096) cap *= 2;
+    capacity_ = cap;
+    // Chunks small next to the bound: unused credit in other threads' rings
+    // is at most (threads - 1) x chunk (docs/intake.md, "early push-out").
+    entries.reset(max_entries, std::clamp<std::uint64_t>(max_entries / 64, 1, 32));
+    bytes.reset(max_bytes, std::min<std::uint64_t>(max_bytes / 64, 64 * 1024));
+  }
+  ~intake() {
+    for (auto& r : rings_) r->owner_gone.store(true, std::memory_order_release);
+  }
+  intake(const intake&) = delete;
+  intake& operator=(const intake&) = delete;
+
+  std::uint64_t id() const noexcept { return id_; }
+
+  // Producer: this thread's ring for this queue, or nullptr (not registered
+  // yet, or the thread is exiting).
+  ring* local() const noexcept {
+    ring* r = tls::find(id_);
+    return r ? r : tls::find_owned(id_);
+  }
+  // Producer: a new ring for this thread. Caller registers it (add_locked)
+  // before pushing into it.
+  std::shared_ptr<ring> make_ring() const { return std::make_shared<ring>(capacity_, id_); }
+  static bool thread_exiting() noexcept { return tls::fast().exiting; }
+
+  // Producer: consumes one entry's credit (and `size` bytes') from the
+  // ring's unused credit, drawing from the pools as needed.
+  bool take_credit(std::size_t& credit_entries, std::size_t& credit_bytes, std::size_t size) noexcept {
+    if (entries.bounded() && !entries.take(credit_entries, 1)) return false;
+    if (bytes.bounded() && !bytes.take(credit_bytes, size)) return false;
+    if (entries.bounded()) --credit_entries;
+    if (bytes.bounded()) credit_bytes -= size;
+    return true;
+  }
+  // Entries left the queue (delivered, dropped).
+  void give_back(std::uint64_t n, std::uint64_t b) noexcept {
+    if (entries.bounded()) entries.give(n);
+    if (bytes.bounded()) bytes.give(b);
+  }
+
+  // ---- under the queue's lock -----------------------------------------
+  void add_locked(std::shared_ptr<ring> r) { rings_.push_back(std::move(r)); }
+  std::size_t ring_count_locked() const noexcept { return rings_.size(); }
+
+  // Whether a worker must drain now: with `any`, when a ring holds anything;
+  // else when a ring reached its threshold or a producer consumed it.
+  bool due_locked(bool any) const noexcept {
+    for (const auto& r : rings_) {
+      const std::uint64_t t = r->tail.load(std::memory_order_seq_cst);
+      const std::uint64_t h = r->head.load(std::memory_order_relaxed);
+      if (t == h) continue;
+      if (any) return true;
+      const std::uint64_t w = r->wake_at.load(std::memory_order_seq_cst);
+      if (w == no_wake || t >= w) return true;
+    }
+    return false;
+  }
+
+  // The wake rule: with `room` entries still wanted (1 = the next entry
+  // matters), each ring's producer wakes a worker when its ring alone holds
+  // ceil(room / rings) entries; if the rings together hold `room`, one of
+  // them holds that many (pigeonhole).
+  void publish_locked(std::uint64_t room) noexcept {
+    if (rings_.empty()) return;
+    const std::uint64_t per = (std::max<std::uint64_t>(room, 1) + rings_.size() - 1) / rings_.size();
+    for (auto& r : rings_) r->wake_at.store(r->head.load(std::memory_order_relaxed) + per, std::memory_order_seq_cst);
+  }
+
+  // Moves every entry out, ring by ring, in each ring's order: f(T&&).
+  // Rings whose thread has exited are emptied, their unused credit goes back
+  // to the pools and they are forgotten. Returns the number of entries.
+  template <class F>
+  std::size_t drain_locked(F&& f) {
+    std::size_t moved = 0;
+    for (std::size_t i = 0; i < rings_.size();) {
+      ring& r = *rings_[i];
+      const bool orphan = r.orphaned.load(std::memory_order_acquire);  // before the tail: then the tail is final
+      const std::uint64_t t = r.tail.load(std::memory_order_seq_cst);
+      std::uint64_t h = r.head.load(std::memory_order_relaxed);
+      for (; h != t; ++h) {
+        T& e = r.slots[h & r.mask];
+        f(std::move(e));
+        e.~T();
+        ++moved;
+        // Published per entry: f() may throw (out of memory), and the ring
+        // must then still say which entries were taken.
+        r.head.store(h + 1, std::memory_order_release);
+      }
+      if (orphan) {
+        retired_accepted_ += t;
+        give_back(r.credit_entries, r.credit_bytes);
+        r.credit_entries = r.credit_bytes = 0;
+        rings_[i] = std::move(rings_.back());
+        rings_.pop_back();
+        continue;
+      }
+      ++i;
+    }
+    return moved;
+  }
+
+  // For stats(): entries ever accepted through the rings, and what they hold
+  // now (count, bytes by `size_of`).
+  template <class SizeOf>
+  void tally_locked(std::uint64_t& accepted, std::uint64_t& held, std::uint64_t& held_bytes, SizeOf size_of) const {
+    accepted += retired_accepted_;
+    for (const auto& r : rings_) {
+      const std::uint64_t t = r->tail.load(std::memory_order_acquire);
+      const std::uint64_t h = r->head.load(std::memory_order_relaxed);
+      accepted += t;
+      held += t - h;
+      for (std::uint64_t i = h; i != t; ++i) held_bytes += size_of(r->slots[i & r->mask]);
+    }
+  }
+
+  credit_pool entries;  // max_entries
+  credit_pool bytes;    // max_bytes
+
+ private:
+  const std::uint64_t id_ = new_intake_id();
+  std::size_t capacity_ = 64;
+  std::vector<std::shared_ptr<ring>> rings_;
+  std::uint64_t retired_accepted_ = 0;  // accepted through rings since forgotten
+};
+
+}  // namespace detail
+}  // namespace batchq
+
+#endif  // BATCHQ_DETAIL_INTAKE_HPP

@@ -1,0 +1,262 @@
+// The per-thread intake under many producer threads (docs/intake.md): bounds
+// that hold in every snapshot, each producer's order kept, nothing lost or
+// duplicated, rings of exited threads drained and forgotten, and no lost
+// wake-up. Worker threads only record; every assertion runs on the main
+// thread after join. Nothing here asserts on time.
+#include "support/catch.hpp"
+
+#include <batchq/batch_queue.hpp>
+#include <batchq/detail/intake.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using batchq::drop_reason;
+using batchq::enqueue_result;
+
+namespace {
+
+// Entries are "<producer> <seq> <padding>".
+struct parsed {
+  std::size_t producer;
+  std::size_t seq;
+};
+parsed parse(const std::string& s) {
+  const auto sp = s.find(' ');
+  return {std::stoul(s.substr(0, sp)), std::stoul(s.substr(sp + 1))};
+}
+
+struct book {
+  std::mutex mu;
+  std::vector<std::vector<int>> seen;         // [producer][seq]: times delivered or dropped
+  std::vector<std::size_t> next_delivered;    // per producer: lowest seq a delivery may have
+  std::uint64_t order_violations = 0;
+  std::uint64_t bad_reasons = 0;
+  std::uint64_t delivered = 0;
+  std::uint64_t dropped = 0;
+  std::condition_variable cv;
+  book(std::size_t producers, std::size_t per) : seen(producers, std::vector<int>(per, 0)), next_delivered(producers, 0) {}
+};
+
+}  // namespace
+
+TEST_CASE("many producers: bounds hold in every snapshot, order per producer, nothing lost", "[threads][intake]") {
+  const std::size_t producers = 8;
+  const std::size_t per = 10000;
+  const std::size_t total = producers * per;
+  const bool by_bytes = GENERATE(false, true);
+  const std::size_t batch = GENERATE(std::size_t{7}, std::size_t{100});
+
+  book bk(producers, per);
+  batchq::batch_queue_options o;
+  o.batch_max_size = batch;
+  o.flush_timeout = 2ms;
+  o.process_delay = 0ms;
+  o.max_entries = by_bytes ? 0 : 300;
+  o.max_bytes = by_bytes ? 300 * 24 : 0;  // entries are 16..24 bytes
+  o.concurrency = 1;                       // strict order: a producer's deliveries must rise
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+    std::lock_guard<std::mutex> g(bk.mu);
+    for (const auto& e : b) {
+      const parsed p = parse(e);
+      ++bk.seen[p.producer][p.seq];
+      if (p.seq < bk.next_delivered[p.producer]) ++bk.order_violations;
+      bk.next_delivered[p.producer] = p.seq + 1;
+      ++bk.delivered;
+    }
+    bk.cv.notify_all();
+    return batchq::process_result::success();
+  };
+  cb.on_drop = [&](batchq::span<std::string> b, const batchq::drop_info& info) {
+    std::lock_guard<std::mutex> g(bk.mu);
+    if (info.reason != drop_reason::queue_full) ++bk.bad_reasons;
+    for (const auto& e : b) {
+      const parsed p = parse(e);
+      ++bk.seen[p.producer][p.seq];
+      ++bk.dropped;
+    }
+    bk.cv.notify_all();
+  };
+
+  std::uint64_t snapshots = 0, unbalanced = 0, over_entries = 0, over_bytes = 0;
+  std::atomic<std::uint64_t> refused{0};
+  batchq::queue_stats s;
+  {
+    batchq::batch_queue<std::string> q(o, cb);
+    std::atomic<bool> running{true};
+    // Half the producers run in two waves of short-lived threads: rings of
+    // exited threads must be drained and forgotten, their credit returned.
+    std::vector<std::thread> threads;
+    auto produce = [&](std::size_t p, std::size_t from, std::size_t to) {
+      for (std::size_t i = from; i < to; ++i) {
+        std::string e = std::to_string(p) + " " + std::to_string(i) + " ";
+        while (e.size() < 16 + (i % 9)) e.push_back('x');
+        if (q.enqueue(std::move(e)) != enqueue_result::accepted) refused.fetch_add(1);
+      }
+    };
+    for (std::size_t p = 0; p < producers; ++p) {
+      if (p % 2 == 0) {
+        threads.emplace_back(produce, p, 0, per);
+      } else {
+        threads.emplace_back([&, p] {
+          std::thread a(produce, p, 0, per / 2);
+          a.join();
+          std::thread b(produce, p, per / 2, per);
+          b.join();
+        });
+      }
+    }
+    // The consumer side: snapshots while the producers run.
+    std::thread watcher([&] {
+      while (running.load()) {
+        const auto m = q.stats();
+        ++snapshots;
+        if (!m.balanced()) ++unbalanced;
+        if (o.max_entries && m.pending + m.in_flight > o.max_entries) ++over_entries;
+        if (o.max_bytes && m.bytes_held > o.max_bytes) ++over_bytes;
+        std::this_thread::yield();
+      }
+    });
+    for (auto& t : threads) t.join();
+    running.store(false);
+    watcher.join();
+    REQUIRE(q.flush(60s));
+    s = q.stats();
+    CHECK(q.shutdown(10s));
+  }
+  INFO("by_bytes " << by_bytes << " batch " << batch << " snapshots " << snapshots);
+  CHECK(snapshots > 0);
+  CHECK(unbalanced == 0);
+  CHECK(over_entries == 0);
+  CHECK(over_bytes == 0);
+  CHECK(refused == 0);
+  CHECK(bk.order_violations == 0);
+  CHECK(bk.bad_reasons == 0);
+  CHECK(s.balanced());
+  CHECK(s.enqueued == total);
+  CHECK(s.pending == 0);
+  CHECK(s.in_flight == 0);
+  CHECK(s.bytes_held == 0);
+  CHECK(bk.delivered == s.delivered);
+  CHECK(bk.dropped == s.dropped_total());
+  CHECK(bk.delivered + bk.dropped == total);
+  std::size_t wrong = 0;
+  for (const auto& v : bk.seen)
+    for (int n : v) wrong += n != 1;
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("no lost wake-up: full batches from many threads go out with no flush timer to help", "[threads][intake]") {
+  // flush_timeout 1 h: only the wake rule (a producer whose ring crosses its
+  // threshold wakes the worker) can get these batches out. The total is a
+  // multiple of batch_max_size, so no partial batch is left for a timer.
+  const std::size_t producers = 6;
+  const std::size_t batch = 3;  // Kong plugin's queue_size 3 case
+  const std::size_t per = 1000;  // not a multiple of the batch: rings end with remainders
+  const std::size_t total = producers * per;
+  for (auto mode : {batchq::flush_mode::kong_idle, batchq::flush_mode::coalescing}) {
+    book bk(producers, per);
+    batchq::batch_queue_options o;
+    o.batch_max_size = batch;
+    o.flush_timeout = 1h;
+    o.process_delay = 0ms;
+    o.flush = mode;
+    o.max_entries = 0;
+    batchq::batch_queue_callbacks<std::string> cb;
+    cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+      std::lock_guard<std::mutex> g(bk.mu);
+      for (const auto& e : b) ++bk.seen[parse(e).producer][parse(e).seq];
+      bk.delivered += b.size();
+      bk.cv.notify_all();
+      return batchq::process_result::success();
+    };
+    batchq::batch_queue<std::string> q(o, cb);
+    // Every thread registers its ring (its first enqueue) before any goes
+    // on: a registration wakes the worker, which would hide a lost wake-up.
+    std::atomic<std::size_t> registered{0};
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < producers; ++p)
+      threads.emplace_back([&, p] {
+        q.enqueue(std::to_string(p) + " 0");
+        registered.fetch_add(1);
+        while (registered.load() < producers) std::this_thread::yield();
+        for (std::size_t i = 1; i < per; ++i) q.enqueue(std::to_string(p) + " " + std::to_string(i));
+      });
+    for (auto& t : threads) t.join();
+    std::uint64_t got = 0;
+    {
+      // A watchdog, not a timed assertion: a lost wake-up waits forever.
+      std::unique_lock<std::mutex> lk(bk.mu);
+      bk.cv.wait_for(lk, 60s, [&] { return bk.delivered == total; });
+      got = bk.delivered;
+    }
+    INFO("flush mode " << static_cast<int>(mode));
+    CHECK(got == total);
+    CHECK(q.stats().pending == 0);
+    CHECK(q.shutdown(10s));
+  }
+}
+
+TEST_CASE("wake rule: whenever the rings together hold `room` entries, some producer has crossed its threshold",
+          "[intake]") {
+  // The pigeonhole half of the wake rule, on the intake itself, for every
+  // way of spreading `room` entries over R rings (in a few push orders).
+  using intake_t = batchq::detail::intake<std::string>;
+  std::size_t cases = 0, missed = 0;
+  for (std::size_t rings = 1; rings <= 5; ++rings) {
+    for (std::uint64_t room = 1; room <= 12; ++room) {
+      // All compositions of `room` into `rings` parts (parts may be 0).
+      std::vector<std::uint64_t> part(rings, 0);
+      part[0] = room;
+      for (;;) {
+        for (int order = 0; order < 2; ++order) {
+          intake_t in(100, 0, 0);
+          std::vector<std::shared_ptr<intake_t::ring>> rs;
+          for (std::size_t r = 0; r < rings; ++r) {
+            rs.push_back(in.make_ring());
+            in.add_locked(rs.back());
+          }
+          in.publish_locked(room);
+          bool woke = false;
+          std::vector<std::uint64_t> left = part;
+          // order 0: ring by ring; order 1: round robin.
+          for (bool any = true; any;) {
+            any = false;
+            for (std::size_t r = 0; r < rings; ++r) {
+              const std::uint64_t n = order == 0 ? left[r] : std::min<std::uint64_t>(left[r], 1);
+              for (std::uint64_t k = 0; k < n; ++k) {
+                std::string e = "e";
+                const std::uint64_t t = rs[r]->try_push(e);
+                if (t && rs[r]->crossed(t)) woke = true;
+              }
+              left[r] -= n;
+              any = any || left[r] != 0;
+            }
+          }
+          ++cases;
+          if (!woke) ++missed;
+        }
+        // Next composition (reverse lexicographic).
+        std::size_t i = rings - 1;
+        while (i > 0 && part[i - 1] == 0) --i;
+        if (i == 0 || rings == 1) break;
+        std::uint64_t tail = part[rings - 1];
+        part[rings - 1] = 0;
+        --part[i - 1];
+        part[i] = tail + 1;
+      }
+    }
+  }
+  INFO(cases << " spreads tried");
+  CHECK(cases > 1000);
+  CHECK(missed == 0);
+}

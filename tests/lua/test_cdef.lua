@@ -15,17 +15,10 @@ local dump = assert(os.getenv("BATCHQ_COUNTERS_DUMP"), "BATCHQ_COUNTERS_DUMP mus
 
 local cdef = require "batchq.cdef"
 
-local passed, failed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok - " .. name)
-  else
-    failed = failed + 1
-    print("not ok - " .. name .. "\n  " .. tostring(err))
-  end
-end
+-- helpers.lua (the test runner) sits next to this file.
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local h = require "helpers"
+local test = h.test
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -222,5 +215,4 @@ test("q:stats() has a key for every counter of the table, and nothing else", fun
   assert(type(st.dropped_by_reason) == "table" and st.dropped_by_reason.shutdown == 0, "dropped_by_reason")
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-os.exit(failed == 0 and 0 or 1)
+h.finish()

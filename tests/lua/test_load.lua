@@ -14,7 +14,10 @@ local lib_dir = lib:match("^(.*)/[^/]+$") or "."
 local lua_path = os.getenv("LUA_PATH") or ""
 local luajit = arg and arg[-1] or "luajit"
 
-local passed, failed = 0, 0
+-- helpers.lua (the test runner) sits next to this file.
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local h = require "helpers"
+local test = h.test
 
 local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
@@ -37,16 +40,6 @@ local function run(env, code)
   return status == 0, out
 end
 
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok - " .. name)
-  else
-    failed = failed + 1
-    print("not ok - " .. name .. "\n  " .. tostring(err))
-  end
-end
 
 local PRINT_PATH = [[
 local b = require "batchq"
@@ -148,5 +141,4 @@ end)
 
 os.execute("rm -rf " .. shell_quote(tmp))
 
-print(fmt("%d passed, %d failed", passed, failed))
-os.exit(failed == 0 and 0 or 1)
+h.finish()

@@ -12,17 +12,10 @@
 local doc = assert(os.getenv("BATCHQ_CONFIG_DOC"), "BATCHQ_CONFIG_DOC must name batchq_config_doc")
 local cjson = require "cjson.safe"
 
-local passed, failed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok - " .. name)
-  else
-    failed = failed + 1
-    print("not ok - " .. name .. "\n  " .. tostring(err))
-  end
-end
+-- helpers.lua (the test runner) sits next to this file.
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local h = require "helpers"
+local test = h.test
 
 -- The table of keys ----------------------------------------------------------
 local p = assert(io.popen("'" .. doc .. "' --lua"))
@@ -273,5 +266,4 @@ test("the check notices a key libbatchq would refuse", function()
   assert(not refused("queue_size", 2 ^ 40), "queue_size is clamped, not refused")
 end)
 
-print(string.format("%d passed, %d failed", passed, failed))
-os.exit(failed == 0 and 0 or 1)
+h.finish()

@@ -517,6 +517,7 @@ class batch_queue {
     return ok;
   }
 
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): last_error is moved into the event (tidy misses it in a template)
   void push_out_locked(std::vector<T> gone, std::size_t gone_bytes, std::size_t attempts, std::string last_error,
                        bool by_bytes) {
     const std::size_t n = gone.size();

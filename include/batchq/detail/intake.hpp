@@ -301,7 +301,7 @@ class intake {
       for (; h != t; ++h) {
         T& e = r.slots[h & r.mask];
         f(std::move(e));
-        e.~T();
+        e.~T();  // NOLINT(bugprone-use-after-move): the moved-from slot is still destroyed
         ++moved;
         // Published per entry: f() may throw (out of memory), and the ring
         // must then still say which entries were taken.

@@ -92,8 +92,10 @@ end)
 -- BATCHQ_LIB unset and nothing useful on the cpath: only the module's own
 -- location can lead to the library.
 local module_src = lua_path:match("([^;]*)/%?%.lua")
+-- Without the sanitizer runtime the ASan build preloads: `cp -R` of a
+-- directory fails under it.
 local function sh(cmd)
-  local ok = os.execute(cmd)
+  local ok = os.execute("env -u LD_PRELOAD sh -c " .. shell_quote(cmd))
   assert(ok == 0 or ok == true, "failed: " .. cmd)
 end
 local p = assert(io.popen("mktemp -d \"${TMPDIR:-/tmp}/batchq-load-XXXXXX\""))

@@ -85,6 +85,23 @@ struct pair {
 std::uint32_t load_u32(const unsigned char* p) {
   return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24;
 }
+
+// string.buffer's prefix-encoded 32-bit number (.U) at p, advancing p; false
+// if the input ends first.
+bool read_prefixed_u32(const unsigned char*& p, const unsigned char* end, std::uint32_t& v) {
+  if (p >= end) return false;
+  v = *p++;
+  if (v < 0xe0) return true;
+  if (v != 0xff) {
+    if (p >= end) return false;
+    v = ((v & 0x1f) << 8) + *p++ + 0xe0;
+    return true;
+  }
+  if (end - p < 4) return false;
+  v = load_u32(p);
+  p += 4;
+  return true;
+}
 std::uint64_t load_u64(const unsigned char* p) { return load_u32(p) | std::uint64_t{load_u32(p + 4)} << 32; }
 
 // cjson's `if (k > max) max = k;` with `int max` and `double k`: a key of
@@ -257,20 +274,7 @@ class decoder {
   }
 
   // The prefix-encoded 32-bit number (.U); false if the input ends first.
-  bool read_u124(std::uint32_t& v) {
-    if (p_ >= end_) return false;
-    v = *p_++;
-    if (v < 0xe0) return true;
-    if (v != 0xff) {
-      if (p_ >= end_) return false;
-      v = ((v & 0x1f) << 8) + *p_++ + 0xe0;
-      return true;
-    }
-    if (end_ - p_ < 4) return false;
-    v = load_u32(p_);
-    p_ += 4;
-    return true;
-  }
+  bool read_u124(std::uint32_t& v) { return read_prefixed_u32(p_, end_, v); }
 
   bool have(std::size_t n) const { return static_cast<std::size_t>(end_ - p_) >= n; }
 
@@ -567,20 +571,7 @@ class streamer {
     if (out_) out_->put(s, n);
   }
 
-  bool read_u124(std::uint32_t& v) {
-    if (p_ >= end_) return false;
-    v = *p_++;
-    if (v < 0xe0) return true;
-    if (v != 0xff) {
-      if (p_ >= end_) return false;
-      v = ((v & 0x1f) << 8) + *p_++ + 0xe0;
-      return true;
-    }
-    if (end_ - p_ < 4) return false;
-    v = load_u32(p_);
-    p_ += 4;
-    return true;
-  }
+  bool read_u124(std::uint32_t& v) { return read_prefixed_u32(p_, end_, v); }
 
   // A number value (tag already read); false on a refusal or truncation.
   bool number(std::uint32_t tp, std::uint32_t at, bool as_key) {

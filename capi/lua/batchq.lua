@@ -189,6 +189,15 @@ function _M.new(conf)
   return setmetatable({ h = h }, mt)
 end
 
+-- An enqueue's return code as the methods' results: true, or nil + the
+-- message errbuf (or the code) gives + the code.
+local function enqueue_result(rc)
+  if rc == 0 then
+    return true
+  end
+  return nil, errmsg(rc), rc
+end
+
 -- true, or nil + message + code. Refused entries stay with the caller.
 function methods.enqueue(self, entry)
   local h = self.h
@@ -199,11 +208,7 @@ function methods.enqueue(self, entry)
     return nil, "entry must be a string", EINVAL
   end
   errbuf[0] = 0
-  local rc = lib.batchq_enqueue_ex(h, entry, #entry, errbuf, ERRBUF_LEN)
-  if rc == 0 then
-    return true
-  end
-  return nil, errmsg(rc), rc
+  return enqueue_result(lib.batchq_enqueue_ex(h, entry, #entry, errbuf, ERRBUF_LEN))
 end
 
 -- The result of flush/shutdown/close: true, or nil + "timeout" / the error.
@@ -588,10 +593,7 @@ function methods.enqueue_table(self, value)
   errbuf[0] = 0
   local rc = lib.batchq_enqueue_lua(h, p, n, errbuf, ERRBUF_LEN)
   release_encoder(n)
-  if rc == 0 then
-    return true
-  end
-  return nil, errmsg(rc), rc
+  return enqueue_result(rc)
 end
 
 -- batchq.to_json(value): the JSON string enqueue_table(value) would have the

@@ -33,6 +33,21 @@ void set_err(char* buf, std::size_t len, const std::string& msg) {
   buf[n] = '\0';
 }
 
+// Runs f() (which returns a BATCHQ_ code); an exception becomes
+// BATCHQ_ENOMEM or BATCHQ_EINTERNAL with errbuf saying which.
+template <class F>
+int guarded(char* errbuf, std::size_t errbuf_len, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    set_err(errbuf, errbuf_len, "out of memory");
+    return BATCHQ_ENOMEM;
+  } catch (...) {
+    set_err(errbuf, errbuf_len, "unknown internal error");
+    return BATCHQ_EINTERNAL;
+  }
+}
+
 int code_of(batchq::enqueue_result r) {
   switch (r) {
     case batchq::enqueue_result::accepted: return BATCHQ_OK;
@@ -176,18 +191,12 @@ int enqueue_common(batchq_queue* q, const void* data, size_t len, char* errbuf, 
     return BATCHQ_EINVAL;
   }
   if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
-  try {
+  return guarded(errbuf, errbuf_len, [&]() -> int {
     std::string why;
     const auto r = enqueue(std::string(static_cast<const char*>(data), len), errbuf ? &why : nullptr);
     set_err(errbuf, errbuf_len, r != batchq::enqueue_result::accepted ? why : std::string());
     return code_of(r);
-  } catch (const std::bad_alloc&) {
-    set_err(errbuf, errbuf_len, "out of memory");
-    return BATCHQ_ENOMEM;
-  } catch (...) {
-    set_err(errbuf, errbuf_len, "unknown internal error");
-    return BATCHQ_EINTERNAL;
-  }
+  });
 }
 
 }  // namespace
@@ -430,20 +439,14 @@ BATCHQ_API int batchq_lua_to_json(const void* data, size_t len, char* buf, size_
     set_err(errbuf, errbuf_len, "data: must be a non-empty string.buffer encoding (got NULL or length 0)");
     return BATCHQ_EINVAL;
   }
-  try {
+  return guarded(errbuf, errbuf_len, [&]() -> int {
     std::string json, why;
     if (!batchq::lua_to_json(std::string_view(static_cast<const char*>(data), len), json, &why)) {
       set_err(errbuf, errbuf_len, why);
       return BATCHQ_EJSON;
     }
     return write_text(json, buf, buf_len, out_len);
-  } catch (const std::bad_alloc&) {
-    set_err(errbuf, errbuf_len, "out of memory");
-    return BATCHQ_ENOMEM;
-  } catch (...) {
-    set_err(errbuf, errbuf_len, "unknown internal error");
-    return BATCHQ_EINTERNAL;
-  }
+  });
 }
 
 }  // extern "C"

@@ -188,7 +188,10 @@ test("custom_fields_by_lua without Kong's sandbox: never run, entry still logged
 end, true)
 
 test("endpoint down: drops reported in Kong's wording with every payload", function()
-  local conf = fast_fail("http://127.0.0.1:" .. h.dead_port() .. "/x")
+  -- One request in flight, so the drops (and the printed payloads) come in
+  -- the order the requests were logged; at queue_size 1 the plugin otherwise
+  -- keeps 4 in flight, and their drops may come in any order.
+  local conf = fast_fail("http://127.0.0.1:" .. h.dead_port() .. "/x", { concurrency = 1 })
   local mark = #logged
   local paths = {}
   for _ = 1, 4 do

@@ -29,8 +29,9 @@ local batchq = require "batchq"
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } bq_bench_timespec;
 int clock_gettime(int clk_id, bq_bench_timespec *tp);
-int batchq_enqueue(batchq_queue *q, const char *data, size_t len);
 ]]
+-- batchq_enqueue itself is declared by the module's batchq/cdef.lua (checked
+-- against batchq.h by the lua_cdef test).
 local ts = ffi.new("bq_bench_timespec")
 local function now_s()
   ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC

@@ -306,10 +306,8 @@ test("cjson's shapes: empty table, sparse arrays, ngx.null", function()
 end)
 
 -- The C side's refusals of malformed bytes (the fuzz target covers any bytes).
-ffi.cdef [[
-int batchq_lua_to_json(const void *data, size_t len, char *buf, size_t buf_len, size_t *out_len,
-                       char *errbuf, size_t errbuf_len);
-]]
+-- batchq_lua_to_json is declared by the module's batchq/cdef.lua, which
+-- lua_cdef checks against batchq.h.
 local function c_to_json(bytes)
   local lib = ffi.load(os.getenv("BATCHQ_LIB"))
   local out = ffi.new("char[?]", 20 * #bytes + 17)

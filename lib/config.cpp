@@ -359,6 +359,19 @@ const std::vector<config_key>& keys() {
          return js_choice(o.queue.overflow, {{overflow_policy::drop_oldest, "drop_oldest"},
                                              {overflow_policy::refuse_new, "refuse_new"}});
        }},
+      {"max_drop_pending_entries", "queue", kind::integer, 0, k_max_count, false, false, {}, false,
+       "bound on dropped entries waiting inside the queue to be handed over (to `batchq_poll_dropped`'s "
+       "buffer); beyond it the oldest are destroyed and counted in `drops_unreported`",
+       [](const config_key& k, const Value& v, http_log_options& o) {
+         o.queue.max_drop_pending_entries = static_cast<std::size_t>(int_of(k, v));
+       },
+       [](const http_log_options& o) { return js_int(o.queue.max_drop_pending_entries); }},
+      {"max_drop_pending_bytes", "queue", kind::integer, 0, k_any_bytes, false, false, {}, false,
+       "the same bound in bytes",
+       [](const config_key& k, const Value& v, http_log_options& o) {
+         o.queue.max_drop_pending_bytes = static_cast<std::size_t>(int_of(k, v));
+       },
+       [](const http_log_options& o) { return js_int(o.queue.max_drop_pending_bytes); }},
       {"max_retry_time", "queue", kind::seconds, 0, k_clamp_s, true, true, {}, false,
        "drop a batch still failing this long after its first attempt; 0 = none; negative = no retries (Kong 3.x "
        "gives up once more than `max_retry_time` has passed, so its 0 and -1 both mean no retries: pass -1)",

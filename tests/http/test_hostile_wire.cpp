@@ -97,6 +97,31 @@ struct strict_receiver {
   }
 };
 
+// Per entry number, how often the receiver accepted it (responder threads
+// write, the test thread checks after flush).
+struct tally {
+  std::mutex mu;
+  std::map<long, int> delivered;
+  // Counts the entries of an accepted body; call with mu held.
+  void accept_locked(const std::string& body, payload_format f) {
+    std::vector<long> ns;
+    if (ns_of(body, f, ns))
+      for (long n : ns) ++delivered[n];
+  }
+  reply accept(const std::string& body, payload_format f) {
+    std::lock_guard<std::mutex> g(mu);
+    accept_locked(body, f);
+    return reply::with_status(200);
+  }
+  // `expected` distinct entries accepted, each exactly once, and not `absent`.
+  void check_each_once(std::size_t expected, long absent = -1) {
+    std::lock_guard<std::mutex> g(mu);
+    CHECK(delivered.size() == expected);
+    if (absent >= 0) CHECK(delivered.count(absent) == 0);
+    for (const auto& [n, times] : delivered) CHECK(times == 1);
+  }
+};
+
 struct reports {
   std::mutex mu;
   std::vector<std::string> dropped;
@@ -301,101 +326,80 @@ TEST_CASE("batch_queue: process_result::split bisects a refused batch, in order,
   }
 }
 
+// A receiver that refuses (400) every body holding the poisoned entry and
+// accepts the others, and what the log reported.
+struct poison_receiver {
+  receiver rx;
+  tally t;
+  reports rep;
+  poison_receiver() {
+    rx.set_responder([this](const recorded_request& req) {
+      if (contains(req.body, "\"poison\"")) return reply::with_status(400, "refused: record with field poison");
+      return t.accept(req.body, payload_format::kong);
+    });
+  }
+  // Entries 0..99 in one batch of 100, entry `poison` poisoned; flushed.
+  auto run(const batchq::http_log_options& o, long poison) {
+    batchq::http_log log(o, rep.callbacks());
+    for (long n = 0; n < 100; ++n) REQUIRE(log.enqueue(entry_n(n, n == poison)) == enqueue_result::accepted);
+    REQUIRE(log.flush(30s));
+    return log.stats();
+  }
+  // The poisoned entry was reported dropped alone, with the receiver's answer.
+  void check_dropped_alone(long poison, drop_reason why) {
+    std::lock_guard<std::mutex> g(rep.mu);
+    REQUIRE(rep.dropped.size() == 1);
+    CHECK(rep.dropped[0] == entry_n(poison, true));
+    CHECK(rep.reasons[0] == why);
+    CHECK(contains(rep.errors[0], "returned status code 400 and body refused: record with field poison"));
+  }
+};
+
 TEST_CASE("split_on_4xx: a batch with one refused entry delivers the 99 others; the one is dropped with the answer",
           "[poison][split]") {
-  receiver rx;
-  std::mutex mu;
-  std::map<long, int> delivered;
-  rx.set_responder([&](const recorded_request& req) {
-    if (contains(req.body, "\"poison\"")) return reply::with_status(400, "refused: record with field poison");
-    std::vector<long> ns;
-    std::lock_guard<std::mutex> g(mu);
-    if (ns_of(req.body, payload_format::kong, ns))
-      for (long n : ns) ++delivered[n];
-    return reply::with_status(200);
-  });
-  reports rep;
-  auto o = batch_options(rx.url("/split"), 100, payload_format::kong);
+  poison_receiver p;
+  auto o = batch_options(p.rx.url("/split"), 100, payload_format::kong);
   o.http.drop_permanent_4xx = true;
-  batchq::http_log log(o, rep.callbacks());
-  for (long n = 0; n < 100; ++n) REQUIRE(log.enqueue(entry_n(n, n == 37)) == enqueue_result::accepted);
-  REQUIRE(log.flush(30s));
-
-  const auto s = log.stats();
+  const auto s = p.run(o, 37);
   CHECK(s.balanced());
   CHECK(s.enqueued == 100);
   CHECK(s.delivered == 99);
   CHECK(s.dropped_for(drop_reason::rejected) == 1);
   CHECK(s.dropped_total() == 1);
-  CHECK(s.attempts == rx.count());        // every request of the bisection is counted
-  CHECK(rx.count() <= 2 * 7 + 1);         // one path down a tree of depth 7, plus siblings
+  CHECK(s.attempts == p.rx.count());      // every request of the bisection is counted
+  CHECK(p.rx.count() <= 2 * 7 + 1);       // one path down a tree of depth 7, plus siblings
   CHECK(s.failed_attempts == 7);          // each level refused the half holding the entry
-  {
-    std::lock_guard<std::mutex> g(mu);
-    CHECK(delivered.size() == 99);
-    CHECK(delivered.count(37) == 0);
-    for (const auto& [n, times] : delivered) CHECK(times == 1);
-  }
-  std::lock_guard<std::mutex> g(rep.mu);
-  REQUIRE(rep.dropped.size() == 1);
-  CHECK(rep.dropped[0] == entry_n(37, true));
-  CHECK(rep.reasons[0] == drop_reason::rejected);
-  CHECK(contains(rep.errors[0], "returned status code 400 and body refused: record with field poison"));
+  p.t.check_each_once(99, 37);
+  p.check_dropped_alone(37, drop_reason::rejected);
 }
 
 TEST_CASE("split_on_4xx, default options (4xx retried, as Kong): the 99 good entries are delivered, the one refused "
           "entry is retried and then dropped alone",
           "[poison][split]") {
-  receiver rx;
-  std::mutex mu;
-  std::map<long, int> delivered;
-  rx.set_responder([&](const recorded_request& req) {
-    if (contains(req.body, "\"poison\"")) return reply::with_status(400, "refused: record with field poison");
-    std::vector<long> ns;
-    std::lock_guard<std::mutex> g(mu);
-    if (ns_of(req.body, payload_format::kong, ns))
-      for (long n : ns) ++delivered[n];
-    return reply::with_status(200);
-  });
-  reports rep;
-  auto o = batch_options(rx.url("/split-default"), 100, payload_format::kong);
+  poison_receiver p;
+  const auto o = batch_options(p.rx.url("/split-default"), 100, payload_format::kong);
   REQUIRE_FALSE(o.http.drop_permanent_4xx);
   REQUIRE(o.split_on_4xx);
-  batchq::http_log log(o, rep.callbacks());
-  for (long n = 0; n < 100; ++n) REQUIRE(log.enqueue(entry_n(n, n == 63)) == enqueue_result::accepted);
-  REQUIRE(log.flush(30s));
-
-  const auto s = log.stats();
+  const auto s = p.run(o, 63);
   CHECK(s.balanced());
   CHECK(s.delivered == 99);
   CHECK(s.dropped_for(drop_reason::retries_exhausted) == 1);
   CHECK(s.dropped_total() == 1);
-  CHECK(s.attempts == rx.count());
-  {
-    std::lock_guard<std::mutex> g(mu);
-    CHECK(delivered.size() == 99);
-    CHECK(delivered.count(63) == 0);
-    for (const auto& [n, times] : delivered) CHECK(times == 1);
-  }
-  std::lock_guard<std::mutex> g(rep.mu);
-  REQUIRE(rep.dropped.size() == 1);
-  CHECK(rep.dropped[0] == entry_n(63, true));
-  CHECK(contains(rep.errors[0], "returned status code 400 and body refused: record with field poison"));
+  CHECK(s.attempts == p.rx.count());
+  p.t.check_each_once(99, 63);
+  p.check_dropped_alone(63, drop_reason::retries_exhausted);
 }
 
 TEST_CASE("split_on_4xx: a half that then fails for a while is retried with its own budget, not dropped",
           "[poison][split]") {
   receiver rx;
-  std::mutex mu;
-  std::map<long, int> delivered;
-  std::set<std::string> seen;
+  tally t;
+  std::set<std::string> seen;  // under t.mu
   rx.set_responder([&](const recorded_request& req) {
     if (contains(req.body, "\"poison\"")) return reply::with_status(400, "refused: poison");
-    std::lock_guard<std::mutex> g(mu);
+    std::lock_guard<std::mutex> g(t.mu);
     if (seen.insert(req.body).second) return reply::with_status(503, "busy");  // every good half fails once first
-    std::vector<long> ns;
-    if (ns_of(req.body, payload_format::kong, ns))
-      for (long n : ns) ++delivered[n];
+    t.accept_locked(req.body, payload_format::kong);
     return reply::with_status(200);
   });
   reports rep;
@@ -411,9 +415,7 @@ TEST_CASE("split_on_4xx: a half that then fails for a while is retried with its 
   CHECK(s.dropped_for(drop_reason::rejected) == 1);
   CHECK(s.dropped_total() == 1);
   CHECK(s.retried == 4);  // [0-7], [12-15], [8-9], [10]: each once
-  std::lock_guard<std::mutex> g(mu);
-  CHECK(delivered.size() == 15);
-  for (const auto& [n, times] : delivered) CHECK(times == 1);
+  t.check_each_once(15, 11);
 }
 
 TEST_CASE("split_on_4xx: a receiver that refuses everything ends with every entry dropped exactly once",
@@ -445,15 +447,10 @@ TEST_CASE("split_on_4xx: a receiver that refuses everything ends with every entr
 
 TEST_CASE("split_on_4xx: 413 splits until the pieces fit; off, the whole batch is dropped", "[poison][split]") {
   receiver rx;
-  std::mutex mu;
-  std::map<long, int> delivered;
+  tally t;
   rx.set_responder([&](const recorded_request& req) {
     if (req.body.size() > 400) return reply::with_status(413, "payload too large");
-    std::vector<long> ns;
-    std::lock_guard<std::mutex> g(mu);
-    if (ns_of(req.body, payload_format::json_array, ns))
-      for (long n : ns) ++delivered[n];
-    return reply::with_status(200);
+    return t.accept(req.body, payload_format::json_array);
   });
   SECTION("on (the default)") {
     auto o = batch_options(rx.url("/small"), 64, payload_format::json_array);
@@ -464,8 +461,7 @@ TEST_CASE("split_on_4xx: 413 splits until the pieces fit; off, the whole batch i
     REQUIRE(log.flush(30s));
     CHECK(log.stats().delivered == 64);
     CHECK(log.stats().dropped_total() == 0);
-    std::lock_guard<std::mutex> g(mu);
-    CHECK(delivered.size() == 64);
+    t.check_each_once(64);
   }
   SECTION("off (split_on_4xx false, from the JSON configuration)") {
     auto o = batchq::parse_http_log_config("{\"http_endpoint\":\"" + rx.url("/small") +

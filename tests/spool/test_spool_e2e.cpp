@@ -191,6 +191,31 @@ std::uint64_t seed_from_env(std::uint64_t fallback) {
   return s != nullptr && *s != '\0' ? std::strtoull(s, nullptr, 10) : fallback;
 }
 
+// The write-ahead child (wal_child) feeding `down_url`, where nothing
+// listens, killed with SIGKILL once it has accepted at least `backlog`
+// entries. Returns the ids it reported accepted.
+std::set<long long> backlog_then_kill(const temp_dir& root, const temp_dir& scratch, const std::string& down_url,
+                                      std::size_t backlog) {
+  const std::string accepted_file = scratch.file("accepted.txt");
+  const std::string err_file = scratch.file("feed.err");
+  const pid_t pid = spawn_tool({BATCHQ_WAL_CHILD_EXE, "--spool", root.path(), "--url", down_url, "--accepted",
+                                accepted_file, "--first", "1"},
+                               "", err_file);
+  for (int i = 0; i < 3000 && lines_of(slurp(accepted_file)).size() < backlog; ++i)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  {
+    const int code = wait_for_exit(pid);
+    INFO("feed stderr: " << slurp(err_file));
+    REQUIRE(code == 128 + SIGKILL);
+  }
+  std::set<long long> accepted;
+  for (const auto& l : lines_of(slurp(accepted_file)))
+    if (!l.empty() && l[0] != '-') accepted.insert(std::strtoll(l.c_str(), nullptr, 10));
+  REQUIRE(accepted.size() >= backlog);
+  return accepted;
+}
+
 }  // namespace
 
 TEST_CASE("e2e: entries dropped by a down endpoint land in the dead-letter spool; batchq-replay delivers them",
@@ -403,27 +428,10 @@ TEST_CASE("e2e: crash-restart: write-ahead backlog, kill -9, three clean restart
   temp_dir root;
   temp_dir scratch;
   const std::string received_file = scratch.file("received.jsonl");
-  const std::string accepted_file = scratch.file("accepted.txt");
 
   // 1. A backlog: the child feeds while nothing listens at its endpoint, then dies.
   const std::string down_url = "http://127.0.0.1:" + std::to_string(batchq::test::unused_port()) + "/ingest";
-  const std::string err_file = scratch.file("feed.err");
-  const pid_t pid = spawn_tool({BATCHQ_WAL_CHILD_EXE, "--spool", root.path(), "--url", down_url, "--accepted",
-                                accepted_file, "--first", "1"},
-                               "", err_file);
-  constexpr std::size_t backlog = 1500;
-  for (int i = 0; i < 3000 && lines_of(slurp(accepted_file)).size() < backlog; ++i)
-    std::this_thread::sleep_for(10ms);
-  REQUIRE(::kill(pid, SIGKILL) == 0);
-  {
-    const int code = wait_for_exit(pid);
-    INFO("feed stderr: " << slurp(err_file));
-    REQUIRE(code == 128 + SIGKILL);
-  }
-  std::set<long long> accepted;
-  for (const auto& l : lines_of(slurp(accepted_file)))
-    if (!l.empty() && l[0] != '-') accepted.insert(std::strtoll(l.c_str(), nullptr, 10));
-  REQUIRE(accepted.size() >= backlog);
+  const std::set<long long> accepted = backlog_then_kill(root, scratch, down_url, 1500);
 
   // 2. The receiver is up; three clean restarts.
   receiver_process rx(received_file, 0);
@@ -483,22 +491,8 @@ TEST_CASE("e2e: crash during an outage: an entry dead-lettered on restart is nev
   temp_dir root;
   temp_dir scratch;
   const std::string received_file = scratch.file("received.jsonl");
-  const std::string accepted_file = scratch.file("accepted.txt");
   const std::string down_url = "http://127.0.0.1:" + std::to_string(batchq::test::unused_port()) + "/ingest";
-
-  const std::string err_file = scratch.file("feed.err");
-  const pid_t pid = spawn_tool({BATCHQ_WAL_CHILD_EXE, "--spool", root.path(), "--url", down_url, "--accepted",
-                                accepted_file, "--first", "1"},
-                               "", err_file);
-  constexpr std::size_t backlog = 300;
-  for (int i = 0; i < 3000 && lines_of(slurp(accepted_file)).size() < backlog; ++i)
-    std::this_thread::sleep_for(10ms);
-  REQUIRE(::kill(pid, SIGKILL) == 0);
-  REQUIRE(wait_for_exit(pid) == 128 + SIGKILL);
-  std::size_t accepted = 0;
-  for (const auto& l : lines_of(slurp(accepted_file)))
-    if (!l.empty() && l[0] != '-') ++accepted;
-  REQUIRE(accepted >= backlog);
+  const std::size_t accepted = backlog_then_kill(root, scratch, down_url, 300).size();
 
   // Restart 1, still during the outage, one attempt per batch: every entry
   // is dead-lettered; the replay pauses after its first record meanwhile.

@@ -60,16 +60,20 @@ void put32(std::string& f, std::size_t at, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) f[at + static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
 }
 
+// small_options for `d`, with records 1..n written (and the spool closed).
+spool_options written(const temp_dir& d, std::uint64_t n) {
+  spool_options o = small_options(d.path());
+  auto s = must_open(o);
+  fill(*s, 1, n);
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("damage: a flipped byte in a sealed segment is counted, logged with file and offset, quarantined",
           "[spool]") {
   temp_dir d;
-  spool_options o = small_options(d.path());
-  {
-    auto s = must_open(o);
-    fill(*s, 1, 150);
-  }
+  spool_options o = written(d, 150);
   const auto files = segment_files(d.path());
   REQUIRE(files.size() >= 3);
   std::string f = read_file(d.file(files[0]));
@@ -118,11 +122,7 @@ TEST_CASE("damage: a flipped byte in a sealed segment is counted, logged with fi
 
 TEST_CASE("damage: a length field claiming 4 GB is damage; the records after it are read", "[spool]") {
   temp_dir d;
-  spool_options o = small_options(d.path());
-  {
-    auto s = must_open(o);
-    fill(*s, 1, 9);
-  }
+  spool_options o = written(d, 9);
   const std::string seg = d.file(segment_files(d.path()).back());
   std::string f = read_file(seg);
   const std::size_t off3 = record_size(payload_for(1)) + record_size(payload_for(2));
@@ -144,11 +144,7 @@ TEST_CASE("damage: a length field claiming 4 GB is damage; the records after it 
 TEST_CASE("damage: two segment files swapped: both are damage, kept, and their records read back from quarantine",
           "[spool]") {
   temp_dir d;
-  spool_options o = small_options(d.path());
-  {
-    auto s = must_open(o);
-    fill(*s, 1, 150);
-  }
+  spool_options o = written(d, 150);
   const auto files = segment_files(d.path());
   REQUIRE(files.size() >= 3);
   const std::string a = read_file(d.file(files[0])), b = read_file(d.file(files[1]));
@@ -182,11 +178,7 @@ TEST_CASE("damage: two segment files swapped: both are damage, kept, and their r
 TEST_CASE("damage: a truncated tail is counted and kept; the newest segment is cut, the kept copy is whole",
           "[spool]") {
   temp_dir d;
-  spool_options o = small_options(d.path());
-  {
-    auto s = must_open(o);
-    fill(*s, 1, 150);
-  }
+  spool_options o = written(d, 150);
   const auto files = segment_files(d.path());
   REQUIRE(files.size() >= 3);
 

@@ -26,27 +26,10 @@
 local ffi = require "ffi"
 local batchq = require "batchq"
 
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } bq_bench_timespec;
-int clock_gettime(int clk_id, bq_bench_timespec *tp);
-]]
--- batchq_enqueue itself is declared by the module's batchq/cdef.lua (checked
--- against batchq.h by the lua_cdef test).
-local ts = ffi.new("bq_bench_timespec")
-local function now_s()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
-local json_file, quick
-do
-  local i = 1
-  while arg[i] do
-    if arg[i] == "--json" then json_file = arg[i + 1]; i = i + 1
-    elseif arg[i] == "--quick" then quick = true end
-    i = i + 1
-  end
-end
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/bench_common.lua")
+local now_s = common.wall_s
+local opts = common.args()
+local json_file, quick = opts.json_file, opts.quick
 
 -- ---- Kong 2.x batch_queue, the parts add() uses ---------------------------
 local timers_scheduled = 0
@@ -116,24 +99,9 @@ local function make_entries(bytes)
   return t
 end
 
--- BQ_BENCH_ENDPOINT (run.sh starts bench_receiver): batches are really sent
--- and freed while the loop runs, as in nginx, so the copies batchq makes
--- recycle memory instead of growing the heap by N entries (which would add
--- page faults that a real deployment does not pay). Without it the queue
--- points at a dead port with a long process_delay (nothing is sent).
-local endpoint = os.getenv("BQ_BENCH_ENDPOINT")
-
+local endpoint = common.endpoint
 local function new_batchq()
-  local q, err = batchq.new({
-    http_endpoint = endpoint or "http://127.0.0.1:9/logs",
-    queue_size = 1000,
-    process_delay = endpoint and 0 or 3600,
-    flush_timeout = endpoint and 1 or 3600,
-    max_entries = 0,
-    shutdown_timeout = endpoint and 10 or 0,
-  })
-  assert(q, err)
-  return q
+  return common.new_queue(1000)
 end
 
 local function time_loop(n, entries, fn)

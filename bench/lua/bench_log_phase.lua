@@ -27,15 +27,8 @@ local cjson = require "cjson"
 local batchq = require "batchq"
 local buffer = require "string.buffer"
 
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } bq_blp_timespec;
-int clock_gettime(int clk_id, bq_blp_timespec *tp);
-]]
-local ts = ffi.new("bq_blp_timespec")
-local function cpu_s()
-  ffi.C.clock_gettime(3, ts) -- CLOCK_THREAD_CPUTIME_ID
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/bench_common.lua")
+local cpu_s = common.cpu_s
 
 local endpoint = assert(os.getenv("BQ_BENCH_ENDPOINT"), "set BQ_BENCH_ENDPOINT to a receiver's URL")
 

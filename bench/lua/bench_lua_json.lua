@@ -27,29 +27,12 @@ local cjson = require "cjson"
 local batchq = require "batchq"
 local buffer = require "string.buffer"
 
-ffi.cdef [[
-typedef struct { long tv_sec; long tv_nsec; } bq_bench_lj_timespec;
-int clock_gettime(int clk_id, bq_bench_lj_timespec *tp);
-]]
-local ts = ffi.new("bq_bench_lj_timespec")
--- CLOCK_THREAD_CPUTIME_ID: the CPU time of this (the "worker") thread only.
--- On a loaded machine wall time measures the scheduler; CPU time measures
--- the work. BQ_BENCH_WALL=1 switches to CLOCK_MONOTONIC.
-local CLOCK = os.getenv("BQ_BENCH_WALL") == "1" and 1 or 3
-local function now_s()
-  ffi.C.clock_gettime(CLOCK, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
-local json_file, quick
-do
-  local i = 1
-  while arg[i] do
-    if arg[i] == "--json" then json_file = arg[i + 1]; i = i + 1
-    elseif arg[i] == "--quick" then quick = true end
-    i = i + 1
-  end
-end
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/bench_common.lua")
+-- CPU time of this (the "worker") thread: on a loaded machine wall time
+-- measures the scheduler, CPU time the work. BQ_BENCH_WALL=1: wall time.
+local now_s = os.getenv("BQ_BENCH_WALL") == "1" and common.wall_s or common.cpu_s
+local opts = common.args()
+local json_file, quick = opts.json_file, opts.quick
 
 -- A Kong 3.x kong.log.serialize()-like entry; `i` varies a few fields.
 local function kong_entry(i)
@@ -120,18 +103,9 @@ do -- the same JSON value (object keys may come in another order: see lua_json.h
   assert(#ours == json_bytes and ours == batchq.to_json(entries[1]), "decoder output differs")
 end
 
-local endpoint = os.getenv("BQ_BENCH_ENDPOINT")
+local endpoint = common.endpoint
 local function new_queue()
-  local q, err = batchq.new({
-    http_endpoint = endpoint or "http://127.0.0.1:9/logs",
-    queue_size = 100,
-    process_delay = endpoint and 0 or 3600,
-    flush_timeout = endpoint and 1 or 3600,
-    max_entries = 0,
-    shutdown_timeout = endpoint and 10 or 0,
-  })
-  assert(q, err)
-  return q
+  return common.new_queue(100)
 end
 
 local N = quick and 20000 or 100000

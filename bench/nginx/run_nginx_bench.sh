@@ -26,7 +26,11 @@
 #
 #   run_nginx_bench.sh OUT.json
 # BENCH_PERF_DIR=dir: perf record -g of the nginx worker during each wrk run,
-# one perf.<mode>.<round>.data there.
+# one perf.<mode>.<round>.data there (BENCH_PERF_ARGS: perf record options
+# instead of -g, e.g. "-e syscalls:sys_enter_futex --call-graph dwarf").
+# BENCH_PERF_STAT=dir: perf stat --per-thread of the nginx worker during each
+# wrk run (context switches, system calls, futex calls, poll calls), one
+# stat.<mode>.<round>.txt there; divide by the requests wrk reports.
 # Environment: BATCHQ_SRC, BATCHQ_LIB_DIR (libbatchq.so), BENCH_BIN
 # (bench_receiver), NGINX, BATCHQ_NGINX_MODULES as in tests/nginx.
 set -euo pipefail
@@ -203,8 +207,16 @@ for mode in $MODES; do
   PERF_PID=
   if [ -n "${BENCH_PERF_DIR:-}" ]; then # a profile of the worker (all its threads) during wrk
     mkdir -p "$BENCH_PERF_DIR"
-    perf record -q -g -o "$BENCH_PERF_DIR/perf.$mode.$round.data" -p "$WORKER_PID" 2>/dev/null &
+    # shellcheck disable=SC2086
+    perf record -q ${BENCH_PERF_ARGS:--g} -o "$BENCH_PERF_DIR/perf.$mode.$round.data" -p "$WORKER_PID" 2>/dev/null &
     PERF_PID=$!
+  fi
+  STAT_PID=
+  if [ -n "${BENCH_PERF_STAT:-}" ]; then
+    mkdir -p "$BENCH_PERF_STAT"
+    perf stat --per-thread -e context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_futex,syscalls:sys_enter_poll,syscalls:sys_enter_epoll_wait \
+      -o "$BENCH_PERF_STAT/stat.$mode.$round.txt" -p "$WORKER_PID" 2>/dev/null &
+    STAT_PID=$!
   fi
   /usr/bin/time -f "%U %S" -o "$T/wrk.$mode.$round.cpu" \
     wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$NGINX_PORT/r" >"$T/wrk.$mode.$round" 2>&1
@@ -212,6 +224,10 @@ for mode in $MODES; do
   read -r r1 r1b < <(cpu_ticks "$RX_PID")
   TCK=$(getconf CLK_TCK)
   if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
+  if [ -n "$STAT_PID" ]; then
+    kill -INT "$STAT_PID"; wait "$STAT_PID" || true
+    awk '/requests in/ {print "# wrk requests: " $1}' "$T/wrk.$mode.$round" >>"$BENCH_PERF_STAT/stat.$mode.$round.txt"
+  fi
   nginx_cmd -s quit
   wait_until 300 bash -c "! kill -0 $MASTER_PID 2>/dev/null" || { log "nginx did not exit"; kill -KILL "$MASTER_PID" || true; }
   MASTER_PID=

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -58,8 +59,6 @@ struct job {
   http_transfer* transfer = nullptr;  // the driver's
 };
 
-}  // namespace
-
 // Leader/followers: whichever sending thread finds nobody driving the multi
 // handle drives it - every transfer in flight, not only its own - until its
 // own is done, then hands the role to a waiting thread. So one thread at a
@@ -68,7 +67,7 @@ struct job {
 // the worker drives its own request with no hand-off between threads, and
 // at N a request finishing on the driver needs no wake-up of another thread
 // to start the next one (its worker submits it and the driver picks it up).
-struct sender_pool::impl {
+struct engine {
   std::shared_ptr<const http_target> target;
   std::size_t max_parallel;
   CURLM* multi = nullptr;
@@ -100,9 +99,7 @@ struct sender_pool::impl {
   std::chrono::steady_clock::time_point timer_at{};
   int wake_fd = -1;  // eventfd: a sender's new job, for the driver's poll
 
-  impl(http_sender_options o, std::size_t n) : target(make_http_target(std::move(o))), max_parallel(std::max<std::size_t>(1, n)) {
-    // One transfer now: a libcurl that refuses an option fails here, with its
-    // message, rather than on the first send.
+  engine(std::shared_ptr<const http_target> t, std::size_t n) : target(std::move(t)), max_parallel(std::max<std::size_t>(1, n)) {
     idle.push_back(std::make_unique<http_transfer>(target));
     multi = curl_multi_init();
     if (!multi) throw std::runtime_error("batchq: cannot create a libcurl handle");
@@ -110,9 +107,9 @@ struct sender_pool::impl {
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, limit);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, limit);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &impl::on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &engine::on_socket);
     curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &impl::on_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &engine::on_timer);
     curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd < 0) {
@@ -124,7 +121,7 @@ struct sender_pool::impl {
   // Called by libcurl on the driver's thread, inside curl_multi_* calls; no
   // lock of ours is held.
   static int on_socket(CURL*, curl_socket_t fd, int what, void* self, void*) {
-    auto& socks = static_cast<impl*>(self)->socks;
+    auto& socks = static_cast<engine*>(self)->socks;
     const auto it = std::find_if(socks.begin(), socks.end(), [fd](const pollfd& p) { return p.fd == fd; });
     if (what == CURL_POLL_REMOVE) {
       if (it != socks.end()) socks.erase(it);
@@ -142,22 +139,22 @@ struct sender_pool::impl {
   }
 
   static int on_timer(CURLM*, long timeout_ms, void* self) {
-    auto* me = static_cast<impl*>(self);
+    auto* me = static_cast<engine*>(self);
     me->timer_armed = timeout_ms >= 0;
     if (me->timer_armed) me->timer_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     return 0;
   }
 
   // Runs when no send() is in progress (the owner has stopped its workers).
-  ~impl() {
+  ~engine() {
     while (!active.empty()) complete(active.back(), CURLE_ABORTED_BY_CALLBACK, "the sender is shutting down");
     idle.clear();  // easy handles before their multi handle's cache goes
     curl_multi_cleanup(multi);
     close(wake_fd);
   }
 
-  impl(const impl&) = delete;
-  impl& operator=(const impl&) = delete;
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
 
   void publish(job* j, send_result r) {
     parker* wake = nullptr;
@@ -373,6 +370,74 @@ struct sender_pool::impl {
     }
     if (j.pk) parkers.emplace_back(j.pk);
     return std::move(j.result);
+  }
+};
+
+}  // namespace
+
+// Over TLS, one engine for every sending thread (leader/followers above):
+// its connection can carry HTTP/2 streams for all of them. Over plain http
+// (HTTP/1.1: one request per connection at a time, CURL_HTTP_VERSION_2TLS
+// never tries h2c) nothing is shared on the wire, so each sending thread
+// takes a lane - an engine of its own with one connection, kept alive - for
+// the length of its send(): it drives its own request on its own thread, and
+// a request costs no hand-off between threads at all. With one engine per
+// pool, every request of a follower cost two wake-ups (the driver woken to
+// start it, the follower woken when it finished); at queue_size 1 that was
+// most of the sending threads' CPU (bench/results.md, case 4c).
+struct sender_pool::impl {
+  std::shared_ptr<const http_target> target;
+  std::size_t max_parallel;
+  std::unique_ptr<engine> shared;  // TLS endpoints (or max_parallel 1)
+
+  std::mutex mu;
+  std::vector<std::unique_ptr<engine>> lanes;  // under mu: the free ones (plain http)
+
+  impl(http_sender_options o, std::size_t n) : target(make_http_target(std::move(o))), max_parallel(std::max<std::size_t>(1, n)) {
+    // One engine now: a libcurl that refuses an option fails here, with its
+    // message, rather than on the first send.
+    const bool per_thread = use_lanes();
+    auto first = std::make_unique<engine>(target, per_thread ? 1 : max_parallel);
+    if (per_thread) {
+      lanes.reserve(max_parallel);  // pushing a lane back never allocates
+      lanes.push_back(std::move(first));
+    } else {
+      shared = std::move(first);
+    }
+  }
+
+  bool use_lanes() const {
+    constexpr std::string_view plain = "http://";
+    const std::string& url = target->ep.url;
+    if (max_parallel == 1 || url.size() < plain.size()) return false;
+    return std::equal(plain.begin(), plain.end(), url.begin(), [](char a, char b) {
+      return a == std::tolower(static_cast<unsigned char>(b));
+    });
+  }
+
+  send_result send(const std::vector<std::string_view>& pieces, const attempt_context* ctx) {
+    if (shared) return shared->send(pieces, ctx);
+    std::unique_ptr<engine> lane;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      if (!lanes.empty()) {
+        lane = std::move(lanes.back());  // the most recently used: its connection is the freshest
+        lanes.pop_back();
+      }
+    }
+    if (!lane) {
+      try {
+        lane = std::make_unique<engine>(target, 1);
+      } catch (const std::exception& e) {
+        send_result r;
+        r.error = std::string("failed request to ") + target->ep.host_port + ": " + e.what();
+        return r;
+      }
+    }
+    send_result r = lane->send(pieces, ctx);
+    std::lock_guard<std::mutex> g(mu);
+    lanes.push_back(std::move(lane));
+    return r;
   }
 };
 

@@ -9,6 +9,8 @@
 #   entry_only    log phase builds the entry only: cjson.encode(kong.log.serialize())
 #   batchq_q1     the batchq-log Kong plugin (examples/kong-plugin), queue_size 1
 #   batchq_q100   the same, queue_size 100
+#   batchq_q1_c1 .. batchq_q1_c4  batchq_q1 with `concurrency` set (not run
+#                 unless named in BENCH_NGINX_MODES: for choosing the default)
 #   purelua_q1    a pure-Lua Kong 2.x style logger (purelua_logger.lua), queue_size 1
 #   purelua_q100  the same, queue_size 100
 #   batchq_q100_table  issue 14's path without the plugin: table_logger.lua,
@@ -124,6 +126,12 @@ local ep = "http://127.0.0.1:$RX_PORT/logs"
 -- http-log's defaults (retry_count 10, flush_timeout 2 s) except queue_size.
 return {
   batchq_q1 = { http_endpoint = ep, queue_size = 1 },
+  -- for choosing the plugin's default concurrency at queue_size 1 (not in
+  -- the default MODES): batchq_q1 with `concurrency` set
+  batchq_q1_c1 = { http_endpoint = ep, queue_size = 1, concurrency = 1 },
+  batchq_q1_c2 = { http_endpoint = ep, queue_size = 1, concurrency = 2 },
+  batchq_q1_c3 = { http_endpoint = ep, queue_size = 1, concurrency = 3 },
+  batchq_q1_c4 = { http_endpoint = ep, queue_size = 1, concurrency = 4 },
   batchq_q100 = { http_endpoint = ep, queue_size = 100 },
   purelua_q1 = { http_endpoint = ep, queue_size = 1 },
   purelua_q100 = { http_endpoint = ep, queue_size = 100 },

@@ -254,6 +254,11 @@ for mode in $MODES; do
   # Entries the plugin reported as dropped (each is printed in full with its
   # reason, e.g. queue_full when the sender cannot keep up): not silent.
   reported=$(grep -c 'dropped entry (' "$T/error.log" || true)
+  # Drops beyond the plugin's drop buffer are reported as a count (report.lua:
+  # "N dropped entries for ... could not be kept for reporting"): reported,
+  # not silent, though not one by one.
+  counted=$(sed -n 's/.* \([0-9][0-9]*\) dropped entries for .* could not be kept for reporting.*/\1/p' "$T/error.log" | awk '{s += $1} END {print s + 0}')
+  reported=$((reported + counted))
   silent=$((lost - reported))
   # CPU per request answered during wrk (µs): nginx worker's event loop,
   # batchq's threads in the worker, the receiver, wrk.

@@ -89,14 +89,14 @@ struct engine {
   std::vector<std::unique_ptr<http_transfer>> idle;
   std::vector<job*> active;
   // libcurl's event interface (curl_multi_socket_action): the sockets it
-  // wants watched and when it wants its timer run, kept by the callbacks
+  // wants watched (kept by on_socket) and when its timers are due (asked
+  // with curl_multi_timeout after every call rather than tracked through a
+  // timer callback, which libcurl skips when the next expiry is unchanged)
   // below and polled here. curl_multi_perform instead re-polls every
   // transfer's socket with a zero timeout on every call (libcurl 7.x
   // Curl_readwrite), about five poll() calls per request at queue_size 1;
   // socket_action is told what is ready and polls nothing itself.
   std::vector<pollfd> socks;  // events wanted per socket (revents unused)
-  bool timer_armed = false;
-  std::chrono::steady_clock::time_point timer_at{};
   int wake_fd = -1;  // eventfd: a sender's new job, for the driver's poll
 
   engine(std::shared_ptr<const http_target> t, std::size_t n) : target(std::move(t)), max_parallel(std::max<std::size_t>(1, n)) {
@@ -109,8 +109,6 @@ struct engine {
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, limit);
     curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &engine::on_socket);
     curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &engine::on_timer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd < 0) {
       curl_multi_cleanup(multi);
@@ -135,13 +133,6 @@ struct engine {
     } else {
       socks.push_back(pollfd{fd, events, 0});
     }
-    return 0;
-  }
-
-  static int on_timer(CURLM*, long timeout_ms, void* self) {
-    auto* me = static_cast<engine*>(self);
-    me->timer_armed = timeout_ms >= 0;
-    if (me->timer_armed) me->timer_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     return 0;
   }
 
@@ -211,10 +202,16 @@ struct engine {
     publish(j, std::move(r));
   }
 
-  // libcurl's timer, when due (it is armed at 0 when a transfer is added).
+  // ms until libcurl's next timer (-1: none), 0 when one is due now.
+  long timer_ms() {
+    long ms = -1;
+    if (curl_multi_timeout(multi, &ms) != CURLM_OK) ms = 0;
+    return ms;
+  }
+
+  // libcurl's timers, when due (one is due at once when a transfer is added).
   CURLMcode run_timer_if_due() {
-    if (!timer_armed || std::chrono::steady_clock::now() < timer_at) return CURLM_OK;
-    timer_armed = false;  // on_timer re-arms it during the call if needed
+    if (timer_ms() != 0) return CURLM_OK;
     int running = 0;
     return curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
   }
@@ -267,10 +264,7 @@ struct engine {
         }
         ++i;
       }
-      if (timer_armed) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(timer_at - std::chrono::steady_clock::now());
-        wait_ms = std::min<long long>(wait_ms, std::max<long long>(0, left.count()));
-      }
+      if (const long t = timer_ms(); t >= 0) wait_ms = std::min<long long>(wait_ms, t);
       {
         std::lock_guard<std::mutex> g(mu);
         if (mine.done) return;

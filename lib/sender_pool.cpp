@@ -89,13 +89,12 @@ struct engine {
   std::vector<std::unique_ptr<http_transfer>> idle;
   std::vector<job*> active;
   // libcurl's event interface (curl_multi_socket_action): the sockets it
-  // wants watched (kept by on_socket) and when its timers are due (asked
-  // with curl_multi_timeout after every call rather than tracked through a
-  // timer callback, which libcurl skips when the next expiry is unchanged)
-  // below and polled here. curl_multi_perform instead re-polls every
-  // transfer's socket with a zero timeout on every call (libcurl 7.x
-  // Curl_readwrite), about five poll() calls per request at queue_size 1;
-  // socket_action is told what is ready and polls nothing itself.
+  // wants watched are kept by on_socket and polled here; when its timers
+  // are due is asked with curl_multi_timeout after every call (a timer
+  // callback is skipped by libcurl when the next expiry is unchanged).
+  // curl_multi_perform instead re-polls every transfer's socket with a zero
+  // timeout on every call (libcurl 7.x Curl_readwrite): about five poll()
+  // calls per request at queue_size 1. socket_action is told what is ready.
   std::vector<pollfd> socks;  // events wanted per socket (revents unused)
   int wake_fd = -1;  // eventfd: a sender's new job, for the driver's poll
 

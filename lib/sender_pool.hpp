@@ -1,14 +1,19 @@
-// sender_pool: the sending side of an http_log. One libcurl multi handle
-// runs every request: up to `max_parallel` transfers at once, over the multi
-// handle's shared cache of keep-alive connections (HTTP/2 streams
-// multiplexed on one connection where a TLS endpoint offers h2; one HTTP/1.1
-// connection per concurrent request otherwise).
+// sender_pool: the sending side of an http_log: up to `max_parallel`
+// requests at once on libcurl's multi interface, driven by the queue's own
+// worker threads (no thread of its own).
+//
+// Over https, one multi handle runs every request (its shared cache of
+// keep-alive connections; HTTP/2 streams multiplexed on one connection where
+// the endpoint offers h2): one of the waiting workers at a time drives it for
+// all of them (leader/followers, see sender_pool.cpp). Over plain http
+// (always HTTP/1.1 here: one request per connection at a time) each worker
+// drives its own request on a lane of its own (a multi handle with one
+// kept-alive connection): no hand-off between threads at all. Either way at
+// most `max_parallel` connections.
 //
 // The queue's worker threads hand it batches: send() returns the outcome,
 // so batch_queue's model (a worker calls process() and gets a result) is
-// unchanged. One of the waiting workers at a time drives the multi handle
-// for all of them (leader/followers, see sender_pool.cpp): no thread of its
-// own, and no hand-off between threads at concurrency 1. Internal to lib/.
+// unchanged. Internal to lib/.
 #ifndef BATCHQ_LIB_SENDER_POOL_HPP
 #define BATCHQ_LIB_SENDER_POOL_HPP
 

@@ -9,6 +9,8 @@
 #   entry_only    log phase builds the entry only: cjson.encode(kong.log.serialize())
 #   batchq_q1     the batchq-log Kong plugin (examples/kong-plugin), queue_size 1
 #   batchq_q100   the same, queue_size 100
+#   batchq_q1_c1 .. batchq_q1_c4  batchq_q1 with `concurrency` set (not run
+#                 unless named in BENCH_NGINX_MODES: for choosing the default)
 #   purelua_q1    a pure-Lua Kong 2.x style logger (purelua_logger.lua), queue_size 1
 #   purelua_q100  the same, queue_size 100
 #   batchq_q100_table  issue 14's path without the plugin: table_logger.lua,
@@ -26,7 +28,11 @@
 #
 #   run_nginx_bench.sh OUT.json
 # BENCH_PERF_DIR=dir: perf record -g of the nginx worker during each wrk run,
-# one perf.<mode>.<round>.data there.
+# one perf.<mode>.<round>.data there (BENCH_PERF_ARGS: perf record options
+# instead of -g, e.g. "-e syscalls:sys_enter_futex --call-graph dwarf").
+# BENCH_PERF_STAT=dir: perf stat --per-thread of the nginx worker during each
+# wrk run (context switches, system calls, futex calls, poll calls), one
+# stat.<mode>.<round>.txt there; divide by the requests wrk reports.
 # Environment: BATCHQ_SRC, BATCHQ_LIB_DIR (libbatchq.so), BENCH_BIN
 # (bench_receiver), NGINX, BATCHQ_NGINX_MODULES as in tests/nginx.
 set -euo pipefail
@@ -120,6 +126,12 @@ local ep = "http://127.0.0.1:$RX_PORT/logs"
 -- http-log's defaults (retry_count 10, flush_timeout 2 s) except queue_size.
 return {
   batchq_q1 = { http_endpoint = ep, queue_size = 1 },
+  -- for choosing the plugin's default concurrency at queue_size 1 (not in
+  -- the default MODES): batchq_q1 with `concurrency` set
+  batchq_q1_c1 = { http_endpoint = ep, queue_size = 1, concurrency = 1 },
+  batchq_q1_c2 = { http_endpoint = ep, queue_size = 1, concurrency = 2 },
+  batchq_q1_c3 = { http_endpoint = ep, queue_size = 1, concurrency = 3 },
+  batchq_q1_c4 = { http_endpoint = ep, queue_size = 1, concurrency = 4 },
   batchq_q100 = { http_endpoint = ep, queue_size = 100 },
   purelua_q1 = { http_endpoint = ep, queue_size = 1 },
   purelua_q100 = { http_endpoint = ep, queue_size = 100 },
@@ -203,8 +215,16 @@ for mode in $MODES; do
   PERF_PID=
   if [ -n "${BENCH_PERF_DIR:-}" ]; then # a profile of the worker (all its threads) during wrk
     mkdir -p "$BENCH_PERF_DIR"
-    perf record -q -g -o "$BENCH_PERF_DIR/perf.$mode.$round.data" -p "$WORKER_PID" 2>/dev/null &
+    # shellcheck disable=SC2086
+    perf record -q ${BENCH_PERF_ARGS:--g} -o "$BENCH_PERF_DIR/perf.$mode.$round.data" -p "$WORKER_PID" 2>/dev/null &
     PERF_PID=$!
+  fi
+  STAT_PID=
+  if [ -n "${BENCH_PERF_STAT:-}" ]; then
+    mkdir -p "$BENCH_PERF_STAT"
+    perf stat --per-thread -e context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_futex,syscalls:sys_enter_poll,syscalls:sys_enter_epoll_wait \
+      -o "$BENCH_PERF_STAT/stat.$mode.$round.txt" -p "$WORKER_PID" 2>/dev/null &
+    STAT_PID=$!
   fi
   /usr/bin/time -f "%U %S" -o "$T/wrk.$mode.$round.cpu" \
     wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$NGINX_PORT/r" >"$T/wrk.$mode.$round" 2>&1
@@ -212,6 +232,10 @@ for mode in $MODES; do
   read -r r1 r1b < <(cpu_ticks "$RX_PID")
   TCK=$(getconf CLK_TCK)
   if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
+  if [ -n "$STAT_PID" ]; then
+    kill -INT "$STAT_PID"; wait "$STAT_PID" || true
+    awk '/requests in/ {print "# wrk requests: " $1}' "$T/wrk.$mode.$round" >>"$BENCH_PERF_STAT/stat.$mode.$round.txt"
+  fi
   nginx_cmd -s quit
   wait_until 300 bash -c "! kill -0 $MASTER_PID 2>/dev/null" || { log "nginx did not exit"; kill -KILL "$MASTER_PID" || true; }
   MASTER_PID=
@@ -230,6 +254,11 @@ for mode in $MODES; do
   # Entries the plugin reported as dropped (each is printed in full with its
   # reason, e.g. queue_full when the sender cannot keep up): not silent.
   reported=$(grep -c 'dropped entry (' "$T/error.log" || true)
+  # Drops beyond the plugin's drop buffer are reported as a count (report.lua:
+  # "N dropped entries for ... could not be kept for reporting"): reported,
+  # not silent, though not one by one.
+  counted=$(sed -n 's/.* \([0-9][0-9]*\) dropped entries for .* could not be kept for reporting.*/\1/p' "$T/error.log" | awk '{s += $1} END {print s + 0}')
+  reported=$((reported + counted))
   silent=$((lost - reported))
   # CPU per request answered during wrk (µs): nginx worker's event loop,
   # batchq's threads in the worker, the receiver, wrk.

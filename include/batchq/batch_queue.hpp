@@ -826,7 +826,13 @@ class batch_queue {
     ctx.max_attempts = max_attempts_;
     ctx.cancel = &cancel_;
 
+    // More batches ready and room for them: another worker takes the next
+    // one now. Without this, the other workers slept until the next enqueue
+    // or completion woke them, so `concurrency` batches ready at once did not
+    // go out at once.
+    const bool more = can_dispatch_locked(now);
     lk.unlock();
+    if (more) cv_work_.notify_one();
     process_result r;
     try {
       r = cb_.process(span<const T>(b.entries.data(), b.entries.size()), ctx);

@@ -72,7 +72,9 @@ local MAX_CONCURRENCY = 64
 -- own reading of -1)
 local UNLIMITED_CONCURRENCY = 16
 -- requests in flight at batch size 1 when `concurrency` is unset (measured:
--- bench/results.md, case 4)
+-- bench/results.md, case 4c: 1 and 2 fell behind a busy worker on 2 CPUs
+-- and pushed entries out; 3 and 4 kept up, 4 with room for a slower
+-- receiver)
 local Q1_CONCURRENCY = 4
 -- nginx's lua_socket_connect/send/read_timeout default, which a cosocket
 -- timeout of 0 falls back to

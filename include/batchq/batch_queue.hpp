@@ -642,8 +642,9 @@ class batch_queue {
       const time_point now = clock_->now();
       std::optional<time_point> due = next_due_locked(now);
       // The wake rule (docs/intake.md): publish each ring's threshold, then
-      // look at the rings once more (seq_cst stores, then seq_cst loads); a
-      // producer whose push this look misses sees the threshold and wakes us.
+      // look at the rings once more (seq_cst stores, a heavy fence in light
+      // mode, then seq_cst loads); a producer whose push this look misses
+      // sees the threshold and wakes us.
       // A producer wakes a worker only while one counts as sleeping: counted
       // before the thresholds are published, uncounted once awake.
       intake_.sleepers_add_locked(1);

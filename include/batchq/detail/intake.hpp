@@ -13,7 +13,9 @@
 //    entries (up to 32) and never on an unbounded queue;
 //  - consuming its own ring's wake threshold (a CAS on its ring's consumer
 //    line) once per wake-up it sends.
-// No producer ever writes a line another producer writes.
+// No producer ever writes a line another producer writes. In light mode a
+// push has no fence either: a worker pays a membarrier before it sleeps
+// instead (docs/intake.md, "Light pushes").
 #ifndef BATCHQ_DETAIL_INTAKE_HPP
 #define BATCHQ_DETAIL_INTAKE_HPP
 

@@ -374,7 +374,7 @@ class batch_queue {
     const bool light = intake_.light();
     const std::uint64_t t = r->try_push(entry, light);
     if (!t) return add_slow(entry, sz, r, true);  // ring full; the credit is taken
-    intake_.push_done(light);
+    intake_.push_done(*r, light);
     // try_push's store, then these seq_cst loads (docs/intake.md): close() or
     // a sleeping worker either sees the entry or is seen here.
     if (closed_.load(std::memory_order_seq_cst)) {

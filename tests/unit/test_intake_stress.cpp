@@ -278,7 +278,7 @@ TEST_CASE("light pushes: a worker's sleep picks the mode, and every sleep in lig
     for (std::size_t i = 0; i < n; ++i) {
       std::string e = "e";
       r->try_push(e, in.light());
-      in.push_done(in.light());
+      in.push_done(*r, in.light());
     }
     std::size_t got = 0;
     in.drain_locked([&](std::string&&) { ++got; });

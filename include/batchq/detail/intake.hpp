@@ -283,16 +283,18 @@ class intake {
   // Producer, before and after a push (docs/intake.md, "Light pushes"):
   // whether the queue is in light mode. A push made light that finds light
   // mode gone after its store must fence before it reads closed_ and the
-  // threshold (push_done).
+  // threshold (push_done): a seq_cst RMW on its own tail (a full fence on
+  // x86; std::atomic_thread_fence is not understood by TSan).
   bool light() const noexcept { return light_.load(std::memory_order_relaxed); }
-  void push_done(bool was_light) const noexcept {
-    if (was_light && !light_.load(std::memory_order_seq_cst)) std::atomic_thread_fence(std::memory_order_seq_cst);
+  void push_done(ring& r, bool was_light) const noexcept {
+    if (was_light && !light_.load(std::memory_order_seq_cst)) r.tail.fetch_add(0, std::memory_order_seq_cst);
   }
 
   // Whoever just stored closed_ (close(), shutdown()), before it looks at the
-  // rings: a light push either sees closed_ or is seen.
+  // rings: a light push either sees closed_ or is seen. (After registering,
+  // membarrier fails only for commands not registered: it does not fail here.)
   void fence_after_close() noexcept {
-    if (heavy_ok_ && !detail::heavy_fence()) std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (heavy_ok_.load(std::memory_order_relaxed)) (void)detail::heavy_fence();
   }
 
   // ---- under the queue's lock -----------------------------------------
@@ -306,7 +308,7 @@ class intake {
   // and failed: the caller must not sleep without a timeout then.
   static constexpr std::uint64_t light_min = 256;
   bool before_sleep_locked() noexcept {
-    if (!heavy_ok_) return true;
+    if (!heavy_ok_.load(std::memory_order_relaxed)) return true;
     const bool was = light_.load(std::memory_order_relaxed);
     const bool want = drained_since_sleep_ >= light_min;
     drained_since_sleep_ = 0;
@@ -314,7 +316,7 @@ class intake {
     if (!was && !want) return true;
     ++heavy_fences_;
     if (detail::heavy_fence()) return true;
-    heavy_ok_ = false;  // cannot happen once registered; stay on full pushes
+    heavy_ok_.store(false, std::memory_order_relaxed);  // cannot happen once registered; stay on full pushes
     light_.store(false, std::memory_order_seq_cst);
     return false;
   }
@@ -424,7 +426,7 @@ class intake {
   // written by a worker going to sleep (rarely: when the mode changes).
   // The line every push reads (light_, id_), written rarely.
   alignas(cache_line) std::atomic<bool> light_{false};
-  bool heavy_ok_;  // heavy_fence() works here
+  std::atomic<bool> heavy_ok_;  // heavy_fence() works here
   const std::uint64_t id_ = new_intake_id();
   std::size_t capacity_ = 64;
   std::vector<std::shared_ptr<ring>> rings_;

@@ -181,7 +181,7 @@ BATCHQ_API int batchq_new_with_callbacks(const char *config_json, size_t len, co
  * default (memory) mode it moves the entry into the calling thread's own
  * ring (no lock); the entry that crosses the ring's wake threshold (the
  * first of a batch, or one that fills it) locks the queue and signals the
- * worker (a futex wake when the worker sleeps: at queue_size 1 that is every
+ * worker when the worker sleeps (a futex wake: at queue_size 1 that is every
  * entry), as does a thread's first enqueue or one that finds no credit. With a write-ahead spool it also makes
  * one write(2). Thread-safe: any number of threads may enqueue at once.
  */

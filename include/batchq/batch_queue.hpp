@@ -189,6 +189,7 @@ class batch_queue {
       // A producer that pushes while this store happens sees it after its
       // push and hands its entry over itself (late_entry, docs/intake.md).
       closed_.store(true, std::memory_order_seq_cst);
+      intake_.fence_after_close();
     } catch (...) {
     }
   }
@@ -205,6 +206,7 @@ class batch_queue {
       std::lock_guard<std::mutex> once(shutdown_mu_);
       if (shut_down_) return shutdown_result_;
       closed_.store(true, std::memory_order_seq_cst);
+      intake_.fence_after_close();
 
       std::unique_lock<std::mutex> lk(mu_);
       const std::uint64_t drops_before = dropped_[static_cast<std::size_t>(drop_reason::shutdown)];
@@ -369,10 +371,12 @@ class batch_queue {
     if (!r) return add_slow(entry, sz, nullptr, false);
     if ((opt_.max_entries || opt_.max_bytes) && !intake_.take_credit(r->credit_entries, r->credit_bytes, sz))
       return add_slow(entry, sz, r, false);
-    const std::uint64_t t = r->try_push(entry);
+    const bool light = intake_.light();
+    const std::uint64_t t = r->try_push(entry, light);
     if (!t) return add_slow(entry, sz, r, true);  // ring full; the credit is taken
-    // try_push's seq_cst store, then these seq_cst loads (docs/intake.md):
-    // close() or a sleeping worker either sees the entry or is seen here.
+    intake_.push_done(*r, light);
+    // try_push's store, then these seq_cst loads (docs/intake.md): close() or
+    // a sleeping worker either sees the entry or is seen here.
     if (closed_.load(std::memory_order_seq_cst)) {
       late_entry();
     } else if (r->crossed(t)) {
@@ -463,6 +467,9 @@ class batch_queue {
 
   void wake() {
     if (opt_.exec == execution::manual) return;
+    // After the CAS that consumed the threshold (docs/intake.md): no worker
+    // counted as sleeping means every worker will look at the rings again.
+    if (!intake_.anyone_sleeping()) return;
     { std::lock_guard<std::mutex> lk(mu_); }  // pairs with the worker's check-then-wait
     cv_work_.notify_one();
   }
@@ -635,9 +642,21 @@ class batch_queue {
       const time_point now = clock_->now();
       std::optional<time_point> due = next_due_locked(now);
       // The wake rule (docs/intake.md): publish each ring's threshold, then
-      // look at the rings once more (seq_cst stores, then seq_cst loads); a
-      // producer whose push this look misses sees the threshold and wakes us.
+      // look at the rings once more (seq_cst stores, a heavy fence in light
+      // mode, then seq_cst loads); a producer whose push this look misses
+      // sees the threshold and wakes us.
+      // A producer wakes a worker only while one counts as sleeping: counted
+      // before the thresholds are published, uncounted once awake.
+      intake_.sleepers_add_locked(1);
+      struct awake {
+        intake_type& in;
+        ~awake() { in.sleepers_add_locked(-1); }
+      } counted{intake_};
       publish_wake_locked();
+      if (!intake_.before_sleep_locked()) {  // light pushes: the heavy fence failed
+        cv_work_.wait_for(lk, std::chrono::milliseconds(1));
+        continue;
+      }
       if (intake_due_locked()) continue;
       if (due && *due <= now) continue;
       if (due) {
@@ -788,7 +807,13 @@ class batch_queue {
     // under steady traffic): reserve that much instead of growing open_ from
     // nothing one doubling at a time (about 11 reallocations and 2 moves per
     // entry for batches of 1000), all under mu_.
-    open_.reserve(b.entries.size());
+    // A delivered batch's array (spare_) is still in this worker's cache:
+    // moving entries into fresh memory instead missed on every line.
+    if (spare_.capacity() >= b.entries.size()) {
+      open_.swap(spare_);
+    } else {
+      open_.reserve(b.entries.size());
+    }
     b.bytes = open_bytes_;
     b.id = ++next_batch_id_;
     open_bytes_ = 0;
@@ -852,8 +877,9 @@ class batch_queue {
     // worker (wake() takes mu_) and every stats() call. The counters below
     // use n, not b.entries.size().
     const std::size_t n = b.entries.size();
-    if (r.ok) std::vector<T>().swap(b.entries);
+    if (r.ok) b.entries.clear();  // the array stays: the next open batch reuses it (spare_)
     lk.lock();
+    if (r.ok && spare_.capacity() < b.entries.capacity()) spare_.swap(b.entries);
 
     const time_point t = clock_->now();
     --in_flight_batches_;
@@ -1060,6 +1086,7 @@ class batch_queue {
   std::condition_variable& cv_events_ = sync_->cv_events;
   std::uint64_t direct_accepted_ = 0;  // entries accepted past the rings (add_slow)
   std::vector<T> open_;
+  std::vector<T> spare_;  // empty, with the capacity of a delivered batch: the next open_
   std::size_t open_bytes_ = 0;
   std::optional<time_point> flush_at_;
   time_point last_activity_{};

@@ -260,3 +260,115 @@ TEST_CASE("wake rule: whenever the rings together hold `room` entries, some prod
   CHECK(cases > 1000);
   CHECK(missed == 0);
 }
+
+TEST_CASE("light pushes: a worker's sleep picks the mode, and every sleep in light mode or leaving it pays a heavy fence",
+          "[intake]") {
+  // docs/intake.md, "Light pushes": pushes skip the full fence only while
+  // every sleeping worker pays a heavy fence first. Driven on the intake
+  // itself, as a worker would: push, drain, sleep.
+  if (!batchq::detail::heavy_fence_available()) {
+    WARN("membarrier(PRIVATE_EXPEDITED) not available here: pushes are always full");
+    return;
+  }
+  using intake_t = batchq::detail::intake<std::string>;
+  intake_t in(1000, 0, 0, true);
+  auto r = in.make_ring();
+  in.add_locked(r);
+  auto push_drain = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string e = "e";
+      r->try_push(e, in.light());
+      in.push_done(*r, in.light());
+    }
+    std::size_t got = 0;
+    in.drain_locked([&](std::string&&) { ++got; });
+    return got;
+  };
+  std::vector<std::string> steps;
+  auto sleep = [&](const char* what) {
+    const bool ok = in.before_sleep_locked();
+    steps.push_back(std::string(what) + (ok ? "" : " (fence failed)") + ": light " + std::to_string(in.light()) +
+                    ", fences " + std::to_string(in.heavy_fences_locked()));
+  };
+  sleep("nothing drained");
+  CHECK(push_drain(intake_t::light_min - 1) == intake_t::light_min - 1);
+  sleep("light_min - 1 drained");
+  CHECK(push_drain(intake_t::light_min) == intake_t::light_min);
+  sleep("light_min drained");
+  CHECK(push_drain(1000) == 1000);
+  sleep("1000 drained");
+  sleep("nothing drained");
+  sleep("nothing drained");
+  CHECK(push_drain(300) == 300);
+  sleep("300 drained");
+  const std::vector<std::string> want = {
+      "nothing drained: light 0, fences 0",        // full pushes: sleeping is free
+      "light_min - 1 drained: light 0, fences 0",  // too few entries per sleep to go light
+      "light_min drained: light 1, fences 1",      // into light mode: a heavy fence
+      "1000 drained: light 1, fences 2",           // in light mode: a heavy fence per sleep
+      "nothing drained: light 0, fences 3",        // out of light mode: a heavy fence
+      "nothing drained: light 0, fences 3",        // full pushes again: free
+      "300 drained: light 1, fences 4",
+  };
+  CHECK(steps == want);
+}
+
+TEST_CASE("no lost wake-up across light and full pushes: bursts and pauses, no flush timer to help", "[threads][intake]") {
+  // Full batches of 300 (>= light_min) put the queue in light mode; the
+  // pauses let the worker sleep after small drains (the first entry of a
+  // batch), which switches it back: pushes race both kinds of sleep and
+  // both switches. flush_timeout 1 h and a total that is a multiple of the
+  // batch: only the wake rule gets the batches out. A watchdog, not a
+  // timed assertion, ends a lost wake-up.
+  const std::size_t producers = 4;
+  const std::size_t batch = 300;
+  const std::size_t per = 6000;
+  const std::size_t total = producers * per;
+  for (int round = 0; round < 3; ++round) {
+    book bk(producers, per);
+    batchq::batch_queue_options o;
+    o.batch_max_size = batch;
+    o.flush_timeout = 1h;
+    o.process_delay = 0ms;
+    o.max_entries = 0;
+    batchq::batch_queue_callbacks<std::string> cb;
+    cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+      std::lock_guard<std::mutex> g(bk.mu);
+      for (const auto& e : b) ++bk.seen[parse(e).producer][parse(e).seq];
+      bk.delivered += b.size();
+      bk.cv.notify_all();
+      return batchq::process_result::success();
+    };
+    batchq::batch_queue<std::string> q(o, cb);
+    std::atomic<std::size_t> registered{0};
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < producers; ++p)
+      threads.emplace_back([&, p] {
+        q.enqueue(std::to_string(p) + " 0");
+        registered.fetch_add(1);
+        while (registered.load() < producers) std::this_thread::yield();
+        for (std::size_t i = 1; i < per; ++i) {
+          q.enqueue(std::to_string(p) + " " + std::to_string(i));
+          if (i % (97 + 31 * p) == 0) std::this_thread::sleep_for(50us);  // let the worker sleep
+        }
+      });
+    for (auto& t : threads) t.join();
+    std::uint64_t got = 0;
+    {
+      std::unique_lock<std::mutex> lk(bk.mu);
+      bk.cv.wait_for(lk, 60s, [&] { return bk.delivered == total; });
+      got = bk.delivered;
+    }
+    std::size_t wrong = 0;
+    {
+      std::lock_guard<std::mutex> g(bk.mu);
+      for (const auto& v : bk.seen)
+        for (int n : v) wrong += n != 1;
+    }
+    INFO("round " << round);
+    CHECK(got == total);
+    CHECK(wrong == 0);
+    CHECK(q.stats().pending == 0);
+    CHECK(q.shutdown(10s));
+  }
+}

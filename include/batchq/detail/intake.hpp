@@ -13,7 +13,9 @@
 //    entries (up to 32) and never on an unbounded queue;
 //  - consuming its own ring's wake threshold (a CAS on its ring's consumer
 //    line) once per wake-up it sends.
-// No producer ever writes a line another producer writes.
+// No producer ever writes a line another producer writes. In light mode a
+// push has no fence either: a worker pays a membarrier before it sleeps
+// instead (docs/intake.md, "Light pushes").
 #ifndef BATCHQ_DETAIL_INTAKE_HPP
 #define BATCHQ_DETAIL_INTAKE_HPP
 
@@ -25,6 +27,8 @@
 #include <new>
 #include <utility>
 #include <vector>
+
+#include "batchq/detail/heavy_fence.hpp"
 
 namespace batchq {
 namespace detail {
@@ -56,28 +60,41 @@ struct intake_ring {
   std::size_t credit_bytes = 0;
   std::atomic<bool> orphaned{false};  // the thread has exited: nothing more comes
 
-  // ---- consumer line: written under the queue's lock (and the CAS above) ----
+  // ---- consumer line: written under the queue's lock, once per drain ----
+  // The producer reads it only when its ring looks full.
   alignas(cache_line) std::atomic<std::uint64_t> head{0};  // entries ever taken
+  std::atomic<bool> owner_gone{false};  // the queue is gone: the thread may forget this ring
+
+  // ---- wake line: read by the producer on every push, written by the lock
+  // holder when it publishes a threshold and by the producer's CAS ----
+  // Apart from `head`, so that a drain in progress does not take this line
+  // away from a producer that is pushing.
   // The tail value at which the producer must wake a worker; no_wake once a
   // producer consumed it (a wake-up was sent) or before the first publish.
-  std::atomic<std::uint64_t> wake_at{no_wake};
-  std::atomic<bool> owner_gone{false};  // the queue is gone: the thread may forget this ring
+  alignas(cache_line) std::atomic<std::uint64_t> wake_at{no_wake};
 
   alignas(cache_line) T* const slots;
   const std::uint64_t mask;
   const std::uint64_t owner;  // the queue's intake id
 
   // Producer. Moves `e` in and returns the new tail, or 0 (e untouched) when
-  // the ring is full. The seq_cst store is one half of both handshakes (wake
-  // rule and close): docs/intake.md.
-  std::uint64_t try_push(T& e) {
+  // the ring is full. The store is one half of both handshakes (wake rule
+  // and close): docs/intake.md. A full push stores seq_cst (a full fence);
+  // a light push (the queue is in light mode: whoever sleeps on the
+  // handshake pays a heavy fence first) needs only a compiler barrier.
+  std::uint64_t try_push(T& e, bool light = false) {
     const std::uint64_t t = tail.load(std::memory_order_relaxed);
     if (t - cached_head > mask) {
       cached_head = head.load(std::memory_order_acquire);
       if (t - cached_head > mask) return 0;
     }
     ::new (static_cast<void*>(slots + (t & mask))) T(std::move(e));
-    tail.store(t + 1, std::memory_order_seq_cst);
+    if (light) {
+      tail.store(t + 1, std::memory_order_release);
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the loads that follow stay after the store
+    } else {
+      tail.store(t + 1, std::memory_order_seq_cst);
+    }
     return t + 1;
   }
 
@@ -203,9 +220,11 @@ class credit_pool {
   }
 
  private:
-  alignas(cache_line) std::atomic<std::uint64_t> avail_{0};
+  // bound_ and chunk_ are read on every enqueue; avail_ is written by
+  // whoever takes or returns credit: apart, so the reads do not miss.
   std::uint64_t bound_ = 0;
   std::uint64_t chunk_ = 1;
+  alignas(cache_line) std::atomic<std::uint64_t> avail_{0};
 };
 
 // The queue's side of the intake: the registered rings (guarded by the
@@ -216,7 +235,9 @@ class intake {
   using ring = intake_ring<T>;
   using tls = intake_tls<T>;
 
-  intake(std::size_t batch_max_size, std::uint64_t max_entries, std::uint64_t max_bytes) {
+  intake(std::size_t batch_max_size, std::uint64_t max_entries, std::uint64_t max_bytes,
+         bool heavy_ok = heavy_fence_available())
+      : heavy_ok_(heavy_ok) {
     std::size_t cap = 64;
     while (cap < 2 * batch_max_size && cap < 4096) cap *= 2;
     capacity_ = cap;
@@ -259,7 +280,58 @@ class intake {
     if (bytes.bounded()) bytes.give(b);
   }
 
+  // Producer, before and after a push (docs/intake.md, "Light pushes"):
+  // whether the queue is in light mode. A push made light that finds light
+  // mode gone after its store must fence before it reads closed_ and the
+  // threshold (push_done): a seq_cst RMW on its own tail (a full fence on
+  // x86; std::atomic_thread_fence is not understood by TSan).
+  bool light() const noexcept { return light_.load(std::memory_order_relaxed); }
+  void push_done(ring& r, bool was_light) const noexcept {
+    if (was_light && !light_.load(std::memory_order_seq_cst)) r.tail.fetch_add(0, std::memory_order_seq_cst);
+  }
+
+  // Whoever just stored closed_ (close(), shutdown()), before it looks at the
+  // rings: a light push either sees closed_ or is seen. (After registering,
+  // membarrier fails only for commands not registered: it does not fail here.)
+  void fence_after_close() noexcept {
+    if (heavy_ok_.load(std::memory_order_relaxed)) (void)detail::heavy_fence();
+  }
+
   // ---- under the queue's lock -----------------------------------------
+
+  // A worker about to sleep on the wake rule, after publish_locked() and
+  // before it looks at the rings (intake_due_locked). Chooses the mode for
+  // the pushes that follow: light when the last wake-up drained at least
+  // light_min entries (a heavy fence per sleep costs less than a full fence
+  // per push), full otherwise. Light mode, and the switch into or out of
+  // it, cost one heavy fence here. Returns false if a heavy fence was due
+  // and failed: the caller must not sleep without a timeout then.
+  static constexpr std::uint64_t light_min = 256;
+  bool before_sleep_locked() noexcept {
+    if (!heavy_ok_.load(std::memory_order_relaxed)) return true;
+    const bool was = light_.load(std::memory_order_relaxed);
+    const bool want = drained_since_sleep_ >= light_min;
+    drained_since_sleep_ = 0;
+    if (want != was) light_.store(want, std::memory_order_seq_cst);
+    if (!was && !want) return true;
+    ++heavy_fences_;
+    if (detail::heavy_fence()) return true;
+    heavy_ok_.store(false, std::memory_order_relaxed);  // cannot happen once registered; stay on full pushes
+    light_.store(false, std::memory_order_seq_cst);
+    return false;
+  }
+  // Workers between "about to sleep" (before publish_locked) and "awake
+  // again": a producer that consumed a threshold wakes a worker only when
+  // one may sleep; an awake worker looks at the rings before it sleeps
+  // (docs/intake.md, "Wake rule").
+  void sleepers_add_locked(int d) noexcept {
+    sleepers_.store(sleepers_.load(std::memory_order_relaxed) + static_cast<unsigned>(d), std::memory_order_seq_cst);
+  }
+  bool anyone_sleeping() const noexcept { return sleepers_.load(std::memory_order_seq_cst) != 0; }
+
+  // Heavy fences paid by sleeping workers so far (for tests).
+  std::uint64_t heavy_fences_locked() const noexcept { return heavy_fences_; }
+
   void add_locked(std::shared_ptr<ring> r) { rings_.push_back(std::move(r)); }
   std::size_t ring_count_locked() const noexcept { return rings_.size(); }
 
@@ -297,16 +369,28 @@ class intake {
       ring& r = *rings_[i];
       const bool orphan = r.orphaned.load(std::memory_order_acquire);  // before the tail: then the tail is final
       const std::uint64_t t = r.tail.load(std::memory_order_seq_cst);
-      std::uint64_t h = r.head.load(std::memory_order_relaxed);
-      for (; h != t; ++h) {
-        T& e = r.slots[h & r.mask];
-        f(std::move(e));
-        e.~T();  // NOLINT(bugprone-use-after-move): the moved-from slot is still destroyed
-        ++moved;
-        // Published per entry: f() may throw (out of memory), and the ring
-        // must then still say which entries were taken.
-        r.head.store(h + 1, std::memory_order_release);
+      const std::uint64_t h0 = r.head.load(std::memory_order_relaxed);
+      {
+        // head is published once per ring, also when f() throws (out of
+        // memory): the ring must still say which entries were taken. The
+        // producer never writes a slot before it sees head pass it.
+        std::uint64_t h = h0;
+        struct publish {
+          std::atomic<std::uint64_t>& head;
+          const std::uint64_t& h;
+          const std::uint64_t h0;
+          ~publish() {
+            if (h != h0) head.store(h, std::memory_order_release);
+          }
+        } guard{r.head, h, h0};
+        for (; h != t; ++h) {
+          T& e = r.slots[h & r.mask];
+          f(std::move(e));
+          e.~T();  // NOLINT(bugprone-use-after-move): the moved-from slot is still destroyed
+          ++moved;
+        }
       }
+      drained_since_sleep_ += t - h0;
       if (orphan) {
         retired_accepted_ += t;
         give_back(r.credit_entries, r.credit_bytes);
@@ -338,10 +422,19 @@ class intake {
   credit_pool bytes;    // max_bytes
 
  private:
+  // Light mode: producers push without a full fence. Read by every push,
+  // written by a worker going to sleep (rarely: when the mode changes).
+  // The line every push reads (light_, id_), written rarely.
+  alignas(cache_line) std::atomic<bool> light_{false};
+  std::atomic<bool> heavy_ok_;  // heavy_fence() works here
   const std::uint64_t id_ = new_intake_id();
   std::size_t capacity_ = 64;
   std::vector<std::shared_ptr<ring>> rings_;
   std::uint64_t retired_accepted_ = 0;  // accepted through rings since forgotten
+  // Written on every drain: apart from what pushes read.
+  alignas(cache_line) std::uint64_t drained_since_sleep_ = 0;
+  std::uint64_t heavy_fences_ = 0;
+  std::atomic<unsigned> sleepers_{0};  // written under the lock, read by a producer that wakes
 };
 
 }  // namespace detail

@@ -105,6 +105,10 @@ class http_transfer {
   char errbuf_[CURL_ERROR_SIZE] = {};  // lives exactly as long as easy_
   std::string gz_;                     // the compressed body (gzip), reused
   static constexpr std::size_t k_inline = 64 * 1024;
+  // libcurl's upload buffer for streamed bodies (its default is 64 KiB; 2 MiB
+  // is its maximum); set on the first body larger than k_inline.
+  static constexpr std::size_t k_upload_buffer = 1024 * 1024;
+  bool upload_buffer_set_ = false;
   std::string small_;                  // a body of several pieces up to k_inline bytes, joined
 
   // Per-attempt state, written by the callbacks during a transfer.

@@ -301,13 +301,10 @@ bool http_transfer::begin(const std::vector<std::string_view>& pieces, const att
   retry_after_value_.clear();
   errbuf_[0] = '\0';
   // A streamed body is copied by libcurl through its upload buffer: at the
-  // default 64 KiB a 512 KB batch took 8 read callbacks, 8 send()s and 8
-  // rounds of the multi loop (poll included); k_upload_buffer takes it in one
-  // callback and as few send()s as the socket accepts (bench/results.md case
-  // 3: send()s per request 10 -> 3, polls 18 -> 4). Set once, on a handle's
-  // first streamed body: a handle that only ever sends small bodies never
-  // allocates it (libcurl allocates the buffer on first use and frees it
-  // again on every change of the option).
+  // default 64 KiB a 512 KB batch took 10 send()s and 18 polls per request;
+  // with k_upload_buffer 7 and 12, and about a fifth less of the worker's CPU
+  // per entry (bench/results.md case 3). Set once, on a handle's first
+  // streamed body: a handle that only sends small bodies keeps the default.
   if (inline_body == nullptr && !upload_buffer_set_) {
     curl_easy_setopt(easy_, CURLOPT_UPLOAD_BUFFERSIZE, static_cast<long>(k_upload_buffer));
     upload_buffer_set_ = true;

@@ -246,9 +246,9 @@ TEST_CASE("a kept-alive connection found closed: libcurl rewinds the streamed bo
 
 TEST_CASE("a streamed body larger than libcurl's upload buffer arrives byte for byte, and is resent whole after a rewind",
           "[sender_pool][stream]") {
-  // About 2.6 MB in 300 entries of uneven sizes: more than the 1 MiB upload
-  // buffer of a streamed body (http_transfer.hpp k_upload_buffer), so the
-  // read callback fills it several times and entries straddle its edges.
+  // About 2.6 MB in 300 entries of uneven sizes: many times the upload buffer
+  // of a streamed body (http_transfer.hpp k_upload_buffer), so the read
+  // callback fills it again and again and entries straddle its edges.
   // Connection 0 answers the first request, then reads the second one whole
   // and closes without answering: libcurl rewinds that body and resends it.
   const auto format = GENERATE(payload_format::kong, payload_format::ndjson);

@@ -105,6 +105,15 @@ class http_transfer {
   char errbuf_[CURL_ERROR_SIZE] = {};  // lives exactly as long as easy_
   std::string gz_;                     // the compressed body (gzip), reused
   static constexpr std::size_t k_inline = 64 * 1024;
+  // libcurl's upload buffer for streamed bodies (its default is 64 KiB), set
+  // on the first body larger than k_inline. libcurl 7.88 allocates it anew
+  // for every transfer: kept under glibc's 128 KiB mmap threshold so that it
+  // never becomes an mmap, page faults and munmap per request (1 MiB did, in
+  // a process with MALLOC_TRIM_THRESHOLD_ set: 10x the worker's CPU), and
+  // small enough to stay in the cache between libcurl's copy into it and
+  // the kernel's copy out of it.
+  static constexpr std::size_t k_upload_buffer = 120 * 1024;
+  bool upload_buffer_set_ = false;
   std::string small_;                  // a body of several pieces up to k_inline bytes, joined
 
   // Per-attempt state, written by the callbacks during a transfer.

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -56,16 +57,25 @@ class mini_receiver {
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     acceptor_.join();
-    std::lock_guard<std::mutex> g(mu_);
-    for (int c : conns_) ::shutdown(c, SHUT_RDWR);
-    for (auto& t : handlers_) t.join();
-    handlers_.clear();
+    // Joined without mu_ held: a handler ending its connection takes mu_
+    // (finish()), so joining under it could wait forever.
+    std::vector<std::thread> handlers;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      for (int c : conns_)
+        if (c >= 0) ::shutdown(c, SHUT_RDWR);
+      handlers.swap(handlers_);
+    }
+    for (auto& t : handlers) t.join();
   }
 
   int port() const { return port_; }
   std::uint64_t requests() const { return requests_.load(); }
   std::uint64_t body_bytes() const { return bytes_.load(); }
   std::uint64_t markers() const { return markers_.load(); }
+  /// CPU time (ns) the connection threads spent, counted up to each answer
+  /// sent (so a sender that has its answers has all of its receiver's CPU).
+  std::uint64_t cpu_ns() const { return cpu_ns_.load(); }
 
  private:
   void accept_loop() {
@@ -101,7 +111,14 @@ class mini_receiver {
     return n;
   }
 
+  static std::uint64_t thread_cpu_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  }
+
   void serve(int c) {
+    std::uint64_t cpu_seen = thread_cpu_ns();
     std::string buf;
     buf.reserve(1 << 16);
     std::vector<char> chunk(1 << 16);
@@ -140,6 +157,9 @@ class mini_receiver {
       markers_.fetch_add(m);
       bytes_.fetch_add(clen);
       requests_.fetch_add(1);
+      const std::uint64_t cpu_now = thread_cpu_ns();
+      cpu_ns_.fetch_add(cpu_now - cpu_seen);
+      cpu_seen = cpu_now;
       if (!send_all(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) return finish(c);
     }
   }
@@ -159,7 +179,7 @@ class mini_receiver {
   std::mutex mu_;
   std::vector<int> conns_;
   std::vector<std::thread> handlers_;
-  std::atomic<std::uint64_t> requests_{0}, bytes_{0}, markers_{0};
+  std::atomic<std::uint64_t> requests_{0}, bytes_{0}, markers_{0}, cpu_ns_{0};
 };
 
 }  // namespace bench

@@ -359,3 +359,50 @@ TEST_CASE("a kept-alive connection found closed: libcurl rewinds the streamed bo
   CHECK(reqs[1].body == batchq::build_payload(second, payload_format::kong));
   CHECK(reqs[2].body == reqs[1].body);
 }
+
+TEST_CASE("a streamed body larger than libcurl's upload buffer arrives byte for byte, and is resent whole after a rewind",
+          "[sender_pool][stream]") {
+  // About 2.6 MB in 300 entries of uneven sizes: many times the upload buffer
+  // of a streamed body (http_transfer.hpp k_upload_buffer), so the read
+  // callback fills it again and again and entries straddle its edges.
+  // Connection 0 answers the first request, then reads the second one whole
+  // and closes without answering: libcurl rewinds that body and resends it.
+  const auto format = GENERATE(payload_format::kong, payload_format::ndjson);
+  raw_server srv([](raw_connection& c) {
+    raw_request req;
+    if (c.index() == 0) {
+      if (!c.read_request(req) || !c.respond(200)) return;
+      c.read_request(req);
+      return;  // FIN, no response
+    }
+    while (c.read_request(req))
+      if (!c.respond(200)) return;
+  });
+  auto o = base_options(srv.url("/big"));
+  o.format = format;
+  o.queue.batch_max_size = 300;
+  o.queue.flush_timeout = 60s;
+  o.queue.max_bytes = 0;
+  o.queue.retry_count = 0;  // the resend must be libcurl's own, not the queue's
+  std::vector<std::string> entries;
+  for (int i = 0; i < 600; ++i) entries.push_back(big_entry(i, 7000 + static_cast<std::size_t>(i * 7919 % 3001)));
+  {
+    batchq::http_log log(o);
+    for (const auto& e : entries) REQUIRE(log.enqueue(e) == batchq::enqueue_result::accepted);
+    REQUIRE(log.flush(60s));
+    const auto s = log.stats();
+    CHECK(s.delivered == 600);
+    CHECK(s.failed_attempts == 0);
+  }
+  const auto reqs = srv.requests();
+  REQUIRE(reqs.size() == 3);
+  const std::vector<std::string> first(entries.begin(), entries.begin() + 300);
+  const std::vector<std::string> second(entries.begin() + 300, entries.end());
+  const std::string built1 = batchq::build_payload(first, format), built2 = batchq::build_payload(second, format);
+  REQUIRE(built1.size() > 2 * 1024 * 1024);
+  CHECK(reqs[0].body == built1);
+  CHECK(reqs[1].connection == 0);
+  CHECK(reqs[2].connection == 1);
+  CHECK(reqs[1].body == built2);
+  CHECK(reqs[2].body == built2);
+}

@@ -127,7 +127,7 @@ local ep = "http://127.0.0.1:$RX_PORT/logs"
 return {
   batchq_q1 = { http_endpoint = ep, queue_size = 1 },
   -- for choosing the plugin's default concurrency at queue_size 1 (not in
-  -- the default MODES): batchq_q1 with `concurrency` set
+  -- the default MODES): batchq_q1 with concurrency set
   batchq_q1_c1 = { http_endpoint = ep, queue_size = 1, concurrency = 1 },
   batchq_q1_c2 = { http_endpoint = ep, queue_size = 1, concurrency = 2 },
   batchq_q1_c3 = { http_endpoint = ep, queue_size = 1, concurrency = 3 },

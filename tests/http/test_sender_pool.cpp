@@ -97,10 +97,36 @@ batchq::http_log_options base_options(const std::string& url) {
 
 }  // namespace
 
-TEST_CASE("concurrency > 1: requests overlap, share kept-alive connections, and every entry arrives once",
-          "[sender_pool]") {
+// Over plain http each sending thread drives its own request on a lane of
+// its own (one kept-alive connection). Over https the sending threads share
+// one engine (one multi handle, one connection cache: HTTP/2 streams where
+// the server offers h2): whichever thread finds nobody driving drives every
+// transfer, the others sleep on their own parker until theirs is done or the
+// role is offered to them.
+namespace {
+struct tls_files {
+  batchq::test::temp_dir dir;
+  std::string cert = dir.file("cert.pem");
+  std::string key = dir.file("key.pem");
+  bool ok = batchq::test::make_self_signed(cert, key);
+};
+}  // namespace
+
+TEST_CASE("concurrency > 1: requests overlap, over at most `concurrency` kept-alive connections, and every entry "
+          "arrives once (lanes over http, one shared engine over https)",
+          "[sender_pool][tls]") {
+  const bool tls = GENERATE(false, true);
+  CAPTURE(tls);
+  tls_files f;
+  batchq::test::receiver_options ro;
+  if (tls) {
+    REQUIRE(f.ok);
+    ro.tls_cert_file = f.cert;
+    ro.tls_key_file = f.key;
+  }
   std::atomic<int> now_in{0}, most_in{0};
-  receiver rx;
+  receiver rx(ro);
+  REQUIRE(rx.url("/").rfind(tls ? "https://" : "http://", 0) == 0);
   // Each request is held a little, so that a sender that really runs them
   // side by side has several in the server at once.
   rx.set_responder([&](const batchq::test::recorded_request&) {
@@ -113,9 +139,10 @@ TEST_CASE("concurrency > 1: requests overlap, share kept-alive connections, and 
     return reply{};
   });
   auto o = base_options(rx.url("/c"));
+  if (tls) o.http.ca_file = f.cert;
   o.queue.batch_max_size = 1;
   o.queue.concurrency = 4;
-  const int n = 200;
+  const int n = tls ? 120 : 200;
   {
     batchq::http_log log(o);
     for (int i = 0; i < n; ++i) REQUIRE(log.enqueue(entry(i)) == batchq::enqueue_result::accepted);
@@ -132,66 +159,8 @@ TEST_CASE("concurrency > 1: requests overlap, share kept-alive connections, and 
   }
   CHECK(seen.size() == static_cast<std::size_t>(n));
   CHECK(std::all_of(seen.begin(), seen.end(), [](const auto& kv) { return kv.second == 1; }));
-  CHECK(most_in.load() >= 2);               // requests really ran at once
+  CHECK(most_in.load() >= 2);                  // requests really ran at once
   CHECK(ports.size() <= o.queue.concurrency);  // ...over at most `concurrency` kept-alive connections
-}
-
-// Over https the sending threads share one engine (one multi handle, one
-// connection cache: HTTP/2 streams where the server offers h2): whichever
-// thread finds nobody driving drives every transfer, the others sleep on
-// their own parker until theirs is done or the role is offered to them.
-// (Plain http gives each thread a lane of its own: the test above.)
-namespace {
-struct tls_files {
-  batchq::test::temp_dir dir;
-  std::string cert = dir.file("cert.pem");
-  std::string key = dir.file("key.pem");
-  bool ok = batchq::test::make_self_signed(cert, key);
-};
-}  // namespace
-
-TEST_CASE("concurrency > 1 over https: one shared engine, requests overlap, every entry arrives once",
-          "[sender_pool][tls]") {
-  tls_files f;
-  REQUIRE(f.ok);
-  batchq::test::receiver_options ro;
-  ro.tls_cert_file = f.cert;
-  ro.tls_key_file = f.key;
-  std::atomic<int> now_in{0}, most_in{0};
-  receiver rx(ro);
-  REQUIRE(rx.url("/").rfind("https://", 0) == 0);
-  rx.set_responder([&](const batchq::test::recorded_request&) {
-    const int k = now_in.fetch_add(1) + 1;
-    int m = most_in.load();
-    while (k > m && !most_in.compare_exchange_weak(m, k)) {
-    }
-    std::this_thread::sleep_for(20ms);
-    now_in.fetch_sub(1);
-    return reply{};
-  });
-  auto o = base_options(rx.url("/tls"));
-  o.http.ca_file = f.cert;
-  o.queue.batch_max_size = 1;
-  o.queue.concurrency = 4;
-  const int n = 120;
-  {
-    batchq::http_log log(o);
-    for (int i = 0; i < n; ++i) REQUIRE(log.enqueue(entry(i)) == batchq::enqueue_result::accepted);
-    REQUIRE(log.flush(60s));
-    const auto s = log.stats();
-    CHECK(s.delivered == static_cast<std::uint64_t>(n));
-    CHECK(s.dropped_total() == 0);
-  }
-  std::map<long, int> seen;
-  std::set<int> ports;
-  for (const auto& r : rx.requests()) {
-    for (long v : ns_in(r.body)) ++seen[v];
-    ports.insert(r.remote_port);
-  }
-  CHECK(seen.size() == static_cast<std::size_t>(n));
-  CHECK(std::all_of(seen.begin(), seen.end(), [](const auto& kv) { return kv.second == 1; }));
-  CHECK(most_in.load() >= 2);                  // the driver really ran them at once
-  CHECK(ports.size() <= o.queue.concurrency);  // over at most `concurrency` kept-alive connections
 }
 
 TEST_CASE("concurrency > 1: shutdown cancels the requests a silent server holds, on lanes and on the shared engine",

@@ -46,6 +46,30 @@ struct book {
   book(std::size_t producers, std::size_t per) : seen(producers, std::vector<int>(per, 0)), next_delivered(producers, 0) {}
 };
 
+// A queue for the wake-rule cases: flush_timeout 1 h and no bound, so only
+// the wake rule gets full batches out.
+batchq::batch_queue_options wake_rule_options(std::size_t batch) {
+  batchq::batch_queue_options o;
+  o.batch_max_size = batch;
+  o.flush_timeout = std::chrono::hours(1);
+  o.process_delay = std::chrono::milliseconds(0);
+  o.max_entries = 0;
+  return o;
+}
+
+// Counts each delivered entry in `bk` (producer and sequence parsed from it).
+batchq::batch_queue_callbacks<std::string> counting_callbacks(book& bk) {
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [&bk](batchq::span<const std::string> b, const batchq::attempt_context&) {
+    std::lock_guard<std::mutex> g(bk.mu);
+    for (const auto& e : b) ++bk.seen[parse(e).producer][parse(e).seq];
+    bk.delivered += b.size();
+    bk.cv.notify_all();
+    return batchq::process_result::success();
+  };
+  return cb;
+}
+
 }  // namespace
 
 TEST_CASE("many producers: bounds hold in every snapshot, order per producer, nothing lost", "[threads][intake]") {
@@ -165,20 +189,9 @@ TEST_CASE("no lost wake-up: full batches from many threads go out with no flush 
   const std::size_t total = producers * per;
   for (auto mode : {batchq::flush_mode::kong_idle, batchq::flush_mode::coalescing}) {
     book bk(producers, per);
-    batchq::batch_queue_options o;
-    o.batch_max_size = batch;
-    o.flush_timeout = 1h;
-    o.process_delay = 0ms;
+    batchq::batch_queue_options o = wake_rule_options(batch);
     o.flush = mode;
-    o.max_entries = 0;
-    batchq::batch_queue_callbacks<std::string> cb;
-    cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
-      std::lock_guard<std::mutex> g(bk.mu);
-      for (const auto& e : b) ++bk.seen[parse(e).producer][parse(e).seq];
-      bk.delivered += b.size();
-      bk.cv.notify_all();
-      return batchq::process_result::success();
-    };
+    const auto cb = counting_callbacks(bk);
     batchq::batch_queue<std::string> q(o, cb);
     // Every thread registers its ring (its first enqueue) before any goes
     // on: a registration wakes the worker, which would hide a lost wake-up.
@@ -326,19 +339,8 @@ TEST_CASE("no lost wake-up across light and full pushes: bursts and pauses, no f
   const std::size_t total = producers * per;
   for (int round = 0; round < 3; ++round) {
     book bk(producers, per);
-    batchq::batch_queue_options o;
-    o.batch_max_size = batch;
-    o.flush_timeout = 1h;
-    o.process_delay = 0ms;
-    o.max_entries = 0;
-    batchq::batch_queue_callbacks<std::string> cb;
-    cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
-      std::lock_guard<std::mutex> g(bk.mu);
-      for (const auto& e : b) ++bk.seen[parse(e).producer][parse(e).seq];
-      bk.delivered += b.size();
-      bk.cv.notify_all();
-      return batchq::process_result::success();
-    };
+    const batchq::batch_queue_options o = wake_rule_options(batch);
+    const auto cb = counting_callbacks(bk);
     batchq::batch_queue<std::string> q(o, cb);
     std::atomic<std::size_t> registered{0};
     std::vector<std::thread> threads;

@@ -291,21 +291,27 @@ TEST_CASE("a retried batch is resent with identical bytes (plain and gzip)", "[s
   if (!gzip) CHECK(reqs[0].body == batchq::build_payload(entries, payload_format::kong));
 }
 
+namespace {
+// Connection 0 answers the first request, then reads the second one whole
+// and closes without answering; every other connection answers 200.
+void drop_second_request_on_first_connection(raw_connection& c) {
+  raw_request req;
+  if (c.index() == 0) {
+    if (!c.read_request(req) || !c.respond(200)) return;
+    c.read_request(req);
+    return;  // FIN, no response
+  }
+  while (c.read_request(req))
+    if (!c.respond(200)) return;
+}
+}  // namespace
+
 TEST_CASE("a kept-alive connection found closed: libcurl rewinds the streamed body and resends it whole",
           "[sender_pool][stream]") {
   // Connection 0 answers the first request, then reads the second one whole
   // and closes without answering: libcurl retries it on a fresh connection,
   // which needs the body read again from the start (CURLOPT_SEEKFUNCTION).
-  raw_server srv([](raw_connection& c) {
-    raw_request req;
-    if (c.index() == 0) {
-      if (!c.read_request(req) || !c.respond(200)) return;
-      c.read_request(req);
-      return;  // FIN, no response
-    }
-    while (c.read_request(req))
-      if (!c.respond(200)) return;
-  });
+  raw_server srv(drop_second_request_on_first_connection);
   auto o = base_options(srv.url("/k"));
   o.queue.batch_max_size = 10;
   o.queue.flush_timeout = 60s;
@@ -337,16 +343,7 @@ TEST_CASE("a streamed body larger than libcurl's upload buffer arrives byte for 
   // Connection 0 answers the first request, then reads the second one whole
   // and closes without answering: libcurl rewinds that body and resends it.
   const auto format = GENERATE(payload_format::kong, payload_format::ndjson);
-  raw_server srv([](raw_connection& c) {
-    raw_request req;
-    if (c.index() == 0) {
-      if (!c.read_request(req) || !c.respond(200)) return;
-      c.read_request(req);
-      return;  // FIN, no response
-    }
-    while (c.read_request(req))
-      if (!c.respond(200)) return;
-  });
+  raw_server srv(drop_second_request_on_first_connection);
   auto o = base_options(srv.url("/big"));
   o.format = format;
   o.queue.batch_max_size = 300;

@@ -371,11 +371,9 @@ class batch_queue {
     if (!r) return add_slow(entry, sz, nullptr, false);
     if ((opt_.max_entries || opt_.max_bytes) && !intake_.take_credit(r->credit_entries, r->credit_bytes, sz))
       return add_slow(entry, sz, r, false);
-    const bool light = intake_.light();
-    const std::uint64_t t = r->try_push(entry, light);
+    const std::uint64_t t = intake_.push(*r, entry);
     if (!t) return add_slow(entry, sz, r, true);  // ring full; the credit is taken
-    intake_.push_done(*r, light);
-    // try_push's store, then these seq_cst loads (docs/intake.md): close() or
+    // The push's store, then these seq_cst loads (docs/intake.md): close() or
     // a sleeping worker either sees the entry or is seen here.
     if (closed_.load(std::memory_order_seq_cst)) {
       late_entry();

@@ -290,8 +290,7 @@ TEST_CASE("light pushes: a worker's sleep picks the mode, and every sleep in lig
   auto push_drain = [&](std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       std::string e = "e";
-      r->try_push(e, in.light());
-      in.push_done(*r, in.light());
+      in.push(*r, e);
     }
     std::size_t got = 0;
     in.drain_locked([&](std::string&&) { ++got; });

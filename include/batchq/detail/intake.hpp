@@ -280,15 +280,19 @@ class intake {
     if (bytes.bounded()) bytes.give(b);
   }
 
-  // Producer, before and after a push (docs/intake.md, "Light pushes"):
-  // whether the queue is in light mode. A push made light that finds light
+  // Producer: pushes `e` into its own ring `r` in the queue's current mode
+  // and returns the new tail, or 0 (e untouched) when the ring is full
+  // (docs/intake.md, "Light pushes"). A push made light that finds light
   // mode gone after its store must fence before it reads closed_ and the
-  // threshold (push_done): a seq_cst RMW on its own tail (a full fence on
-  // x86; std::atomic_thread_fence is not understood by TSan).
-  bool light() const noexcept { return light_.load(std::memory_order_relaxed); }
-  void push_done(ring& r, bool was_light) const noexcept {
-    if (was_light && !light_.load(std::memory_order_seq_cst)) r.tail.fetch_add(0, std::memory_order_seq_cst);
+  // threshold: a seq_cst RMW on its own tail (a full fence on x86;
+  // std::atomic_thread_fence is not understood by TSan).
+  std::uint64_t push(ring& r, T& e) {
+    const bool was_light = light();
+    const std::uint64_t t = r.try_push(e, was_light);
+    if (t && was_light && !light_.load(std::memory_order_seq_cst)) r.tail.fetch_add(0, std::memory_order_seq_cst);
+    return t;
   }
+  bool light() const noexcept { return light_.load(std::memory_order_relaxed); }
 
   // Whoever just stored closed_ (close(), shutdown()), before it looks at the
   // rings: a light push either sees closed_ or is seen. (After registering,
@@ -422,9 +426,8 @@ class intake {
   credit_pool bytes;    // max_bytes
 
  private:
-  // Light mode: producers push without a full fence. Read by every push,
-  // written by a worker going to sleep (rarely: when the mode changes).
-  // The line every push reads (light_, id_), written rarely.
+  // The line every push reads (light_, id_): written only when a worker
+  // going to sleep changes the mode, or a heavy fence fails.
   alignas(cache_line) std::atomic<bool> light_{false};
   std::atomic<bool> heavy_ok_;  // heavy_fence() works here
   const std::uint64_t id_ = new_intake_id();

@@ -92,6 +92,7 @@ std::string parse_endpoint(const std::string& url, endpoint_parts* out) {
   if (!out) return {};
 
   out->host_port = host + ":" + url_part(u.get(), CURLUPART_PORT, CURLU_DEFAULT_PORT);
+  out->tls = iequals(scheme, "https");
   bool has_user = false;
   bool has_password = false;
   out->user = url_part(u.get(), CURLUPART_USER, CURLU_URLDECODE, &has_user);

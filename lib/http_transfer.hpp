@@ -26,6 +26,7 @@ namespace batchq::detail {
 struct endpoint_parts {
   std::string url;           // what libcurl gets: no userinfo, no fragment
   std::string host_port;     // "host:port" for error texts
+  bool tls = false;          // https (else plain http)
   bool has_userinfo = false;
   std::string user;          // percent-decoded
   std::string password;      // percent-decoded

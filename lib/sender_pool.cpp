@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -399,14 +398,7 @@ struct sender_pool::impl {
     }
   }
 
-  bool use_lanes() const {
-    constexpr std::string_view plain = "http://";
-    const std::string& url = target->ep.url;
-    if (max_parallel == 1 || url.size() < plain.size()) return false;
-    return std::equal(plain.begin(), plain.end(), url.begin(), [](char a, char b) {
-      return a == std::tolower(static_cast<unsigned char>(b));
-    });
-  }
+  bool use_lanes() const { return max_parallel > 1 && !target->ep.tls; }
 
   send_result send(const std::vector<std::string_view>& pieces, const attempt_context* ctx) {
     if (shared) return shared->send(pieces, ctx);

@@ -23,7 +23,14 @@
 //    = entries per iteration, moodycamel grows as needed. We measure the
 //    queue, not drops or blocking.
 //  - the thread that measures blocks on a condition variable, never spins,
-//    so it takes no CPU from the producers (the machine has 2 cores).
+//    so it takes no CPU from the producers (the machine has 2 cores);
+//  - the end of the stream: the last producer to finish tells its queue that
+//    nothing more comes (`end()`, outside the producers' loops). For
+//    batch_queue that is flush(0): it closes the open batch at once. Without
+//    it, a round in which the flush timer had closed one batch early (a
+//    thread descheduled for flush_timeout) ended with a short batch waiting
+//    5 ms for its timer: a wait moodycamel and spdlog never pay, since their
+//    consumers take every entry without a timer (their end() does nothing).
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
@@ -131,17 +138,20 @@ double process_cpu_seconds() {
 // CPU time what the queue costs (a consumer that spins is charged for it).
 double g_cpu_in_region = 0;
 
-// Runs one iteration: `make_consumer(done)` starts the consumer side,
-// `push(entry)` enqueues from a producer thread. Returns seconds.
-template <class Push>
-double run_producers(std::vector<std::vector<std::string>>& entries, Push push, done_signal& done) {
+// Runs one iteration: `push(entry)` enqueues from a producer thread, the
+// last producer to finish calls `end()` (see the fairness notes above).
+// Returns seconds.
+template <class Push, class End>
+double run_producers(std::vector<std::vector<std::string>>& entries, Push push, End end, done_signal& done) {
   gate start;
+  std::atomic<std::size_t> running{entries.size()};
   std::vector<std::thread> threads;
   threads.reserve(entries.size());
   for (auto& mine : entries) {
-    threads.emplace_back([&start, &mine, &push] {
+    threads.emplace_back([&start, &mine, &push, &end, &running] {
       start.wait();
       for (auto& e : mine) push(std::move(e));
+      if (running.fetch_sub(1, std::memory_order_acq_rel) == 1) end();
     });
   }
   // Let the producers reach the gate before the clock starts.
@@ -179,7 +189,7 @@ void BM_batchq(benchmark::State& state) {
     batchq::batch_queue_options o;
     o.batch_max_size = 1000;
     o.process_delay = std::chrono::milliseconds(0);
-    o.flush_timeout = std::chrono::milliseconds(5);  // only the tail (if any) waits for it
+    o.flush_timeout = std::chrono::milliseconds(5);  // closes a batch only if a thread stalls 5 ms
     o.max_entries = 0;                               // unbounded: no drops
     o.max_bytes = 0;
     batchq::batch_queue_callbacks<std::string> cb;
@@ -188,7 +198,9 @@ void BM_batchq(benchmark::State& state) {
       return batchq::process_result::success();
     };
     batchq::batch_queue<std::string> q(o, std::move(cb));
-    const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, done);
+    const double s = run_producers(
+        entries, [&](std::string&& e) { q.enqueue(std::move(e)); },
+        [&] { q.flush(std::chrono::milliseconds(0)); }, done);
     state.SetIterationTime(s);
     q.shutdown(std::chrono::seconds(5));
   }
@@ -221,7 +233,7 @@ void BM_moodycamel(benchmark::State& state) {
       }
       done.set();
     });
-    const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, done);
+    const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done);
     state.SetIterationTime(s);
     consumer.join();
   }
@@ -251,7 +263,7 @@ void BM_spdlog(benchmark::State& state) {
       }
       done.set();
     });
-    const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, done);
+    const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done);
     state.SetIterationTime(s);
     consumer.join();
   }

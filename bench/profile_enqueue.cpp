@@ -12,8 +12,17 @@
 //   wall   the round's wall time,
 //   cpu    the whole process's CPU time in the round (every thread),
 //   prod   the producer threads' own CPU time (CLOCK_THREAD_CPUTIME_ID),
+//   cons   the consumer side's CPU time: every other thread of the process
+//          but the measuring one (batch_queue's worker and reporter;
+//          moodycamel's consumer), from /proc/self/task/*/schedstat,
+// and (batch_queue) how many batches were delivered short of batch_max_size
+// (closed by the flush timer when a thread stalled for flush_timeout; the
+// last producer ends the stream with flush(0), as bench_enqueue does),
 // CPU time is what to compare when other processes share the machine.
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -49,6 +59,24 @@ double process_cpu_s() {
   return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
+// Run time of every thread of this process, ns, by thread id (Linux).
+std::map<long, double> task_ns() {
+  std::map<long, double> m;
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return m;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string path = std::string("/proc/self/task/") + e->d_name + "/schedstat";
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+      unsigned long long run = 0;
+      if (std::fscanf(f, "%llu", &run) == 1) m[std::atol(e->d_name)] = static_cast<double>(run);
+      std::fclose(f);
+    }
+  }
+  closedir(d);
+  return m;
+}
+
 struct flag {
   std::mutex mu;
   std::condition_variable cv;
@@ -67,34 +95,48 @@ struct flag {
 };
 
 struct figures {
-  double wall, cpu, prod;
+  double wall, cpu, prod, cons, partial;
 };
 
 // One round: `push(std::string&&)` from each producer; `done` raised by the
 // consumer side when it took the last entry.
-template <class Push>
-figures round(std::vector<std::vector<std::string>>& entries, Push push, flag& done) {
+template <class Push, class End>
+figures round(std::vector<std::vector<std::string>>& entries, Push push, End end, flag& done) {
   flag start;
+  std::atomic<std::size_t> running{entries.size()};
   std::vector<double> prod(entries.size(), 0.0);
+  std::vector<long> prod_tid(entries.size(), 0);
   std::vector<std::thread> th;
   for (std::size_t i = 0; i < entries.size(); ++i)
     th.emplace_back([&, i] {
+      prod_tid[i] = static_cast<long>(::syscall(SYS_gettid));
       start.wait();
       const double c0 = thread_cpu_s();
       for (auto& e : entries[i]) push(std::move(e));
       prod[i] = thread_cpu_s() - c0;
+      if (running.fetch_sub(1, std::memory_order_acq_rel) == 1) end();  // as bench_enqueue does
     });
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto k0 = task_ns();
   const double c0 = process_cpu_s();
   const auto t0 = std::chrono::steady_clock::now();
   start.raise();
   done.wait();
   const auto t1 = std::chrono::steady_clock::now();
   const double c1 = process_cpu_s();
+  const auto k1 = task_ns();
   for (auto& t : th) t.join();
   double p = 0;
   for (double x : prod) p += x;
-  return {std::chrono::duration<double>(t1 - t0).count(), c1 - c0, p};
+  // Consumer side: the threads that are neither producers nor this one.
+  double cons = 0;
+  const long self = static_cast<long>(::syscall(SYS_gettid));
+  for (const auto& [tid, ns] : k1) {
+    if (tid == self || std::find(prod_tid.begin(), prod_tid.end(), tid) != prod_tid.end()) continue;
+    const auto it = k0.find(tid);
+    cons += (ns - (it == k0.end() ? 0.0 : it->second)) / 1e9;
+  }
+  return {std::chrono::duration<double>(t1 - t0).count(), c1 - c0, p, cons, 0};
 }
 
 }  // namespace
@@ -114,6 +156,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::string>> entries(producers, std::vector<std::string>(per, std::string(bytes, 'x')));
     flag done;
     if (which == "moodycamel") {
+      flag finished;
       moodycamel::ConcurrentQueue<std::string> q;
       std::thread consumer([&] {
         std::vector<std::string> buf(1000);
@@ -128,11 +171,14 @@ int main(int argc, char** argv) {
           seen += k;
         }
         done.raise();
+        finished.wait();  // alive until round() has read its run time
       });
-      all.push_back(round(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, done));
+      all.push_back(round(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done));
+      finished.raise();
       consumer.join();
     } else {
       std::atomic<std::size_t> seen{0};
+      std::atomic<std::size_t> partial{0};
       batchq::batch_queue_options o;
       o.batch_max_size = batch;
       o.process_delay = std::chrono::milliseconds(0);
@@ -140,12 +186,17 @@ int main(int argc, char** argv) {
       o.max_entries = 0;
       batchq::batch_queue_callbacks<std::string> cb;
       cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+        if (b.size() < batch) partial.fetch_add(1, std::memory_order_relaxed);
         if (seen.fetch_add(b.size()) + b.size() == want) done.raise();
         return batchq::process_result::success();
       };
       batchq::batch_queue<std::string> q(o, cb);
-      all.push_back(round(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, done));
+      all.push_back(round(
+          entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [&] { q.flush(std::chrono::milliseconds(0)); },
+          done));
+      all.back().partial = static_cast<double>(partial.load());
       q.shutdown(std::chrono::seconds(5));
+      if (std::getenv("DBG")) std::printf("wall %.1f ns/entry prod %.1f cons %.1f ", all.back().wall * 1e9 / want, all.back().prod * 1e9 / want, all.back().cons * 1e9 / want);
     }
   }
   // Median and minimum over the rounds: on a loaded machine the minimum is
@@ -156,8 +207,13 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return min ? v.front() : v[v.size() / 2];
   };
-  std::printf("%s producers=%zu bytes=%zu (ns/entry, median/min of %d): wall %.1f/%.1f cpu %.1f/%.1f producers' cpu %.1f/%.1f\n",
-              which.c_str(), producers, bytes, rounds, stat(&figures::wall, false), stat(&figures::wall, true),
-              stat(&figures::cpu, false), stat(&figures::cpu, true), stat(&figures::prod, false), stat(&figures::prod, true));
+  double partial = 0;
+  for (auto& x : all) partial += x.partial;
+  std::printf(
+      "%s producers=%zu bytes=%zu (ns/entry, median/min of %d): wall %.1f/%.1f cpu %.1f/%.1f producers' cpu "
+      "%.1f/%.1f consumer's cpu %.1f/%.1f; batches short of batch_max_size: %.0f in all rounds\n",
+      which.c_str(), producers, bytes, rounds, stat(&figures::wall, false), stat(&figures::wall, true),
+      stat(&figures::cpu, false), stat(&figures::cpu, true), stat(&figures::prod, false), stat(&figures::prod, true),
+      stat(&figures::cons, false), stat(&figures::cons, true), partial);
   return 0;
 }

@@ -637,6 +637,7 @@ class batch_queue {
         if (events_.empty()) break;
         continue;
       }
+      if (spin_locked(lk)) continue;
       const time_point now = clock_->now();
       std::optional<time_point> due = next_due_locked(now);
       // The wake rule (docs/intake.md): publish each ring's threshold, then
@@ -662,6 +663,37 @@ class batch_queue {
       } else {
         cv_work_.wait(lk);
       }
+    }
+  }
+
+  // Before sleeping after a busy wake-up: poll the rings for a short while
+  // (detail::intake::spin_start_locked says how much CPU), draining whatever
+  // arrives, with mu_ released between looks. True when there is work (the
+  // caller loops), false when the spin ended with nothing to do (the caller
+  // sleeps by the wake rule, which does not depend on the spin:
+  // docs/intake.md, "Spin before sleeping").
+  bool spin_locked(std::unique_lock<std::mutex>& lk) {
+    const std::uint64_t limit = intake_.spin_start_locked();
+    if (limit == 0) return false;
+    const std::uint64_t start = detail::thread_cpu_ns();
+    auto spun = [&] { return detail::thread_cpu_ns() - start; };
+    struct end {
+      intake_type& in;
+      decltype(spun)& elapsed;
+      ~end() { in.spin_end_locked(elapsed()); }
+    } ending{intake_, spun};
+    for (;;) {
+      lk.unlock();
+      std::this_thread::yield();  // producers sharing this CPU run first
+      lk.lock();
+      if (stop_ || !events_.empty()) return true;
+      const time_point now = clock_->now();
+      if (intake_.due_locked(true)) {
+        drain_locked(now);
+        return true;
+      }
+      if (const auto due = next_due_locked(now); due && *due <= now) return true;
+      if (spun() >= limit) return false;
     }
   }
 

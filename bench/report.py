@@ -70,7 +70,7 @@ if enq:
     out.append("\n## 1. Enqueue throughput (P producers, 1 consumer draining)\n")
     out.append("Median of 5 repetitions x 5 iterations; every entry consumed inside the timed region. "
                "ns/entry = wall time / entries. CPU: CPU time of the whole process (all threads) in the timed "
-               "region per entry, batchq vs moodycamel (moodycamel's consumer spins; batchq's sleeps); the CPU "
+               "region per entry, batchq vs moodycamel (moodycamel's consumer polls and yields; batchq's worker polls, yielding, for a bounded while after a busy wake-up, then sleeps); the CPU "
                "ratio is moodycamel's CPU / batchq's, so above 1 means batchq is cheaper.\n")
     out.append("| entry | producers | batchq | moodycamel | spdlog mpmc | batchq / moodycamel | batchq / spdlog | "
                "CPU ns/entry batchq / moodycamel | CPU ratio | target |")

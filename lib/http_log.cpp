@@ -182,12 +182,16 @@ struct http_log::impl {
   // live changes, hence the const_cast.
   static void compact(span<const log_record> batch) {
     std::size_t total = 0, n = 0;
+    const detail::arena_block* first = nullptr;
+    bool one_block = true;  // compacted already (an earlier failed attempt)
     for (const auto& r : batch) {
       if (!r.ref) continue;
       total += r.size();
       ++n;
+      if (!first) first = r.ref.block();
+      one_block = one_block && r.ref.block() == first;
     }
-    if (n < 2 || total > UINT32_MAX) return;
+    if (n == 0 || total > UINT32_MAX || (one_block && first->cap == total)) return;
     detail::arena_block* b = detail::record_arena::exact_block(total, n);
     std::size_t off = 0;
     for (const auto& r : batch) {

@@ -75,6 +75,7 @@ class record_ref {
   ~record_ref() { reset(); }
 
   explicit operator bool() const noexcept { return b_ != nullptr; }
+  const arena_block* block() const noexcept { return b_; }
   inline std::string_view view() const noexcept;
   // Drops the reference (frees the block if it was the last).
   void reset() noexcept;

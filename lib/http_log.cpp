@@ -221,7 +221,8 @@ struct http_log::impl {
 
     std::vector<std::string> plain;
     plain.reserve(entries.size());
-    for (auto& e : entries) plain.push_back(e.take());
+    for (auto& e : entries) plain.push_back(e.ref ? std::string(e.data()) : std::move(e.own));
+    detail::release_refs(entries.data(), entries.size());
     if (cb.on_drop) {
       cb.on_drop(span<std::string>(plain.data(), plain.size()), info, kept.spooled);
       return;
@@ -275,7 +276,13 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
 
   batch_queue_callbacks<log_record> qcb;
   qcb.process = [&m](span<const log_record> b, const attempt_context& ctx) { return m.process(b, ctx); };
-  qcb.on_delivered = [&m](span<const log_record> b) { m.spools->ack(b); };
+  qcb.on_delivered = [&m](span<const log_record> b) {
+    m.spools->ack(b);
+    // The entries are gone once this returns: their block references are
+    // dropped here, one atomic subtraction per block instead of one per
+    // entry as each record is destroyed. The worker holds the batch alone.
+    detail::release_refs(const_cast<log_record*>(b.data()), b.size());
+  };
   qcb.on_drop = [&m](span<log_record> e, const drop_info& info) { m.on_drop(e, info); };
   qcb.on_log = [&m](log_level l, std::string_view t) { m.on_log(l, t); };
   m.q = std::make_unique<batch_queue<log_record>>(m.opt.queue, std::move(qcb));

@@ -33,14 +33,23 @@ struct log_record {
     own = std::move(s);
     ref.reset();
   }
-  // The bytes as a string of their own (a drop report): moved out when owned.
-  std::string take() {
-    if (!ref) return std::move(own);
-    std::string s(data());
-    ref.reset();
-    return s;
-  }
 };
+
+// Drops the block references of `n` records with one atomic subtraction per
+// run of records in the same block (a batch's entries mostly share a few
+// blocks) instead of one per record; the bytes of those records are gone.
+inline void release_refs(log_record* r, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n;) {
+    if (!r[i].ref) {
+      ++i;
+      continue;
+    }
+    const arena_block* const b = r[i].ref.block();
+    std::uint64_t k = 0;
+    for (; i < n && r[i].ref.block() == b; ++i, ++k) r[i].ref.detach();
+    release_block_refs(const_cast<arena_block*>(b), k);
+  }
+}
 
 // Wall-clock time as the spools and drop reports give it: Unix ms.
 inline std::int64_t unix_ms() {

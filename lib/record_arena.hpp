@@ -79,6 +79,13 @@ class record_ref {
   inline std::string_view view() const noexcept;
   // Drops the reference (frees the block if it was the last).
   void reset() noexcept;
+  // Gives up the reference without dropping it: the caller now holds it
+  // (release_refs() drops many at once).
+  arena_block* detach() noexcept {
+    arena_block* b = b_;
+    b_ = nullptr;
+    return b;
+  }
 
  private:
   arena_block* b_ = nullptr;
@@ -150,6 +157,11 @@ class record_arena {
 
 // Frees or pools a block whose last reference went.
 void free_block(arena_block* b) noexcept;
+
+// Drops `k` references to `b` at once (frees the block if they were the last).
+inline void release_block_refs(arena_block* b, std::uint64_t k) noexcept {
+  if (b->refs.fetch_sub(k, std::memory_order_acq_rel) == k) free_block(b);
+}
 
 inline void record_ref::reset() noexcept {
   if (!b_) return;

@@ -193,7 +193,7 @@ int enqueue_common(batchq_queue* q, const void* data, size_t len, char* errbuf, 
   if (forked(q, errbuf, errbuf_len)) return BATCHQ_EFORK;
   return guarded(errbuf, errbuf_len, [&]() -> int {
     std::string why;
-    const auto r = enqueue(std::string(static_cast<const char*>(data), len), errbuf ? &why : nullptr);
+    const auto r = enqueue(std::string_view(static_cast<const char*>(data), len), errbuf ? &why : nullptr);
     set_err(errbuf, errbuf_len, r != batchq::enqueue_result::accepted ? why : std::string());
     return code_of(r);
   });
@@ -244,7 +244,7 @@ BATCHQ_API int batchq_new_with_callbacks(const char* config_json, size_t len, co
 
 BATCHQ_API int batchq_enqueue_ex(batchq_queue* q, const char* data, size_t len, char* errbuf, size_t errbuf_len) {
   return enqueue_common(q, data, len, errbuf, errbuf_len, "non-empty",
-                        [q](std::string e, std::string* why) { return q->log->enqueue(std::move(e), why); });
+                        [q](std::string_view e, std::string* why) { return q->log->enqueue_copy(e, why); });
 }
 
 BATCHQ_API int batchq_enqueue(batchq_queue* q, const char* data, size_t len) {
@@ -424,7 +424,7 @@ BATCHQ_API int batchq_stats_prometheus(batchq_queue* q, char* buf, size_t buf_le
 
 BATCHQ_API int batchq_enqueue_lua(batchq_queue* q, const void* data, size_t len, char* errbuf, size_t errbuf_len) {
   return enqueue_common(q, data, len, errbuf, errbuf_len, "a non-empty string.buffer encoding",
-                        [q](std::string e, std::string* why) { return q->log->enqueue_lua(std::move(e), why); });
+                        [q](std::string_view e, std::string* why) { return q->log->enqueue_lua_copy(e, why); });
 }
 
 BATCHQ_API int batchq_lua_to_json(const void* data, size_t len, char* buf, size_t buf_len, size_t* out_len,

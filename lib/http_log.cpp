@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "batchq/lua_json.hpp"
 #include "text/text.hpp"
 #include "log_record.hpp"
+#include "record_arena.hpp"
 #include "pull_buffer.hpp"
 #include "spool_pair.hpp"
 #include "sender_pool.hpp"
@@ -99,6 +101,10 @@ struct http_log::impl {
   // The dead-letter and write-ahead spools (open or not; none without a spool.dir).
   std::optional<detail::spool_pair> spools;
 
+  // Small entries' bytes (record_arena.hpp). Declared before q: it outlives
+  // the queue and its records.
+  detail::record_arena arena;
+
   std::unique_ptr<batch_queue<log_record>> q;
 
   // Non-blocking shutdown (shutdown_begin): the thread that runs it.
@@ -139,13 +145,13 @@ struct http_log::impl {
     lua_ends.clear();
     for (const auto& r : batch) {
       if (!r.lua) continue;
-      lua_to_json_or_error(r.data, lua_json);
+      lua_to_json_or_error(r.data(), lua_json);
       lua_ends.push_back(lua_json.size());
     }
     std::size_t lua_i = 0;
     for (const auto& r : batch) {
       if (!r.lua) {
-        views.emplace_back(r.data);
+        views.emplace_back(r.data());
         continue;
       }
       const std::size_t from = lua_i ? lua_ends[lua_i - 1] : 0;
@@ -163,7 +169,38 @@ struct http_log::impl {
     // sent at once; a lone refused entry is then retried or dropped as usual.
     const bool refused = r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
     pr.split = refused && opt.split_on_4xx;
+    if (!pr.ok && (!pr.permanent || pr.split)) compact(batch);
     return pr;
+  }
+
+  // A batch whose attempt failed waits for its retry (or is split) while
+  // later batches are delivered: its small entries move into one block of
+  // their own exact size, so that it does not pin the blocks those later
+  // entries shared with it (record_arena.hpp, the memory bound). The bytes
+  // are the same, so a retry resends identical bytes. The worker that runs
+  // process() holds the batch alone until it returns; only where the bytes
+  // live changes, hence the const_cast.
+  static void compact(span<const log_record> batch) {
+    std::size_t total = 0, n = 0;
+    const detail::arena_block* first = nullptr;
+    bool one_block = true;  // compacted already (an earlier failed attempt)
+    for (const auto& r : batch) {
+      if (!r.ref) continue;
+      total += r.size();
+      ++n;
+      if (!first) first = r.ref.block();
+      one_block = one_block && r.ref.block() == first;
+    }
+    if (n == 0 || total > UINT32_MAX || (one_block && first->cap == total)) return;
+    detail::arena_block* b = detail::record_arena::exact_block(total, n);
+    std::size_t off = 0;
+    for (const auto& r : batch) {
+      if (!r.ref) continue;
+      const std::string_view v = r.data();
+      std::memcpy(b->bytes() + off, v.data(), v.size());
+      const_cast<log_record&>(r).ref = detail::record_arena::make_ref(b, off, v.size());
+      off += v.size();
+    }
   }
 
   void on_drop(span<log_record> entries, const drop_info& dropped) {
@@ -172,8 +209,8 @@ struct http_log::impl {
     for (auto& e : entries) {
       if (!e.lua) continue;  // spools and drop reports always hold JSON
       std::string json;
-      lua_to_json_or_error(e.data, json);
-      e.data.swap(json);
+      lua_to_json_or_error(e.data(), json);
+      e.replace(std::move(json));
       e.lua = false;
     }
     const auto kept = spools->keep_dropped(entries, info, shutdown_deadline_ns.load(std::memory_order_relaxed));
@@ -184,7 +221,8 @@ struct http_log::impl {
 
     std::vector<std::string> plain;
     plain.reserve(entries.size());
-    for (auto& e : entries) plain.push_back(std::move(e.data));
+    for (auto& e : entries) plain.push_back(e.ref ? std::string(e.data()) : std::move(e.own));
+    detail::release_refs(entries.data(), entries.size());
     if (cb.on_drop) {
       cb.on_drop(span<std::string>(plain.data(), plain.size()), info, kept.spooled);
       return;
@@ -204,6 +242,8 @@ struct http_log::impl {
       default: return to_string(r);
     }
   }
+
+  enqueue_result admit(std::string_view entry, std::string* owned, bool is_lua, std::string* error);
 
   void on_log(log_level level, std::string_view text) {
     if (cb.on_log) {
@@ -236,7 +276,13 @@ http_log::http_log(http_log_options options, http_log_callbacks callbacks) : imp
 
   batch_queue_callbacks<log_record> qcb;
   qcb.process = [&m](span<const log_record> b, const attempt_context& ctx) { return m.process(b, ctx); };
-  qcb.on_delivered = [&m](span<const log_record> b) { m.spools->ack(b); };
+  qcb.on_delivered = [&m](span<const log_record> b) {
+    m.spools->ack(b);
+    // The entries are gone once this returns: their block references are
+    // dropped here, one atomic subtraction per block instead of one per
+    // entry as each record is destroyed. The worker holds the batch alone.
+    detail::release_refs(const_cast<log_record*>(b.data()), b.size());
+  };
   qcb.on_drop = [&m](span<log_record> e, const drop_info& info) { m.on_drop(e, info); };
   qcb.on_log = [&m](log_level l, std::string_view t) { m.on_log(l, t); };
   m.q = std::make_unique<batch_queue<log_record>>(m.opt.queue, std::move(qcb));
@@ -276,32 +322,56 @@ http_log::~http_log() {
   impl_->q.reset();
 }
 
-enqueue_result http_log::enqueue(std::string entry, std::string* error) {
-  impl& m = *impl_;
+// One path for every entry: `entry` is its bytes; `owned`, when not null,
+// holds them (enqueue(), moved in) and a large entry is moved on from it.
+enqueue_result http_log::impl::admit(std::string_view entry, std::string* owned, bool is_lua, std::string* error) {
+  impl& m = *this;
   if (m.q->forked()) throw fork_error();  // before the write-ahead append
-  if (m.opt.validate_json) {
+  if (is_lua) {
     std::string why;
-    if (!text::json_valid(entry, &why)) {
+    if (!lua_json_check(entry, &why)) {
+      m.q->count_refused(enqueue_result::invalid_json);
+      if (error) *error = std::move(why);
+      return enqueue_result::invalid_json;
+    }
+    if (m.opt.spool.mode == spool_mode::write_ahead && !m.opt.spool.dir.empty()) {
+      // The write-ahead record is appended before enqueue returns and must be
+      // JSON like every spooled entry: in this mode the conversion is here.
+      std::string json;
+      lua_to_json_or_error(entry, json);
+      return admit(json, &json, false, error);
+    }
+  } else {
+    if (m.opt.validate_json) {
+      std::string why;
+      if (!text::json_valid(entry, &why)) {
+        m.q->count_refused(enqueue_result::invalid_json);
+        if (error) *error = std::move(why);
+        return enqueue_result::invalid_json;
+      }
+    }
+    // The poison-entry rule, for every format: an entry that would change the
+    // body's framing (two values, unbalanced brackets, a raw newline in ndjson)
+    // is refused here, before it can take a batch down with it. An entry
+    // validate_json passed is one JSON value: only ndjson's raw newlines can
+    // still fail the rule, so the second scan is made for ndjson only.
+    const bool framed = m.opt.validate_json && m.opt.format != payload_format::ndjson;
+    if (std::string why; !framed && !check_framing(entry, m.opt.format, &why)) {
       m.q->count_refused(enqueue_result::invalid_json);
       if (error) *error = std::move(why);
       return enqueue_result::invalid_json;
     }
   }
-  // The poison-entry rule, for every format: an entry that would change the
-  // body's framing (two values, unbalanced brackets, a raw newline in ndjson)
-  // is refused here, before it can take a batch down with it. An entry
-  // validate_json passed is one JSON value: only ndjson's raw newlines can
-  // still fail the rule, so the second scan is made for ndjson only.
-  const bool framed = m.opt.validate_json && m.opt.format != payload_format::ndjson;
-  if (std::string why; !framed && !check_framing(entry, m.opt.format, &why)) {
-    m.q->count_refused(enqueue_result::invalid_json);
-    if (error) *error = std::move(why);
-    return enqueue_result::invalid_json;
-  }
   const std::size_t n = entry.size();
-  log_record rec{std::move(entry), 0};
+  log_record rec;
+  rec.lua = is_lua;
+  // Small entries into the calling thread's block (record_arena.hpp); one
+  // the queue refuses as too large never gets there.
+  const bool fits = !(m.opt.queue.max_bytes && n > m.opt.queue.max_bytes);
+  if (n <= detail::record_arena::small_max && fits) rec.ref = m.arena.copy(entry);
+  if (!rec.ref) rec.own = owned ? std::move(*owned) : std::string(entry);
   // write_ahead mode: in the spool before it is queued.
-  rec.seq = m.spools->protect(rec.data, !(m.opt.queue.max_bytes && n > m.opt.queue.max_bytes));
+  if (!is_lua) rec.seq = m.spools->protect(rec.data(), fits);
   const std::uint64_t seq = rec.seq;
   const enqueue_result r = m.q->enqueue(std::move(rec));
   if (r != enqueue_result::accepted && seq) m.spools->release(seq);  // refused: the caller keeps it
@@ -309,25 +379,20 @@ enqueue_result http_log::enqueue(std::string entry, std::string* error) {
   return r;
 }
 
+enqueue_result http_log::enqueue(std::string entry, std::string* error) {
+  return impl_->admit(entry, &entry, false, error);
+}
+
 enqueue_result http_log::enqueue_lua(std::string encoded, std::string* error) {
-  impl& m = *impl_;
-  std::string why;
-  if (!lua_json_check(encoded, &why)) {
-    m.q->count_refused(enqueue_result::invalid_json);
-    if (error) *error = std::move(why);
-    return enqueue_result::invalid_json;
-  }
-  if (m.opt.spool.mode == spool_mode::write_ahead && !m.opt.spool.dir.empty()) {
-    // The write-ahead record is appended before enqueue returns and must be
-    // JSON like every spooled entry: in this mode the conversion is here.
-    std::string json;
-    lua_to_json_or_error(encoded, json);
-    return enqueue(std::move(json), error);
-  }
-  const std::size_t n = encoded.size();
-  const enqueue_result r = m.q->enqueue(log_record{std::move(encoded), 0, true});
-  if (r != enqueue_result::accepted && error) *error = m.refused_text(r, n);
-  return r;
+  return impl_->admit(encoded, &encoded, true, error);
+}
+
+enqueue_result http_log::enqueue_copy(std::string_view entry, std::string* error) {
+  return impl_->admit(entry, nullptr, false, error);
+}
+
+enqueue_result http_log::enqueue_lua_copy(std::string_view encoded, std::string* error) {
+  return impl_->admit(encoded, nullptr, true, error);
 }
 
 bool http_log::flush(std::chrono::milliseconds timeout) noexcept { return impl_->q->flush(timeout); }

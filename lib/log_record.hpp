@@ -6,19 +6,50 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
+
+#include "record_arena.hpp"
 
 namespace batchq::detail {
 
 // The bytes and the seq of the entry's record in the write-ahead spool (0:
-// it has none).
+// it has none). The bytes are either `own` (a large entry, moved in; an
+// entry rewritten on a drop; a replayed one) or, when `ref` is set, a small
+// entry's place in a record_arena block. Everything reads them through
+// data(); size() is what max_bytes counts either way.
 struct log_record {
-  std::string data;
+  std::string own;
   std::uint64_t seq = 0;
-  // data is a LuaJIT string.buffer encoding (enqueue_lua), checked at
-  // enqueue; it becomes JSON on the sending thread (lua_to_json_or_error).
+  // The bytes are a LuaJIT string.buffer encoding (enqueue_lua), checked at
+  // enqueue; they become JSON on the sending thread (lua_to_json_or_error).
   bool lua = false;
-  std::size_t size() const noexcept { return data.size(); }
+  record_ref ref;
+
+  std::string_view data() const noexcept { return ref ? ref.view() : std::string_view(own); }
+  std::size_t size() const noexcept { return data().size(); }
+  // New bytes (the entry as JSON): the block reference, if any, goes.
+  void replace(std::string s) {
+    own = std::move(s);
+    ref.reset();
+  }
 };
+
+// Drops the block references of `n` records with one atomic subtraction per
+// run of records in the same block (a batch's entries mostly share a few
+// blocks) instead of one per record; the bytes of those records are gone.
+inline void release_refs(log_record* r, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n;) {
+    if (!r[i].ref) {
+      ++i;
+      continue;
+    }
+    const arena_block* const b = r[i].ref.block();
+    std::uint64_t k = 0;
+    for (; i < n && r[i].ref.block() == b; ++i, ++k) r[i].ref.detach();
+    release_block_refs(const_cast<arena_block*>(b), k);
+  }
+}
 
 // Wall-clock time as the spools and drop reports give it: Unix ms.
 inline std::int64_t unix_ms() {

@@ -128,7 +128,10 @@ void spool_pair::start() {
 void spool_pair::replay(spool& w) {
   w.for_each([&](const spool_record& r) {
     if (r.kind != record_kind::entry) return true;
-    const enqueue_result res = hooks_.requeue(log_record{std::string(r.payload), r.seq});
+    log_record rec;
+    rec.own = std::string(r.payload);
+    rec.seq = r.seq;
+    const enqueue_result res = hooks_.requeue(std::move(rec));
     if (auto hook = g_replay_hook.load()) hook(r.seq);
     if (res == enqueue_result::accepted) {
       replayed_.fetch_add(1);
@@ -299,9 +302,9 @@ spool_pair::kept spool_pair::keep_dropped(span<log_record> entries, const drop_i
       record_meta pending;
       pending.time_ms = meta.time_ms;
       pending.attempts = meta.attempts;
-      if (w->append(e.data, pending) != 0) continue;
+      if (w->append(e.data(), pending) != 0) continue;
     }
-    if (!d || d->append(e.data, meta) == 0) k.spooled = false;
+    if (!d || d->append(e.data(), meta) == 0) k.spooled = false;
     if (e.seq) done.push_back(e.seq);
   }
   if (d && opt_.fsync == fsync_policy::always) d->sync();

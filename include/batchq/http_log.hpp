@@ -173,6 +173,11 @@ class BATCHQ_CXX_API http_log {
   /// returns). max_bytes counts the encoded bytes. validate_json does not
   /// apply (the JSON is made by batchq). Thread-safe; never blocks on sending.
   enqueue_result enqueue_lua(std::string encoded, std::string* error = nullptr);
+  /// enqueue() and enqueue_lua() from bytes the caller keeps (the C ABI's
+  /// path): an entry of up to 4 KiB is copied straight into the queue's
+  /// storage (no string of its own is made); a larger one is copied into one.
+  enqueue_result enqueue_copy(std::string_view entry, std::string* error = nullptr);
+  enqueue_result enqueue_lua_copy(std::string_view encoded, std::string* error = nullptr);
 
   /// See batch_queue::flush / shutdown. noexcept.
   bool flush(std::chrono::milliseconds timeout) noexcept;

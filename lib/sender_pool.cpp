@@ -96,8 +96,14 @@ struct engine {
   // calls per request at queue_size 1. socket_action is told what is ready.
   std::vector<pollfd> socks;  // events wanted per socket (revents unused)
   int wake_fd = -1;  // eventfd: a sender's new job, for the driver's poll
+  // A lane: used by one sending thread at a time (sender_pool::impl hands it
+  // out under its mutex), so no other thread ever submits a job while it
+  // polls: the poll watches libcurl's sockets only, without the eventfd (and
+  // without marking itself as polling, which only another sender reads).
+  const bool alone;
 
-  engine(std::shared_ptr<const http_target> t, std::size_t n) : target(std::move(t)), max_parallel(std::max<std::size_t>(1, n)) {
+  engine(std::shared_ptr<const http_target> t, std::size_t n, bool lane)
+      : target(std::move(t)), max_parallel(std::max<std::size_t>(1, n)), alone(lane) {
     idle.push_back(std::make_unique<http_transfer>(target));
     multi = curl_multi_init();
     if (!multi) throw std::runtime_error("batchq: cannot create a libcurl handle");
@@ -263,28 +269,34 @@ struct engine {
         ++i;
       }
       if (const long t = timer_ms(); t >= 0) wait_ms = std::min<long long>(wait_ms, t);
-      {
+      // A lane's own job is done under mu only by this thread (complete(),
+      // above): nothing to re-check, and nobody to wake the poll.
+      if (!alone) {
         std::lock_guard<std::mutex> g(mu);
         if (mine.done) return;
         if (!incoming.empty()) continue;  // start them before waiting
         polling = true;  // a sender from now on wakes the poll
+      } else if (active.empty()) {
+        continue;  // finished or failed to start: the loop's check returns
       }
-      fds.assign(1, pollfd{wake_fd, POLLIN, 0});
+      const std::size_t first = alone ? 0 : 1;  // fds[0]: the eventfd
+      fds.clear();
+      if (!alone) fds.push_back(pollfd{wake_fd, POLLIN, 0});
       fds.insert(fds.end(), socks.begin(), socks.end());
       const int n = poll(fds.data(), fds.size(), static_cast<int>(wait_ms));
-      {
+      if (!alone) {
         std::lock_guard<std::mutex> g(mu);
         polling = false;
         woken = false;
       }
       CURLMcode mc = CURLM_OK;
       if (n > 0) {
-        if (fds[0].revents) {
+        if (!alone && fds[0].revents) {
           std::uint64_t v = 0;
           while (read(wake_fd, &v, sizeof v) > 0) {
           }
         }
-        for (std::size_t i = 1; i < fds.size() && mc == CURLM_OK; ++i) {
+        for (std::size_t i = first; i < fds.size() && mc == CURLM_OK; ++i) {
           const short re = fds[i].revents;
           if (!re) continue;
           int mask = 0;
@@ -389,7 +401,7 @@ struct sender_pool::impl {
     // One engine now: a libcurl that refuses an option fails here, with its
     // message, rather than on the first send.
     const bool per_thread = use_lanes();
-    auto first = std::make_unique<engine>(target, per_thread ? 1 : max_parallel);
+    auto first = std::make_unique<engine>(target, per_thread ? 1 : max_parallel, per_thread);
     if (per_thread) {
       lanes.reserve(max_parallel);  // pushing a lane back never allocates
       lanes.push_back(std::move(first));
@@ -412,7 +424,7 @@ struct sender_pool::impl {
     }
     if (!lane) {
       try {
-        lane = std::make_unique<engine>(target, 1);
+        lane = std::make_unique<engine>(target, 1, true);
       } catch (const std::exception& e) {
         send_result r;
         r.error = std::string("failed request to ") + target->ep.host_port + ": " + e.what();

@@ -33,6 +33,14 @@
 # BENCH_PERF_STAT=dir: perf stat --per-thread of the nginx worker during each
 # wrk run (context switches, system calls, futex calls, poll calls), one
 # stat.<mode>.<round>.txt there; divide by the requests wrk reports.
+# The summary's stats line then also gives, per request answered, the
+# worker's main thread and its other (batchq's) threads' context switches,
+# system calls, futex and poll calls (also in OUT.json, "per_request").
+# A/B in one run: BENCH_BASE_SRC=tree BENCH_BASE_LIB_DIR=its libbatchq.so's
+# folder, and a mode named M@base (e.g. BENCH_NGINX_MODES="batchq_q1@base
+# batchq_q1 purelua_q1") runs M with that tree's plugin, Lua module and
+# library (the peers and the receiver stay this tree's); OUT.json's
+# "vs_base" of M is the median of M / M@base within the rounds.
 # Environment: BATCHQ_SRC, BATCHQ_LIB_DIR (libbatchq.so), BENCH_BIN
 # (bench_receiver), NGINX, BATCHQ_NGINX_MODULES as in tests/nginx.
 set -euo pipefail
@@ -95,8 +103,13 @@ stop_receiver() { # -> RX_ENTRIES
   RX_ENTRIES=$(tail -n 1 "$RX_OUT" | awk '{print $2}')
 }
 
-write_conf() { # $1 = mode
-  local mode=$1 load_modules="" user_line="" log_block="" worker_hooks=""
+write_conf() { # $1 = mode (M or M@base)
+  local mode=${1%@base} load_modules="" user_line="" log_block="" worker_hooks=""
+  local src=$BATCHQ_SRC lib_dir=$BATCHQ_LIB_DIR
+  if [ "$1" != "$mode" ]; then
+    src=${BENCH_BASE_SRC:?"mode $1 needs BENCH_BASE_SRC and BENCH_BASE_LIB_DIR"}
+    lib_dir=${BENCH_BASE_LIB_DIR:?"mode $1 needs BENCH_BASE_LIB_DIR"}
+  fi
   if [ -f "$MODULES/ngx_http_lua_module.so" ]; then
     [ -f "$MODULES/ndk_http_module.so" ] && load_modules="load_module $MODULES/ndk_http_module.so;"
     load_modules="$load_modules
@@ -159,8 +172,8 @@ http {
   fastcgi_temp_path $T/tmp/fastcgi;
   uwsgi_temp_path $T/tmp/uwsgi;
   scgi_temp_path $T/tmp/scgi;
-  lua_package_path "$T/?.lua;$HERE/?.lua;$BATCHQ_SRC/tests/nginx/?.lua;$BATCHQ_SRC/capi/lua/?.lua;$BATCHQ_SRC/examples/kong-plugin/?.lua;;";
-  lua_package_cpath "$BATCHQ_LIB_DIR/?.so;;";
+  lua_package_path "$T/?.lua;$HERE/?.lua;$BATCHQ_SRC/tests/nginx/?.lua;$src/capi/lua/?.lua;$src/examples/kong-plugin/?.lua;;";
+  lua_package_cpath "$lib_dir/?.so;;";
   init_by_lua_block {
     $jit_log
     require "kong_standin"
@@ -267,8 +280,30 @@ w0,w1,s0,s1,r0,r1,tck,n=map(float,sys.argv[1:9]); wu,ws=map(float,open(sys.argv[
 n=max(n,1); f=1e6/tck/n
 print("\"cpu_us\":{\"worker\":%.2f,\"batchq_threads\":%.2f,\"receiver\":%.2f,\"wrk\":%.2f}" % ((w1-w0)*f,(s1-s0)*f,(r1-r0)*f,(wu+ws)*1e6/n))' \
     "$w0" "$w1" "$s0" "$s1" "$((r0 + r0b))" "$((r1 + r1b))" "$TCK" "$(awk '/requests in/ {print $1}' "$T/wrk.$mode.$round")" "$T/wrk.$mode.$round.cpu")
-  log "round $round $mode: $rps req/s, p99 $p99 ms, answered $answered, received $received, not received $lost (reported dropped $reported, silently lost $silent), error-log errors $errs, $cpu_json"
-  echo "{\"round\":$round,\"mode\":\"$mode\",\"rps\":$rps,\"p99_ms\":$p99,\"answered\":$answered,\"received\":$received,\"lost\":$lost,\"reported\":$reported,\"silent\":$silent,\"errors\":$errs,$cpu_json}" >>"$T/runs.jsonl"
+  # perf stat's counts per request answered: the worker's main thread (the
+  # event loop) and its other threads (batchq's), summed.
+  stat_json=""
+  if [ -n "$STAT_PID" ]; then
+    stat_json=,$(python3 - "$BENCH_PERF_STAT/stat.$mode.$round.txt" "$WORKER_PID" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+main_tid = sys.argv[2]
+m = re.search(r"# wrk requests: (\d+)", text)
+n = max(int(m.group(1)) if m else 1, 1)
+names = {"context-switches": "cs", "raw_syscalls:sys_enter": "syscalls",
+         "syscalls:sys_enter_futex": "futex", "syscalls:sys_enter_poll": "poll"}
+out = {"main": {}, "threads": {}}
+for tid, val, ev in re.findall(r"^\s*\S+-(\d+)\s+([0-9,.]+)\s+(\S+)", text, re.M):
+    if ev not in names:
+        continue
+    side = out["main" if tid == main_tid else "threads"]
+    side[names[ev]] = side.get(names[ev], 0) + float(val.replace(",", "")) / n
+print('"per_request":' + json.dumps({k: {e: round(v, 2) for e, v in d.items()} for k, d in out.items()}))
+PY
+)
+  fi
+  log "round $round $mode: $rps req/s, p99 $p99 ms, answered $answered, received $received, not received $lost (reported dropped $reported, silently lost $silent), error-log errors $errs, $cpu_json$stat_json"
+  echo "{\"round\":$round,\"mode\":\"$mode\",\"rps\":$rps,\"p99_ms\":$p99,\"answered\":$answered,\"received\":$received,\"lost\":$lost,\"reported\":$reported,\"silent\":$silent,\"errors\":$errs,$cpu_json$stat_json}" >>"$T/runs.jsonl"
   cp "$T/error.log" "$T/error.$mode.$round.log"
   : >"$T/error.log"
 done
@@ -301,8 +336,13 @@ for m in modes:
          "vs_entry_only": ratio(m, "entry_only")}
     if all("cpu_us" in r for r in rs):
         e["cpu_us"] = {k: statistics.median(r["cpu_us"][k] for r in rs) for k in rs[0]["cpu_us"]}
+    if all("per_request" in r for r in rs):
+        e["per_request"] = {side: {k: statistics.median(r["per_request"][side].get(k, 0) for r in rs)
+                                   for k in rs[0]["per_request"][side]} for side in rs[0]["per_request"]}
     if m.startswith("batchq_q"):
-        e["vs_purelua"] = ratio(m, "purelua_q" + m[len("batchq_q"):].split("_")[0])
+        e["vs_purelua"] = ratio(m, "purelua_q" + m[len("batchq_q"):].split("@")[0].split("_")[0])
+    if (m + "@base") in modes:
+        e["vs_base"] = ratio(m, m + "@base")
     out.append(e)
 json.dump({"wrk": sys.argv[3], "modes": out}, open(sys.argv[2], "w"))
 PY

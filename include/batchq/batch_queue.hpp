@@ -59,6 +59,7 @@
 #include "batchq/detail/entry_size.hpp"
 #include "batchq/detail/fork.hpp"
 #include "batchq/detail/intake.hpp"
+#include "batchq/detail/worker_cv.hpp"
 #include "batchq/types.hpp"
 
 namespace batchq {
@@ -1099,7 +1100,7 @@ class batch_queue {
   // destructor keeps them forever instead (detail::keep_forever).
   struct sync_state {
     alignas(detail::cache_line) std::mutex mu;
-    std::condition_variable cv_work;    // workers wait here
+    detail::worker_cv cv_work;          // workers wait here (no std::condition_variable: worker_cv.hpp says why)
     std::condition_variable cv_done;    // flush() / shutdown() wait here
     std::condition_variable cv_events;  // the reporter waits here
     std::mutex cb_mu;                   // serialises on_drop / on_log
@@ -1111,7 +1112,7 @@ class batch_queue {
 
   // Everything below is guarded by mu_.
   std::mutex& mu_ = sync_->mu;
-  std::condition_variable& cv_work_ = sync_->cv_work;
+  detail::worker_cv& cv_work_ = sync_->cv_work;
   std::condition_variable& cv_done_ = sync_->cv_done;
   std::condition_variable& cv_events_ = sync_->cv_events;
   std::uint64_t direct_accepted_ = 0;  // entries accepted past the rings (add_slow)

@@ -70,6 +70,24 @@ batchq::batch_queue_callbacks<std::string> counting_callbacks(book& bk) {
   return cb;
 }
 
+// An intake driven by hand, as a worker drives it: one producer's ring,
+// pushes, then a drain under the (notional) lock.
+struct driven_intake {
+  batchq::detail::intake<std::string> in{1000, 0, 0, true};
+  std::shared_ptr<batchq::detail::intake<std::string>::ring> r = in.make_ring();
+  driven_intake() { in.add_locked(r); }
+  // Pushes n entries and drains them; returns how many the drain took.
+  std::size_t push_drain(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string e = "e";
+      in.push(*r, e);
+    }
+    std::size_t got = 0;
+    in.drain_locked([&](std::string&&) { ++got; });
+    return got;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("many producers: bounds hold in every snapshot, order per producer, nothing lost", "[threads][intake]") {
@@ -291,18 +309,9 @@ TEST_CASE("light pushes: a worker's sleep picks the mode, and every sleep in lig
     return;
   }
   using intake_t = batchq::detail::intake<std::string>;
-  intake_t in(1000, 0, 0, true);
-  auto r = in.make_ring();
-  in.add_locked(r);
-  auto push_drain = [&](std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      std::string e = "e";
-      in.push(*r, e);
-    }
-    std::size_t got = 0;
-    in.drain_locked([&](std::string&&) { ++got; });
-    return got;
-  };
+  driven_intake d;
+  intake_t& in = d.in;
+  auto push_drain = [&](std::size_t n) { return d.push_drain(n); };
   std::vector<std::string> steps;
   auto sleep = [&](const char* what) {
     const bool ok = in.before_sleep_locked();
@@ -349,18 +358,9 @@ TEST_CASE("spin before sleeping: only after a busy wake-up, bounded by what was 
   const std::uint64_t spin_time = static_cast<std::uint64_t>(std::chrono::nanoseconds(intake_t::spin_time).count());
   const std::uint64_t per_entry = intake_t::spin_ns_per_entry;
   const std::uint64_t light_min = intake_t::light_min;
-  intake_t in(1000, 0, 0, true);
-  auto r = in.make_ring();
-  in.add_locked(r);
-  auto push_drain = [&](std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      std::string e = "e";
-      in.push(*r, e);
-    }
-    std::size_t got = 0;
-    in.drain_locked([&](std::string&&) { ++got; });
-    return got;
-  };
+  driven_intake d;
+  intake_t& in = d.in;
+  auto push_drain = [&](std::size_t n) { return d.push_drain(n); };
   std::vector<std::string> steps;
   auto line = [](const std::string& what, const std::string& did, bool light, int fences) {
     return what + ": " + did + ", light " + std::to_string(light) + ", fences " + std::to_string(fences);

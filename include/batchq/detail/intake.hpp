@@ -99,6 +99,10 @@ struct intake_ring {
   // handshake pays a heavy fence first) needs only a compiler barrier.
   std::uint64_t try_push(T& e, bool light = false) {
     const std::uint64_t t = tail.load(std::memory_order_relaxed);
+    // A tail counts pushes and never reaches 2^64; the check makes it plain
+    // (also to clang's analyzer) that the tail returned after a move, t + 1,
+    // is never 0, which means "full, entry untouched".
+    if (t == ~std::uint64_t{0}) return 0;
     if (t - cached_head > mask) {
       cached_head = head.load(std::memory_order_acquire);
       if (t - cached_head > mask) return 0;

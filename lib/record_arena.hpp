@@ -21,8 +21,9 @@
 // Memory bound (the README's memory paragraph says the same): the blocks'
 // memory is at most
 //   - 64 KiB per (producer thread, queue) for its current block: released
-//     when the thread exits or the queue is gone (the next enqueue of that
-//     thread to any queue forgets blocks of queues that are gone);
+//     when the thread exits or the queue is gone (the next time the thread
+//     enqueues to a queue other than the last one it used, it forgets the
+//     blocks of queues that are gone: the fast path checks nothing);
 //   - for entries still queued: a producer's live entries are consecutive in
 //     its blocks as long as they leave in order, so they pin their bytes x
 //     16/15 plus one partly delivered block per producer thread;

@@ -325,16 +325,16 @@ http_log::~http_log() {
 // One path for every entry: `entry` is its bytes; `owned`, when not null,
 // holds them (enqueue(), moved in) and a large entry is moved on from it.
 enqueue_result http_log::impl::admit(std::string_view entry, std::string* owned, bool is_lua, std::string* error) {
-  impl& m = *this;
-  if (m.q->forked()) throw fork_error();  // before the write-ahead append
+  if (q->forked()) throw fork_error();  // before the write-ahead append
+  // Every refusal of the entry's content: counted, and the reason handed back.
+  auto invalid = [&](std::string why) {
+    q->count_refused(enqueue_result::invalid_json);
+    if (error) *error = std::move(why);
+    return enqueue_result::invalid_json;
+  };
   if (is_lua) {
-    std::string why;
-    if (!lua_json_check(entry, &why)) {
-      m.q->count_refused(enqueue_result::invalid_json);
-      if (error) *error = std::move(why);
-      return enqueue_result::invalid_json;
-    }
-    if (m.opt.spool.mode == spool_mode::write_ahead && !m.opt.spool.dir.empty()) {
+    if (std::string why; !lua_json_check(entry, &why)) return invalid(std::move(why));
+    if (opt.spool.mode == spool_mode::write_ahead && !opt.spool.dir.empty()) {
       // The write-ahead record is appended before enqueue returns and must be
       // JSON like every spooled entry: in this mode the conversion is here.
       std::string json;
@@ -342,40 +342,29 @@ enqueue_result http_log::impl::admit(std::string_view entry, std::string* owned,
       return admit(json, &json, false, error);
     }
   } else {
-    if (m.opt.validate_json) {
-      std::string why;
-      if (!text::json_valid(entry, &why)) {
-        m.q->count_refused(enqueue_result::invalid_json);
-        if (error) *error = std::move(why);
-        return enqueue_result::invalid_json;
-      }
-    }
+    if (std::string why; opt.validate_json && !text::json_valid(entry, &why)) return invalid(std::move(why));
     // The poison-entry rule, for every format: an entry that would change the
     // body's framing (two values, unbalanced brackets, a raw newline in ndjson)
     // is refused here, before it can take a batch down with it. An entry
     // validate_json passed is one JSON value: only ndjson's raw newlines can
     // still fail the rule, so the second scan is made for ndjson only.
-    const bool framed = m.opt.validate_json && m.opt.format != payload_format::ndjson;
-    if (std::string why; !framed && !check_framing(entry, m.opt.format, &why)) {
-      m.q->count_refused(enqueue_result::invalid_json);
-      if (error) *error = std::move(why);
-      return enqueue_result::invalid_json;
-    }
+    const bool framed = opt.validate_json && opt.format != payload_format::ndjson;
+    if (std::string why; !framed && !check_framing(entry, opt.format, &why)) return invalid(std::move(why));
   }
   const std::size_t n = entry.size();
   log_record rec;
   rec.lua = is_lua;
   // Small entries into the calling thread's block (record_arena.hpp); one
   // the queue refuses as too large never gets there.
-  const bool fits = !(m.opt.queue.max_bytes && n > m.opt.queue.max_bytes);
-  if (n <= detail::record_arena::small_max && fits) rec.ref = m.arena.copy(entry);
+  const bool fits = !(opt.queue.max_bytes && n > opt.queue.max_bytes);
+  if (n <= detail::record_arena::small_max && fits) rec.ref = arena.copy(entry);
   if (!rec.ref) rec.own = owned ? std::move(*owned) : std::string(entry);
   // write_ahead mode: in the spool before it is queued.
-  if (!is_lua) rec.seq = m.spools->protect(rec.data(), fits);
+  if (!is_lua) rec.seq = spools->protect(rec.data(), fits);
   const std::uint64_t seq = rec.seq;
-  const enqueue_result r = m.q->enqueue(std::move(rec));
-  if (r != enqueue_result::accepted && seq) m.spools->release(seq);  // refused: the caller keeps it
-  if (r != enqueue_result::accepted && error) *error = m.refused_text(r, n);
+  const enqueue_result r = q->enqueue(std::move(rec));
+  if (r != enqueue_result::accepted && seq) spools->release(seq);  // refused: the caller keeps it
+  if (r != enqueue_result::accepted && error) *error = refused_text(r, n);
   return r;
 }
 

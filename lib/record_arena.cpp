@@ -83,8 +83,7 @@ struct current {
   // made from it is gone already.
   void retire() noexcept {
     if (!b) return;
-    const std::uint64_t unused = arena_block::bias - given;
-    if (b->refs.fetch_sub(unused, std::memory_order_acq_rel) == unused) free_block(b);
+    release_block_refs(b, arena_block::bias - given);
     b = nullptr;
     used = 0;
     given = 0;

@@ -166,7 +166,7 @@ inline void release_block_refs(arena_block* b, std::uint64_t k) noexcept {
 
 inline void record_ref::reset() noexcept {
   if (!b_) return;
-  if (b_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) free_block(b_);
+  release_block_refs(b_, 1);
   b_ = nullptr;
 }
 

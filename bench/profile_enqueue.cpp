@@ -196,7 +196,6 @@ int main(int argc, char** argv) {
           done));
       all.back().partial = static_cast<double>(partial.load());
       q.shutdown(std::chrono::seconds(5));
-      if (std::getenv("DBG")) std::printf("wall %.1f ns/entry prod %.1f cons %.1f ", all.back().wall * 1e9 / want, all.back().prod * 1e9 / want, all.back().cons * 1e9 / want);
     }
   }
   // Median and minimum over the rounds: on a loaded machine the minimum is

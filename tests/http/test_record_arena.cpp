@@ -43,7 +43,7 @@ batchq::http_log_options options_for(const receiver& r, std::size_t batch) {
   return o;
 }
 
-// Every body's ndjson lines, in arrival order (2xx replies only when ok_only).
+// Every body's ndjson lines, in arrival order.
 std::vector<std::string> lines_of(const receiver& r) {
   std::vector<std::string> out;
   for (const auto& req : r.requests()) {

@@ -50,7 +50,9 @@ int on_socket(CURL*, curl_socket_t fd, int what, void*, void*) {
   return 0;
 }
 
-std::size_t discard(char*, std::size_t s, std::size_t n, void*) { return s * n; }
+std::size_t discard(char*, std::size_t s, std::size_t n, void*) {
+  return s * n;
+}
 
 double thread_cpu_us() {
   timespec ts{};
@@ -173,8 +175,8 @@ void run(const std::string& url, int k, long total, int rx_pid) {
   const long sw = thread_switches() - s0;
   const double rx = process_cpu_us(rx_pid) - r0;
   const double n = static_cast<double>(done - warm);
-  std::printf("k=%d: %.0f requests/s, sender %.1f µs CPU and %.2f context switches per request", k, n / secs,
-              cpu / n, static_cast<double>(sw) / n);
+  std::printf("k=%d: %.0f requests/s, sender %.1f µs CPU and %.2f context switches per request", k, n / secs, cpu / n,
+              static_cast<double>(sw) / n);
   if (rx_pid > 0) std::printf(", receiver %.1f µs CPU per request", rx / n);
   std::printf(" (%ld requests, %ld failed)\n", static_cast<long>(n), failed);
   for (CURL* e : easies) {
@@ -193,10 +195,14 @@ int main(int argc, char** argv) {
   long total = 40000;
   std::string ks = "1,2,4";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--port")) port = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--receiver-pid")) rx_pid = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--requests")) total = std::atol(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--k")) ks = argv[i + 1];
+    if (!std::strcmp(argv[i], "--port"))
+      port = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--receiver-pid"))
+      rx_pid = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--requests"))
+      total = std::atol(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--k"))
+      ks = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;

@@ -95,6 +95,9 @@ struct engine {
   // timeout on every call (libcurl 7.x Curl_readwrite): about five poll()
   // calls per request at queue_size 1. socket_action is told what is ready.
   std::vector<pollfd> socks;  // events wanted per socket (revents unused)
+  // drive()'s scratch, kept so that a request allocates nothing here.
+  std::vector<job*> fresh;
+  std::vector<pollfd> fds;
   int wake_fd = -1;  // eventfd: a sender's new job, for the driver's poll
   // A lane: used by one sending thread at a time (sender_pool::impl hands it
   // out under its mutex), so no other thread ever submits a job while it
@@ -152,6 +155,11 @@ struct engine {
   engine& operator=(const engine&) = delete;
 
   void publish(job* j, send_result r) {
+    if (alone) {  // a lane's job belongs to the thread driving it: nobody else looks
+      j->result = std::move(r);
+      j->done = true;
+      return;
+    }
     parker* wake = nullptr;
     {
       std::lock_guard<std::mutex> g(mu);
@@ -214,10 +222,15 @@ struct engine {
   }
 
   // libcurl's timers, when due (one is due at once when a transfer is added).
-  CURLMcode run_timer_if_due() {
-    if (timer_ms() != 0) return CURLM_OK;
+  // *next_ms: when the next one is due after this (-1: none), for the poll;
+  // read once per call (curl_multi_timeout reads the clock).
+  CURLMcode run_timer_if_due(long* next_ms) {
+    *next_ms = timer_ms();
+    if (*next_ms != 0) return CURLM_OK;
     int running = 0;
-    return curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    const CURLMcode mc = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    *next_ms = timer_ms();
+    return mc;
   }
 
   void collect_done(CURLMcode mc) {
@@ -237,17 +250,18 @@ struct engine {
   // The driver's loop: every transfer in flight, until `mine` is done.
   void drive(const job& mine) {
     static constexpr int kCancelPollMs = 100;
-    std::vector<job*> fresh;
-    std::vector<pollfd> fds;
+    long next_timer_ms = -1;
     for (;;) {
-      {
+      if (alone) {  // nothing comes in: its one job was started by send_alone()
+        if (mine.done) return;
+      } else {
         std::lock_guard<std::mutex> g(mu);
         if (mine.done) return;
         fresh.swap(incoming);
       }
       for (job* j : fresh) start(j);
       fresh.clear();
-      collect_done(run_timer_if_due());
+      collect_done(run_timer_if_due(&next_timer_ms));
 
       // Cancellation and timeout_scope::operation are ours to watch: poll
       // often enough to notice them while the server is silent.
@@ -268,7 +282,9 @@ struct engine {
         }
         ++i;
       }
-      if (const long t = timer_ms(); t >= 0) wait_ms = std::min<long long>(wait_ms, t);
+      // Transfers completed since next_timer_ms was read only take timers
+      // away: at worst the poll ends early and the loop looks again.
+      if (next_timer_ms >= 0) wait_ms = std::min<long long>(wait_ms, next_timer_ms);
       // A lane's own job is done under mu only by this thread (complete(),
       // above): nothing to re-check, and nobody to wake the poll.
       if (!alone) {
@@ -307,9 +323,21 @@ struct engine {
           mc = curl_multi_socket_action(multi, fds[i].fd, mask, &running);
         }
       }
-      if (mc == CURLM_OK) mc = run_timer_if_due();
+      if (mc == CURLM_OK) mc = run_timer_if_due(&next_timer_ms);
       collect_done(mc);
     }
+  }
+
+  // A lane's send(): its one job, started and driven on the calling thread,
+  // with none of the hand-off machinery (incoming list, parkers, mu): no
+  // other thread uses a lane while it is out of the pool.
+  send_result send_alone(const std::vector<std::string_view>& pieces, const attempt_context* ctx) {
+    job j;
+    j.pieces = &pieces;
+    j.ctx = ctx;
+    start(&j);
+    drive(j);  // returns at once if start() already published an outcome
+    return std::move(j.result);
   }
 
   void wake_driver() {
@@ -431,7 +459,7 @@ struct sender_pool::impl {
         return r;
       }
     }
-    send_result r = lane->send(pieces, ctx);
+    send_result r = lane->send_alone(pieces, ctx);
     std::lock_guard<std::mutex> g(mu);
     lanes.push_back(std::move(lane));
     return r;

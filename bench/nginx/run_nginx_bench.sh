@@ -30,6 +30,9 @@
 # BENCH_PERF_DIR=dir: perf record -g of the nginx worker during each wrk run,
 # one perf.<mode>.<round>.data there (BENCH_PERF_ARGS: perf record options
 # instead of -g, e.g. "-e syscalls:sys_enter_futex --call-graph dwarf").
+# sender_budget.py perf.<mode>.<round>.data --us N sorts the samples of
+# batchq's threads into what a request costs them (libcurl, the sleep until
+# the answer, sendto, ...), N being the run's batchq_threads µs per request.
 # BENCH_PERF_STAT=dir: perf stat --per-thread of the nginx worker during each
 # wrk run (context switches, system calls, futex calls, poll calls), one
 # stat.<mode>.<round>.txt there; divide by the requests wrk reports.

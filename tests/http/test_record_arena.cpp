@@ -9,6 +9,7 @@
 #include <batchq/http_log.hpp>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,4 +212,44 @@ TEST_CASE("while the endpoint is down, blocks stay within the stated bound of ma
   CHECK(peak.load() <= bound);
   CHECK(log.stats().bytes_held <= o.queue.max_bytes);
   CHECK(peak.load() > 0);
+}
+
+TEST_CASE("a destroyed queue's block is released by a thread that goes on enqueueing to another queue",
+          "[record_arena]") {
+  record_arena::drain_pool();
+  REQUIRE(blocks_in_use() == 0);
+  receiver r;
+  auto a = std::make_unique<batchq::http_log>(options_for(r, 100));
+  batchq::http_log b(options_for(r, 100));
+
+  // 1: enqueued to a, then to b (b is the last queue it used); 2: may enqueue
+  // to b again; 3: did; 4: may exit.
+  std::atomic<int> stage{0};
+  std::atomic<int> refused{0};
+  std::thread producer([&] {
+    if (a->enqueue(entry_of(1, 300)) != enqueue_result::accepted) ++refused;
+    if (b.enqueue(entry_of(2, 300)) != enqueue_result::accepted) ++refused;
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::sleep_for(1ms);
+    for (long i = 3; i < 13; ++i)
+      if (b.enqueue(entry_of(i, 300)) != enqueue_result::accepted) ++refused;
+    stage = 3;
+    while (stage.load() != 4) std::this_thread::sleep_for(1ms);
+  });
+  while (stage.load() != 1) std::this_thread::sleep_for(1ms);
+  REQUIRE(a->flush(10s));
+  REQUIRE(b.flush(10s));
+  CHECK(blocks_in_use() == 2);  // the producer's current block for each queue
+  a.reset();                    // a's entries are delivered; only the producer's block for it is left
+  stage = 2;
+  while (stage.load() != 3) std::this_thread::sleep_for(1ms);
+  REQUIRE(b.flush(10s));
+  // The producer enqueued to b only: its block for the destroyed queue is
+  // retired all the same (before the fix it stayed until the thread exited).
+  CHECK(blocks_in_use() == 1);
+  stage = 4;
+  producer.join();
+  CHECK(blocks_in_use() == 0);
+  CHECK(refused.load() == 0);
+  CHECK(r.count() >= 2);
 }

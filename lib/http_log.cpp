@@ -221,7 +221,7 @@ struct http_log::impl {
 
     std::vector<std::string> plain;
     plain.reserve(entries.size());
-    for (auto& e : entries) plain.push_back(e.ref ? std::string(e.data()) : std::move(e.own));
+    for (auto& e : entries) plain.push_back(e.ref ? std::string(e.data()) : e.own.take());
     detail::release_refs(entries.data(), entries.size());
     if (cb.on_drop) {
       cb.on_drop(span<std::string>(plain.data(), plain.size()), info, kept.spooled);

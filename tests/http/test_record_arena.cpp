@@ -253,3 +253,45 @@ TEST_CASE("a destroyed queue's block is released by a thread that goes on enqueu
   CHECK(refused.load() == 0);
   CHECK(r.count() >= 2);
 }
+
+TEST_CASE("a large drop reaches on_drop in chunks of about 256 KiB, byte for byte and in order", "[record_arena]") {
+  receiver r;
+  r.set_default(reply::with_status(503, "down"));
+  auto o = options_for(r, 1000);
+  o.queue.flush_timeout = 10s;  // one full batch of 1000
+  o.queue.retry_count = 0;      // dropped after its first attempt
+  struct call {
+    std::size_t entries = 0, bytes = 0;
+    batchq::drop_reason reason{};
+  };
+  std::vector<call> calls;  // on_drop is never called concurrently with itself
+  std::vector<std::string> got;
+  batchq::http_log_callbacks cb;
+  cb.on_drop = [&](batchq::span<std::string> e, const batchq::drop_info& info, bool) {
+    call c;
+    c.entries = e.size();
+    c.reason = info.reason;
+    for (auto& s : e) {
+      c.bytes += s.size();
+      got.push_back(std::move(s));
+    }
+    calls.push_back(c);
+  };
+  std::vector<std::string> sent;
+  for (long i = 0; i < 1000; ++i) sent.push_back(entry_of(i, 500));  // 500,000 bytes
+  {
+    batchq::http_log log(o, cb);
+    std::thread producer([&] {
+      for (const auto& e : sent) log.enqueue(e);
+    });
+    producer.join();
+    REQUIRE(log.flush(10s));
+    CHECK(log.stats().dropped_total() == sent.size());
+  }
+  CHECK(got == sent);
+  REQUIRE(calls.size() >= 2);  // one call of 500,000 bytes before the chunks
+  for (const auto& c : calls) {
+    CHECK(c.reason == batchq::drop_reason::retries_exhausted);
+    CHECK(c.bytes <= (256u << 10) + 500);  // the chunk's bound plus at most one entry
+  }
+}

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   std::uint64_t peak = 0;
   std::uint64_t sent = 0;
   std::uint64_t buffered_at_peak = 0;  // pull: entry bytes waiting in the pull buffer at the peak sample
-  std::string at_peak;  // BENCH_MEMORY_TRACE: where the memory is at the peak sample
+  std::string at_peak;                 // BENCH_MEMORY_TRACE: where the memory is at the peak sample
   {
     batchq::http_log log(o, cb);
     if (std::getenv("BENCH_MEMORY_TRACE"))

@@ -229,8 +229,9 @@ struct http_log::impl {
     std::vector<std::string> plain;
     for (std::size_t i = 0; i < entries.size();) {
       std::size_t j = i, bytes = 0;
-      do bytes += entries[j++].size();
-      while (j < entries.size() && bytes < drop_chunk_bytes);
+      do {
+        bytes += entries[j++].size();
+      } while (j < entries.size() && bytes < drop_chunk_bytes);
       plain.clear();
       for (std::size_t k = i; k < j; ++k)
         plain.push_back(entries[k].ref ? std::string(entries[k].data()) : entries[k].own.take());

@@ -103,7 +103,7 @@ struct fast_state {
   const record_arena::state* last_arena;
   current* last;
   std::uint64_t gone_seen;  // g_gone_gen when the slow path last ran
-  bool exiting;  // the cache below is destroyed: copy() returns an empty reference
+  bool exiting;             // the cache below is destroyed: copy() returns an empty reference
 };
 thread_local fast_state t_fast{};
 

@@ -219,16 +219,36 @@ struct http_log::impl {
                                    " entries could not be written to the spool in time; they are dropped "
                                    "(reason shutdown)");
 
+    // Handed over in chunks of about drop_chunk_bytes: a chunk's entries are
+    // copied out of their blocks, its block references dropped, then it is
+    // handed over and its copies freed, so that the copies of a large drop
+    // (up to max_drop_pending_bytes at once) and the blocks holding it do
+    // not both peak (bench/results.md, case 5). Every chunk is handed over
+    // even if on_drop throws for an earlier one (its exceptions are
+    // swallowed, as batch_queue does).
     std::vector<std::string> plain;
-    plain.reserve(entries.size());
-    for (auto& e : entries) plain.push_back(e.ref ? std::string(e.data()) : std::move(e.own));
-    detail::release_refs(entries.data(), entries.size());
-    if (cb.on_drop) {
-      cb.on_drop(span<std::string>(plain.data(), plain.size()), info, kept.spooled);
-      return;
+    for (std::size_t i = 0; i < entries.size();) {
+      std::size_t j = i, bytes = 0;
+      do {
+        bytes += entries[j++].size();
+      } while (j < entries.size() && bytes < drop_chunk_bytes);
+      plain.clear();
+      for (std::size_t k = i; k < j; ++k)
+        plain.push_back(entries[k].ref ? std::string(entries[k].data()) : entries[k].own.take());
+      detail::release_refs(entries.data() + i, j - i);
+      const span<std::string> chunk(plain.data(), plain.size());
+      if (cb.on_drop) {
+        try {
+          cb.on_drop(chunk, info, kept.spooled);
+        } catch (...) {
+        }
+      } else {
+        buf->add_drops(chunk, info, kept.spooled);
+      }
+      i = j;
     }
-    buf->add_drops(span<std::string>(plain.data(), plain.size()), info, kept.spooled);
   }
+  static constexpr std::size_t drop_chunk_bytes = 256 << 10;
 
   std::string refused_text(enqueue_result r, std::size_t n) const {
     switch (r) {

@@ -90,11 +90,20 @@ struct current {
   }
 };
 
+// How many arenas were destroyed so far (process-wide; written only by
+// ~record_arena). A thread whose fast path finds it changed takes the slow
+// path once, which retires its blocks for arenas that are gone: without it,
+// a thread that goes on enqueueing to one queue never looked again and kept
+// a destroyed queue's current block. On a line of its own: every copy()
+// reads it, only a queue's destruction writes it.
+alignas(64) std::atomic<std::uint64_t> g_gone_gen{0};
+
 // Trivially destructible, constant-initialised: read on every copy().
 struct fast_state {
   const record_arena::state* last_arena;
   current* last;
-  bool exiting;  // the cache below is destroyed: copy() returns an empty reference
+  std::uint64_t gone_seen;  // g_gone_gen when the slow path last ran
+  bool exiting;             // the cache below is destroyed: copy() returns an empty reference
 };
 thread_local fast_state t_fast{};
 
@@ -130,10 +139,14 @@ thread_local cache t_cache;
 
 current* find_current(const std::shared_ptr<record_arena::state>& st) {
   fast_state& f = t_fast;
-  if (f.last_arena == st.get()) return f.last;
+  // Acquire: an arena's gone flag, stored before its count was raised, is
+  // seen by forget_stale() below.
+  const std::uint64_t gone_gen = g_gone_gen.load(std::memory_order_acquire);
+  if (f.last_arena == st.get() && f.gone_seen == gone_gen) return f.last;
   if (f.exiting) return nullptr;
   cache& c = t_cache;
   c.forget_stale();
+  f.gone_seen = gone_gen;
   current* found = nullptr;
   for (auto& e : c.v)
     if (e.arena == st) found = &e;
@@ -153,6 +166,7 @@ record_arena::record_arena() : st_(std::make_shared<state>()) {}
 record_arena::~record_arena() {
   release_thread_block();
   st_->gone.store(true, std::memory_order_release);
+  g_gone_gen.fetch_add(1, std::memory_order_release);
 }
 
 record_ref record_arena::copy(std::string_view bytes) {

@@ -22,8 +22,9 @@
 // memory is at most
 //   - 64 KiB per (producer thread, queue) for its current block: released
 //     when the thread exits or the queue is gone (the next time the thread
-//     enqueues to a queue other than the last one it used, it forgets the
-//     blocks of queues that are gone: the fast path checks nothing);
+//     enqueues, to any queue, it retires its blocks of queues that are
+//     gone: the fast path compares one process-wide count of destroyed
+//     queues with the one it saw last);
 //   - for entries still queued: a producer's live entries are consecutive in
 //     its blocks as long as they leave in order, so they pin their bytes x
 //     16/15 plus one partly delivered block per producer thread;

@@ -56,6 +56,7 @@
 
 #include "batchq/clock.hpp"
 #include "batchq/detail/backoff.hpp"
+#include "batchq/detail/boxed_text.hpp"
 #include "batchq/detail/entry_size.hpp"
 #include "batchq/detail/fork.hpp"
 #include "batchq/detail/intake.hpp"
@@ -328,7 +329,7 @@ class batch_queue {
     std::uint64_t id = 0;  // closing order, from 1
     std::size_t attempts = 0;
     time_point first_attempt{};
-    std::string last_error;
+    detail::boxed_text last_error;  // 8 bytes: one batch per entry at batch_max_size 1
   };
 
   struct event {  // a drop or a log line waiting for its callback

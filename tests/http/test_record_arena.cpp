@@ -9,6 +9,7 @@
 #include <batchq/http_log.hpp>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,4 +212,86 @@ TEST_CASE("while the endpoint is down, blocks stay within the stated bound of ma
   CHECK(peak.load() <= bound);
   CHECK(log.stats().bytes_held <= o.queue.max_bytes);
   CHECK(peak.load() > 0);
+}
+
+TEST_CASE("a destroyed queue's block is released by a thread that goes on enqueueing to another queue",
+          "[record_arena]") {
+  record_arena::drain_pool();
+  REQUIRE(blocks_in_use() == 0);
+  receiver r;
+  auto a = std::make_unique<batchq::http_log>(options_for(r, 100));
+  batchq::http_log b(options_for(r, 100));
+
+  // 1: enqueued to a, then to b (b is the last queue it used); 2: may enqueue
+  // to b again; 3: did; 4: may exit.
+  std::atomic<int> stage{0};
+  std::atomic<int> refused{0};
+  std::thread producer([&] {
+    if (a->enqueue(entry_of(1, 300)) != enqueue_result::accepted) ++refused;
+    if (b.enqueue(entry_of(2, 300)) != enqueue_result::accepted) ++refused;
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::sleep_for(1ms);
+    for (long i = 3; i < 13; ++i)
+      if (b.enqueue(entry_of(i, 300)) != enqueue_result::accepted) ++refused;
+    stage = 3;
+    while (stage.load() != 4) std::this_thread::sleep_for(1ms);
+  });
+  while (stage.load() != 1) std::this_thread::sleep_for(1ms);
+  REQUIRE(a->flush(10s));
+  REQUIRE(b.flush(10s));
+  CHECK(blocks_in_use() == 2);  // the producer's current block for each queue
+  a.reset();                    // a's entries are delivered; only the producer's block for it is left
+  stage = 2;
+  while (stage.load() != 3) std::this_thread::sleep_for(1ms);
+  REQUIRE(b.flush(10s));
+  // The producer enqueued to b only: its block for the destroyed queue is
+  // retired all the same (before the fix it stayed until the thread exited).
+  CHECK(blocks_in_use() == 1);
+  stage = 4;
+  producer.join();
+  CHECK(blocks_in_use() == 0);
+  CHECK(refused.load() == 0);
+  CHECK(r.count() >= 2);
+}
+
+TEST_CASE("a large drop reaches on_drop in chunks of about 256 KiB, byte for byte and in order", "[record_arena]") {
+  receiver r;
+  r.set_default(reply::with_status(503, "down"));
+  auto o = options_for(r, 1000);
+  o.queue.flush_timeout = 10s;  // one full batch of 1000
+  o.queue.retry_count = 0;      // dropped after its first attempt
+  struct call {
+    std::size_t entries = 0, bytes = 0;
+    batchq::drop_reason reason{};
+  };
+  std::vector<call> calls;  // on_drop is never called concurrently with itself
+  std::vector<std::string> got;
+  batchq::http_log_callbacks cb;
+  cb.on_drop = [&](batchq::span<std::string> e, const batchq::drop_info& info, bool) {
+    call c;
+    c.entries = e.size();
+    c.reason = info.reason;
+    for (auto& s : e) {
+      c.bytes += s.size();
+      got.push_back(std::move(s));
+    }
+    calls.push_back(c);
+  };
+  std::vector<std::string> sent;
+  for (long i = 0; i < 1000; ++i) sent.push_back(entry_of(i, 500));  // 500,000 bytes
+  {
+    batchq::http_log log(o, cb);
+    std::thread producer([&] {
+      for (const auto& e : sent) log.enqueue(e);
+    });
+    producer.join();
+    REQUIRE(log.flush(10s));
+    CHECK(log.stats().dropped_total() == sent.size());
+  }
+  CHECK(got == sent);
+  REQUIRE(calls.size() >= 2);  // one call of 500,000 bytes before the chunks
+  for (const auto& c : calls) {
+    CHECK(c.reason == batchq::drop_reason::retries_exhausted);
+    CHECK(c.bytes <= (256u << 10) + 500);  // the chunk's bound plus at most one entry
+  }
 }

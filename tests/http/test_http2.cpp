@@ -130,23 +130,18 @@ class h2_server {
   std::string buf_;
 };
 
-struct tls_files {
-  batchq::test::temp_dir dir;
-  std::string cert = dir.file("cert.pem");
-  std::string key = dir.file("key.pem");
-  bool ok = batchq::test::make_self_signed(cert, key);
-};
+using tls_files = batchq::test::self_signed_files;
+using batchq::test::entry;
 
-std::string entry(long n) { return "{\"n\":" + std::to_string(n) + ",\"msg\":\"entry " + std::to_string(n) + "\"}"; }
-
-// The "n" of every entry in a body (one object or an array of them).
+// The "i" of every entry (batchq::test::entry) in a body: one object or an
+// array of them.
 std::vector<long> ns_in(const std::string& body) {
   std::vector<long> out;
   rapidjson::Document d;
   d.Parse(body.data(), body.size());
   if (d.HasParseError()) return out;
   auto take = [&](const rapidjson::Value& v) {
-    if (v.IsObject() && v.HasMember("n") && v["n"].IsInt64()) out.push_back(static_cast<long>(v["n"].GetInt64()));
+    if (v.IsObject() && v.HasMember("i") && v["i"].IsInt64()) out.push_back(static_cast<long>(v["i"].GetInt64()));
   };
   if (d.IsArray())
     for (const auto& v : d.GetArray()) take(v);

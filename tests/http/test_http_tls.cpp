@@ -18,12 +18,7 @@ using batchq::test::receiver_options;
 
 namespace {
 
-struct tls_fixture {
-  batchq::test::temp_dir dir;
-  std::string cert = dir.file("cert.pem");
-  std::string key = dir.file("key.pem");
-  bool ok = batchq::test::make_self_signed(cert, key);
-};
+using tls_fixture = batchq::test::self_signed_files;
 
 
 }  // namespace

@@ -104,12 +104,7 @@ batchq::http_log_options base_options(const std::string& url) {
 // transfer, the others sleep on their own parker until theirs is done or the
 // role is offered to them.
 namespace {
-struct tls_files {
-  batchq::test::temp_dir dir;
-  std::string cert = dir.file("cert.pem");
-  std::string key = dir.file("key.pem");
-  bool ok = batchq::test::make_self_signed(cert, key);
-};
+using tls_files = batchq::test::self_signed_files;
 }  // namespace
 
 TEST_CASE("concurrency > 1: requests overlap, over at most `concurrency` kept-alive connections, and every entry "

@@ -41,6 +41,15 @@ class temp_dir {
 /// with the openssl CLI. false if openssl is missing or fails.
 bool make_self_signed(const std::string& cert_path, const std::string& key_path);
 
+/// A self-signed certificate and its key (make_self_signed) in a directory
+/// of their own; `ok` is false if openssl failed.
+struct self_signed_files {
+  temp_dir dir;
+  std::string cert = dir.file("cert.pem");
+  std::string key = dir.file("key.pem");
+  bool ok = make_self_signed(cert, key);
+};
+
 /// Sender options for `url` with a 5 s timeout, everything else default.
 http_sender_options options_for(const std::string& url);
 

@@ -5,39 +5,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include "batchq/detail/boxed_text.hpp"
 #include "record_arena.hpp"
 
 namespace batchq::detail {
-
-// A large entry's bytes behind one pointer: 8 bytes in the record instead
-// of std::string's 32, for the many records whose bytes are in a block.
-class owned_bytes {
- public:
-  owned_bytes() noexcept = default;
-  owned_bytes& operator=(std::string s) {
-    if (s.empty()) {
-      p_.reset();
-    } else {
-      p_ = std::make_unique<std::string>(std::move(s));
-    }
-    return *this;
-  }
-  std::string_view view() const noexcept { return p_ ? std::string_view(*p_) : std::string_view(); }
-  // Moves the bytes out; empty afterwards.
-  std::string take() {
-    std::string s = p_ ? std::move(*p_) : std::string();
-    p_.reset();
-    return s;
-  }
-
- private:
-  std::unique_ptr<std::string> p_;
-};
 
 // The bytes and the seq of the entry's record in the write-ahead spool (0:
 // it has none). The bytes are either `own` (a large entry, moved in; an
@@ -48,7 +23,7 @@ class owned_bytes {
 // entries), and at queue_size 1 one vector of one record per entry, whose
 // heap chunk is 48 bytes (80 with a std::string inside).
 struct log_record {
-  owned_bytes own;
+  boxed_text own;  // a large entry's bytes (8 bytes here; most entries are in a block)
   std::uint64_t seq = 0;
   record_ref ref;
   // The bytes are a LuaJIT string.buffer encoding (enqueue_lua), checked at

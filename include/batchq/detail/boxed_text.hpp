@@ -1,13 +1,16 @@
-// boxed_text: a std::string behind one pointer, for a text that is usually
-// empty: 8 bytes where std::string takes 32, and no allocation while empty.
+// boxed_text: a std::string behind one pointer, for bytes that are usually
+// absent: 8 bytes where std::string takes 32, and no allocation while empty.
 // batch_queue keeps one in every closed batch (its last error, empty until
-// an attempt fails); at batch_max_size 1 a queue that cannot send holds one
-// batch per entry, so the 24 bytes count (bench/results.md, case 5).
+// an attempt fails), and http_log's log_record one for a large entry's bytes
+// (a small entry's are in a record_arena block); at batch_max_size 1 a queue
+// that cannot send holds one batch and one record per entry, so the 24
+// bytes count (bench/results.md, case 5).
 #ifndef BATCHQ_DETAIL_BOXED_TEXT_HPP
 #define BATCHQ_DETAIL_BOXED_TEXT_HPP
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace batchq::detail {
@@ -38,6 +41,13 @@ class boxed_text {
   const std::string& str() const noexcept {
     static const std::string none;
     return p_ ? *p_ : none;
+  }
+  std::string_view view() const noexcept { return p_ ? std::string_view(*p_) : std::string_view(); }
+  // Moves the text out; empty afterwards.
+  std::string take() {
+    std::string s = p_ ? std::move(*p_) : std::string();
+    p_.reset();
+    return s;
   }
   operator const std::string&() const noexcept { return str(); }  // NOLINT(google-explicit-constructor): a text
 

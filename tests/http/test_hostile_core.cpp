@@ -143,9 +143,11 @@ TEST_CASE("shutdown(100 ms) with a spool and a large backlog returns in time; ev
     const long long took = batchq::test::elapsed_ms(start);
     std::printf("shutdown(100 ms) with %llu entries queued and a spool took %lld ms\n",
                 static_cast<unsigned long long>(kEntries), took);
-    // Stated bound: t + 250 ms. Asserted with slack for a loaded CI machine.
-    CHECK(took < 100 + 1000);
+    // Stated bound: t + 250 ms. Asserted with slack for a loaded CI machine
+    // (and more under a sanitizer, which slows the reporting of 400,000
+    // entries several times: 1577 ms once under TSan at load 8).
     INFO("shutdown(100 ms) took " << took << " ms");
+    CHECK(took < 100 + 1000 * batchq::test::sanitizer_slowdown);
     const batchq::queue_stats s = log.stats();
     CHECK(s.enqueued == kEntries);
     CHECK(s.dropped_for(batchq::drop_reason::shutdown) + s.delivered == kEntries);

@@ -56,4 +56,13 @@ http_sender_options options_for(const std::string& url);
 /// Milliseconds since `start`.
 long long elapsed_ms(std::chrono::steady_clock::time_point start);
 
+/// How many times slower than a plain build this build runs its threads:
+/// 1, or 8 under ASan or TSan (GCC's __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__).
+/// The slack of a deadline check scales by it; the deadline itself does not.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr int sanitizer_slowdown = 8;
+#else
+inline constexpr int sanitizer_slowdown = 1;
+#endif
+
 }  // namespace batchq::test

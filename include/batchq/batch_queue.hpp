@@ -373,8 +373,17 @@ class batch_queue {
     if (!r) return add_slow(entry, sz, nullptr, false);
     if ((opt_.max_entries || opt_.max_bytes) && !intake_.take_credit(r->credit_entries, r->credit_bytes, sz))
       return add_slow(entry, sz, r, false);
-    const std::uint64_t t = intake_.push(*r, entry);
-    if (!t) return add_slow(entry, sz, r, true);  // ring full; the credit is taken
+    std::uint64_t t = intake_.push(*r, entry);
+    if (!t) {
+      // Ring full; the credit is taken. Whoever holds mu_ and drains empties
+      // this ring too: wait for that instead of queueing on mu_ behind it.
+      std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
+      while (!lk.owns_lock() && intake_.wait_for_drain(*r)) {
+        if ((t = intake_.push(*r, entry)) != 0) break;
+        lk.try_lock();
+      }
+      if (!t) return add_slow(entry, sz, r, true, std::move(lk));
+    }
     // The push's store, then these seq_cst loads (docs/intake.md): close() or
     // a sleeping worker either sees the entry or is seen here.
     if (closed_.load(std::memory_order_seq_cst)) {
@@ -395,10 +404,10 @@ class batch_queue {
   // thread_local destructors. Anything but the first registers nothing: the
   // entry goes straight into the open batch after the rings were drained, so
   // this thread's earlier entries still come first.
-  enqueue_result add_slow(T& entry, std::size_t sz, ring* r, bool credited) {
+  enqueue_result add_slow(T& entry, std::size_t sz, ring* r, bool credited, std::unique_lock<std::mutex> lk = {}) {
     std::shared_ptr<ring> fresh;
     if (!r && !intake_type::thread_exiting()) fresh = intake_.make_ring();  // allocated outside the lock
-    std::unique_lock<std::mutex> lk(mu_);
+    if (!lk.owns_lock()) lk = std::unique_lock<std::mutex>(mu_);
     if (closed_.load(std::memory_order_seq_cst)) {
       if (credited) intake_.give_back(1, sz);
       return refuse(enqueue_result::shut_down);
@@ -631,6 +640,20 @@ class batch_queue {
   }
 
   // ---- worker ------------------------------------------------------------
+  // A worker back from a delivery takes mu_ without sleeping on it while a
+  // producer drains the rings (a drain holds mu_ for a few µs): it polls
+  // for a bounded number of rounds, then blocks as lock() does.
+  void lock_after_delivery(std::unique_lock<std::mutex>& lk) {
+    for (unsigned i = 0; i < 256; ++i) {
+      if (lk.try_lock()) return;
+      if (i < 192) {
+        for (int k = 0; k < 8; ++k) detail::cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    lk.lock();
+  }
   void worker_main() {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
@@ -910,7 +933,7 @@ class batch_queue {
     // use n, not b.entries.size().
     const std::size_t n = b.entries.size();
     if (r.ok) b.entries.clear();  // the array stays: the next open batch reuses it (spare_)
-    lk.lock();
+    lock_after_delivery(lk);
     if (r.ok && spare_.capacity() < b.entries.capacity()) spare_.swap(b.entries);
 
     const time_point t = clock_->now();

@@ -465,3 +465,127 @@ TEST_CASE("no lost wake-up across light and full pushes: bursts and pauses, no f
     CHECK(q.shutdown(10s));
   }
 }
+
+TEST_CASE("light pushes go light once light_min entries were drained since the last sleep; that sleep pays the fence",
+          "[intake]") {
+  // docs/intake.md, "Light pushes": a worker that always has work never
+  // sleeps; its queue's pushes must not stay full for that. Whoever drains
+  // turns pushes light (no fence: it is awake) once light_min entries were
+  // drained since a worker last slept; the sleep that follows starts in
+  // light mode and pays the heavy fence.
+  if (!batchq::detail::heavy_fence_available()) {
+    WARN("membarrier(PRIVATE_EXPEDITED) not available here: pushes are always full");
+    return;
+  }
+  using intake_t = batchq::detail::intake<std::string>;
+  driven_intake d;
+  intake_t& in = d.in;
+  std::vector<std::string> steps;
+  auto note = [&](const std::string& what) {
+    steps.push_back(what + ": light " + std::to_string(in.light()) + ", fences " +
+                    std::to_string(in.heavy_fences_locked()));
+  };
+  CHECK(d.push_drain(intake_t::light_min - 1) == intake_t::light_min - 1);
+  note("light_min - 1 drained, no sleep");
+  CHECK(d.push_drain(1) == 1);
+  note("light_min drained, no sleep");
+  CHECK(d.push_drain(500) == 500);
+  note("more drained, no sleep");
+  CHECK(in.before_sleep_locked());
+  note("sleep after a busy stretch");
+  CHECK(d.push_drain(10) == 10);
+  note("10 drained");
+  CHECK(in.before_sleep_locked());
+  note("sleep after 10");
+  const std::vector<std::string> want = {
+      "light_min - 1 drained, no sleep: light 0, fences 0",  // too few: pushes stay full
+      "light_min drained, no sleep: light 1, fences 0",      // light at once, while awake: no fence
+      "more drained, no sleep: light 1, fences 0",
+      "sleep after a busy stretch: light 1, fences 1",  // the sleep in light mode pays the fence
+      "10 drained: light 1, fences 1",
+      "sleep after 10: light 0, fences 2",  // back to full pushes: the switch pays one too
+  };
+  CHECK(steps == want);
+}
+
+TEST_CASE("a full ring: its producer waits for a drain under way instead of the lock, and only for a drain",
+          "[threads][intake]") {
+  // docs/intake.md, "A full ring": a producer whose ring is full and who
+  // finds the queue's lock taken waits while a drain is under way (that
+  // drain empties its ring), then pushes again; with no drain under way it
+  // does not wait (it takes the lock). Driven on the intake: ring `a` is
+  // registered first and holds an entry whose move blocks the drain until
+  // the test lets it go, so the drain holds the (notional) lock before it
+  // reaches ring `b`, which is full.
+  using intake_t = batchq::detail::intake<std::string>;
+  intake_t in{32, 0, 0, false};  // rings of 64 slots
+  auto a = in.make_ring();
+  auto b = in.make_ring();
+  in.add_locked(a);
+  in.add_locked(b);
+  std::string gate = "gate";
+  REQUIRE(in.push(*a, gate) != 0);
+  std::size_t b_pushed = 0;
+  for (;;) {
+    std::string e = "b " + std::to_string(b_pushed);
+    if (in.push(*b, e) == 0) break;
+    ++b_pushed;
+  }
+  REQUIRE(b_pushed == 64);
+  // No drain under way: the producer does not wait.
+  CHECK_FALSE(in.wait_for_drain(*b));
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool in_gate = false, release = false;
+  std::vector<std::string> drained;  // written by the drainer, read after join
+  std::thread drainer([&] {
+    in.drain_locked([&](std::string&& e) {
+      if (e == "gate") {
+        std::unique_lock<std::mutex> lk(mu);
+        in_gate = true;
+        cv.notify_all();
+        cv.wait(lk, [&] { return release; });
+      }
+      drained.push_back(std::move(e));
+    });
+  });
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return in_gate; });  // the drain is under way, stuck before ring b
+  }
+  std::atomic<int> waited{-1};  // -1: still waiting; 0/1: wait_for_drain's answer
+  std::string late = "b late";
+  std::uint64_t late_tail = 0;
+  std::thread producer([&] {
+    const bool moved = in.wait_for_drain(*b);
+    if (moved) late_tail = in.push(*b, late);
+    waited.store(moved ? 1 : 0);
+  });
+  // Give a producer that does not wait for the drain (a time bound, or no
+  // wait at all) the chance to give up; a correct one cannot return while
+  // the drain is stuck before its ring.
+  std::this_thread::sleep_for(50ms);
+  const int before_release = waited.load();
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  drainer.join();
+  producer.join();
+  CHECK(before_release == -1);  // still waiting while the drain had not reached its ring
+  CHECK(waited.load() == 1);    // the drain emptied its ring: it pushes again
+  CHECK(late_tail == 65);       // into its own ring, after its 64 entries
+  REQUIRE(drained.size() == 65);
+  CHECK(drained.front() == "gate");
+  for (std::size_t i = 0; i < 64; ++i) CHECK(drained[i + 1] == "b " + std::to_string(i));
+  // The drain has ended: the producer's ring holds its late entry, nobody
+  // drains, so a full ring now would not wait.
+  std::size_t left = 0;
+  in.drain_locked([&](std::string&& e) {
+    CHECK(e == "b late");
+    ++left;
+  });
+  CHECK(left == 1);
+}

@@ -27,6 +27,7 @@
 #include <ctime>
 #include <memory>
 #include <new>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,15 @@ inline std::uint64_t thread_cpu_ns() noexcept {
 #endif
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+// A spin-wait hint to the CPU (x86 pause, ARM yield); nothing elsewhere.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
 }
 
 // One ring: written by one producer thread, read and emptied by the holder of
@@ -311,7 +321,30 @@ class intake {
     if (t && was_light && !light_.load(std::memory_order_seq_cst)) r.tail.fetch_add(0, std::memory_order_seq_cst);
     return t;
   }
-  bool light() const noexcept { return light_.load(std::memory_order_relaxed); }
+  // Acquire: a push that reads "light" sees the thresholds of every worker
+  // that slept before the switch (go_light_locked).
+  bool light() const noexcept { return light_.load(std::memory_order_acquire); }
+
+  // Producer whose ring `r` is full and who found the queue's lock taken
+  // (docs/intake.md, "A full ring"): while a drain is under way, every ring
+  // it reaches is emptied, this one included, so instead of sleeping on the
+  // lock behind the drainer the producer waits for its ring's head to move.
+  // True when it moved (the caller pushes again); false when no drain is
+  // under way or the drain ended without reaching this ring (the caller
+  // takes the lock). Bounded by one drain, which moves at most what the
+  // rings held: never a wait on delivery or the network.
+  bool wait_for_drain(ring& r) const noexcept {
+    const std::uint64_t seen = r.cached_head;
+    for (unsigned i = 0;; ++i) {
+      if (r.head.load(std::memory_order_acquire) != seen) return true;
+      if (!draining_.load(std::memory_order_acquire)) return r.head.load(std::memory_order_acquire) != seen;
+      if (i < 64) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();  // three threads on two CPUs: let the drainer run
+      }
+    }
+  }
 
   // Whoever just stored closed_ (close(), shutdown()), before it looks at the
   // rings: a light push either sees closed_ or is seen. (After registering,
@@ -362,14 +395,23 @@ class intake {
     const std::uint64_t budget = drained_since_sleep_ * spin_ns_per_entry;
     if (spun_ns_since_sleep_ >= budget) return 0;
     spinning_ = true;
-    // Pushes go light at once instead of at the next sleep: the worker is
-    // awake, and before_sleep_locked() pays a heavy fence for any sleep that
-    // starts in light mode, so no light push goes unseen.
-    if (heavy_ok_.load(std::memory_order_relaxed) && !light_.load(std::memory_order_relaxed))
-      light_.store(true, std::memory_order_seq_cst);
+    go_light_locked();  // light already, since light_min were drained (kept: the spin relies on it)
     return std::min<std::uint64_t>(budget - spun_ns_since_sleep_,
                                    std::chrono::nanoseconds(spin_time).count());
   }
+  // Pushes go light as soon as light_min entries were drained since a
+  // worker last slept, not only at the next sleep: under steady traffic a
+  // worker that always has work never sleeps, and its queue's pushes would
+  // stay full (docs/intake.md, "Light pushes"). No fence here: whoever holds
+  // mu_ is awake, and before_sleep_locked() pays a heavy fence for any sleep
+  // that starts in light mode; a worker already asleep slept in full mode,
+  // and a push that reads "light" (acquire) sees that worker's thresholds.
+  void go_light_locked() noexcept {
+    if (drained_since_sleep_ >= light_min && !light_.load(std::memory_order_relaxed) &&
+        heavy_ok_.load(std::memory_order_relaxed))
+      light_.store(true, std::memory_order_seq_cst);
+  }
+
   // The spin that spin_start_locked() allowed ended after `spun_ns` of CPU.
   void spin_end_locked(std::uint64_t spun_ns) noexcept {
     spinning_ = false;
@@ -421,6 +463,11 @@ class intake {
   template <class F>
   std::size_t drain_locked(F&& f) {
     std::size_t moved = 0;
+    draining_.store(true, std::memory_order_relaxed);
+    struct ended {
+      std::atomic<bool>& flag;
+      ~ended() { flag.store(false, std::memory_order_release); }
+    } drain_ends{draining_};
     for (std::size_t i = 0; i < rings_.size();) {
       ring& r = *rings_[i];
       const bool orphan = r.orphaned.load(std::memory_order_acquire);  // before the tail: then the tail is final
@@ -457,6 +504,7 @@ class intake {
       }
       ++i;
     }
+    go_light_locked();
     return moved;
   }
 
@@ -492,6 +540,9 @@ class intake {
   std::uint64_t spun_ns_since_sleep_ = 0;  // time spent spinning since a worker last slept
   bool spinning_ = false;                  // a worker polls the rings (spin_start_locked)
   std::atomic<unsigned> sleepers_{0};  // written under the lock, read by a producer that wakes
+  // A drain is under way (wait_for_drain): written twice per drain, read
+  // only by producers whose ring is full.
+  alignas(cache_line) std::atomic<bool> draining_{false};
 };
 
 }  // namespace detail

@@ -54,7 +54,7 @@ TEST_CASE("worker_cv: a value published without the mutex, then the mutex taken 
   std::atomic<std::uint64_t> posted{0};  // written by the producer without mu, as an intake push
   std::uint64_t taken = 0;               // the consumer's
   std::atomic<bool> consumer_sleeps{false};
-  std::uint64_t sleeps = 0;
+  std::atomic<std::uint64_t> sleeps{0};  // counted by the consumer under mu, just before it waits
   std::thread consumer([&] {
     std::unique_lock<std::mutex> lk(mu);
     while (taken < k_rounds) {
@@ -74,12 +74,23 @@ TEST_CASE("worker_cv: a value published without the mutex, then the mutex taken 
     }
   });
   for (std::uint64_t i = 1; i <= k_rounds; ++i) {
+    // Now and then nothing more is posted until the consumer has taken
+    // entry i and gone to sleep once more (it must: it has nothing left to
+    // take), so the sleeping path and the wake-up after it run for certain,
+    // on any machine and under any load. Its sleeps are counted before i is
+    // posted: a sleep after taking i always counts as one more.
+    const bool hold = i % 1024 == 0 && i < k_rounds;
+    const std::uint64_t sleeps_before = sleeps.load(std::memory_order_seq_cst);
     posted.store(i, std::memory_order_seq_cst);
     if (consumer_sleeps.load(std::memory_order_seq_cst)) {
       { std::lock_guard<std::mutex> g(mu); }  // pairs with the consumer's check-then-wait
       cv.notify_one();
     }
-    if (i % 64 == 0) std::this_thread::yield();  // let the consumer catch up and sleep now and then
+    if (hold) {
+      while (sleeps.load(std::memory_order_seq_cst) == sleeps_before) std::this_thread::yield();
+    } else if (i % 64 == 0) {
+      std::this_thread::yield();  // let the consumer catch up and sleep now and then
+    }
   }
   consumer.join();
   CHECK(taken == k_rounds);

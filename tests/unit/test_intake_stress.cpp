@@ -86,7 +86,16 @@ struct driven_intake {
     in.drain_locked([&](std::string&&) { ++got; });
     return got;
   }
+  // "light L, fences F": the push mode now and the heavy fences paid so far.
+  std::string mode() const { return "light " + std::to_string(in.light()) + ", fences " + std::to_string(in.heavy_fences_locked()); }
 };
+
+// Without membarrier every push is full: the light-push tests have nothing to check.
+bool light_pushes_possible() {
+  if (batchq::detail::heavy_fence_available()) return true;
+  WARN("membarrier(PRIVATE_EXPEDITED) not available here: pushes are always full");
+  return false;
+}
 
 }  // namespace
 
@@ -304,10 +313,7 @@ TEST_CASE("light pushes: a worker's sleep picks the mode, and every sleep in lig
   // docs/intake.md, "Light pushes": pushes skip the full fence only while
   // every sleeping worker pays a heavy fence first. Driven on the intake
   // itself, as a worker would: push, drain, sleep.
-  if (!batchq::detail::heavy_fence_available()) {
-    WARN("membarrier(PRIVATE_EXPEDITED) not available here: pushes are always full");
-    return;
-  }
+  if (!light_pushes_possible()) return;
   using intake_t = batchq::detail::intake<std::string>;
   driven_intake d;
   intake_t& in = d.in;
@@ -315,8 +321,7 @@ TEST_CASE("light pushes: a worker's sleep picks the mode, and every sleep in lig
   std::vector<std::string> steps;
   auto sleep = [&](const char* what) {
     const bool ok = in.before_sleep_locked();
-    steps.push_back(std::string(what) + (ok ? "" : " (fence failed)") + ": light " + std::to_string(in.light()) +
-                    ", fences " + std::to_string(in.heavy_fences_locked()));
+    steps.push_back(std::string(what) + (ok ? "" : " (fence failed)") + ": " + d.mode());
   };
   sleep("nothing drained");
   CHECK(push_drain(intake_t::light_min - 1) == intake_t::light_min - 1);
@@ -350,10 +355,7 @@ TEST_CASE("spin before sleeping: only after a busy wake-up, bounded by what was 
   // worker at a time. A spin turns pushes light without a fence (the worker
   // is awake); the sleep that follows starts in light mode and so pays the
   // heavy fence.
-  if (!batchq::detail::heavy_fence_available()) {
-    WARN("membarrier(PRIVATE_EXPEDITED) not available here: pushes are always full");
-    return;
-  }
+  if (!light_pushes_possible()) return;
   using intake_t = batchq::detail::intake<std::string>;
   const std::uint64_t spin_time = static_cast<std::uint64_t>(std::chrono::nanoseconds(intake_t::spin_time).count());
   const std::uint64_t per_entry = intake_t::spin_ns_per_entry;
@@ -473,17 +475,13 @@ TEST_CASE("light pushes go light once light_min entries were drained since the l
   // turns pushes light (no fence: it is awake) once light_min entries were
   // drained since a worker last slept; the sleep that follows starts in
   // light mode and pays the heavy fence.
-  if (!batchq::detail::heavy_fence_available()) {
-    WARN("membarrier(PRIVATE_EXPEDITED) not available here: pushes are always full");
-    return;
-  }
+  if (!light_pushes_possible()) return;
   using intake_t = batchq::detail::intake<std::string>;
   driven_intake d;
   intake_t& in = d.in;
   std::vector<std::string> steps;
   auto note = [&](const std::string& what) {
-    steps.push_back(what + ": light " + std::to_string(in.light()) + ", fences " +
-                    std::to_string(in.heavy_fences_locked()));
+    steps.push_back(what + ": " + d.mode());
   };
   CHECK(d.push_drain(intake_t::light_min - 1) == intake_t::light_min - 1);
   note("light_min - 1 drained, no sleep");

@@ -641,16 +641,13 @@ class batch_queue {
 
   // ---- worker ------------------------------------------------------------
   // A worker back from a delivery takes mu_ without sleeping on it while a
-  // producer drains the rings (a drain holds mu_ for a few µs): it polls
-  // for a bounded number of rounds, then blocks as lock() does.
+  // producer drains the rings (a drain holds mu_ for one pass over the
+  // rings): it polls for a bounded number of rounds (192 spinning, 64
+  // yielding), then blocks as lock() does.
   void lock_after_delivery(std::unique_lock<std::mutex>& lk) {
     for (unsigned i = 0; i < 256; ++i) {
       if (lk.try_lock()) return;
-      if (i < 192) {
-        for (int k = 0; k < 8; ++k) detail::cpu_relax();
-      } else {
-        std::this_thread::yield();
-      }
+      detail::wait_step(i, 192, 8);
     }
     lk.lock();
   }

@@ -352,9 +352,9 @@ TEST_CASE("spin before sleeping: only after a busy wake-up, bounded by what was 
   // it sleeps only when it drained at least light_min entries since it last
   // slept (an idle queue's worker sleeps at once), for at most spin_time per
   // spin and spin_ns_per_entry per entry drained between two sleeps, one
-  // worker at a time. A spin turns pushes light without a fence (the worker
-  // is awake); the sleep that follows starts in light mode and so pays the
-  // heavy fence.
+  // worker at a time. Pushes are light when a spin starts (the drain that
+  // reached light_min switched them, without a fence: the worker is awake);
+  // the sleep that follows starts in light mode and so pays the heavy fence.
   if (!light_pushes_possible()) return;
   using intake_t = batchq::detail::intake<std::string>;
   const std::uint64_t spin_time = static_cast<std::uint64_t>(std::chrono::nanoseconds(intake_t::spin_time).count());

@@ -61,6 +61,17 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// Round `i` of a wait for another thread: the first `relax_rounds` rounds
+// spin (`relaxes` cpu_relax() each), later ones yield the CPU (on 2 CPUs
+// the thread waited for may need this one).
+inline void wait_step(unsigned i, unsigned relax_rounds, unsigned relaxes = 1) noexcept {
+  if (i >= relax_rounds) {
+    std::this_thread::yield();
+    return;
+  }
+  for (unsigned k = 0; k < relaxes; ++k) cpu_relax();
+}
+
 // One ring: written by one producer thread, read and emptied by the holder of
 // the queue's lock. Shared (shared_ptr) by the queue and the producer thread's
 // cache, so either may go first.
@@ -338,11 +349,7 @@ class intake {
     for (unsigned i = 0;; ++i) {
       if (r.head.load(std::memory_order_acquire) != seen) return true;
       if (!draining_.load(std::memory_order_acquire)) return r.head.load(std::memory_order_acquire) != seen;
-      if (i < 64) {
-        cpu_relax();
-      } else {
-        std::this_thread::yield();  // three threads on two CPUs: let the drainer run
-      }
+      wait_step(i, 64);
     }
   }
 
@@ -395,7 +402,8 @@ class intake {
     const std::uint64_t budget = drained_since_sleep_ * spin_ns_per_entry;
     if (spun_ns_since_sleep_ >= budget) return 0;
     spinning_ = true;
-    go_light_locked();  // light already, since light_min were drained (kept: the spin relies on it)
+    // Pushes are light already (when membarrier works): the drain that
+    // brought drained_since_sleep_ to light_min switched them.
     return std::min<std::uint64_t>(budget - spun_ns_since_sleep_,
                                    std::chrono::nanoseconds(spin_time).count());
   }

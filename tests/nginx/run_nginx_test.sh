@@ -367,6 +367,8 @@ EOF
   load() { # $1 = loop id
     local i
     for i in $(seq 1 150); do
+      # nginx has quit: the rest would only be refused
+      [ -e "$T/quit" ] && break
       request "/r/$(( $1 * 1000 + i ))" "load$1"
       request "/s/$(( $1 * 1000 + 500 + i ))" "load$1"
     done
@@ -378,6 +380,7 @@ EOF
   WAIT_S=20 wait_until bash -c "[ \$(cat '$T'/requests.load* 2>/dev/null | wc -l) -ge 450 ]" || true
   log "quitting after $(cat "$T"/requests.load* | wc -l) requests"
   quit_nginx
+  touch "$T/quit"
   for p in "${LOAD_PIDS[@]}"; do wait "$p" || true; done
   LOAD_PIDS=()
   log "$(cat "$T"/requests.load* | wc -l) requests made, $(cat "$T"/requests.load* | grep -vc ' 000$' || true) answered"

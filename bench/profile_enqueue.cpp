@@ -19,7 +19,13 @@
 // (closed by the flush timer when a thread stalled for flush_timeout; the
 // last producer ends the stream with flush(0), as bench_enqueue does),
 // CPU time is what to compare when other processes share the machine.
+//
+// Threads are named for `perf report --sort comm,sym`: "producer", "consumer"
+// (moodycamel's consumer; batch_queue's worker and reporter inherit it from
+// the measuring thread, which carries that name while it constructs the
+// queue) and "setup" (the measuring thread, which builds the entries).
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -77,6 +83,9 @@ std::map<long, double> task_ns() {
   return m;
 }
 
+// The calling thread's name (threads created later inherit it).
+void name_thread(const char* name) { (void)pthread_setname_np(pthread_self(), name); }
+
 struct flag {
   std::mutex mu;
   std::condition_variable cv;
@@ -110,6 +119,7 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
   for (std::size_t i = 0; i < entries.size(); ++i)
     th.emplace_back([&, i] {
       prod_tid[i] = static_cast<long>(::syscall(SYS_gettid));
+      name_thread("producer");
       start.wait();
       const double c0 = thread_cpu_s();
       for (auto& e : entries[i]) push(std::move(e));
@@ -151,6 +161,7 @@ int main(int argc, char** argv) {
   const std::size_t per = n / producers;
   const std::size_t want = per * producers;
 
+  name_thread("setup");
   std::vector<figures> all;
   for (int r = 0; r < rounds; ++r) {
     std::vector<std::vector<std::string>> entries(producers, std::vector<std::string>(per, std::string(bytes, 'x')));
@@ -159,6 +170,7 @@ int main(int argc, char** argv) {
       flag finished;
       moodycamel::ConcurrentQueue<std::string> q;
       std::thread consumer([&] {
+        name_thread("consumer");
         std::vector<std::string> buf(1000);
         std::size_t seen = 0;
         while (seen < want) {
@@ -190,7 +202,9 @@ int main(int argc, char** argv) {
         if (seen.fetch_add(b.size()) + b.size() == want) done.raise();
         return batchq::process_result::success();
       };
+      name_thread("consumer");  // the queue's threads inherit it
       batchq::batch_queue<std::string> q(o, cb);
+      name_thread("setup");
       all.push_back(round(
           entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [&] { q.flush(std::chrono::milliseconds(0)); },
           done));

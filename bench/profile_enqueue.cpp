@@ -89,7 +89,9 @@ std::map<long, double> task_ns() {
 }
 
 // The calling thread's name (threads created later inherit it).
-void name_thread(const char* name) { (void)pthread_setname_np(pthread_self(), name); }
+void name_thread(const char* name) {
+  (void)pthread_setname_np(pthread_self(), name);
+}
 
 struct flag {
   std::mutex mu;

@@ -2,7 +2,7 @@
 // for CPU-time comparisons on a loaded machine. Not part of the table.
 //
 //   profile_enqueue [entries=1000000] [producers=1] [bytes=64] [batch_max_size=1000]
-//                   [queue=batchq|moodycamel] [rounds=5]
+//                   [queue=batchq|moodycamel] [rounds=5] [each]
 //
 // Each round builds the entries first (not measured), releases the
 // producers together and ends when the consumer has taken the last entry
@@ -19,7 +19,18 @@
 // (closed by the flush timer when a thread stalled for flush_timeout; the
 // last producer ends the stream with flush(0), as bench_enqueue does),
 // CPU time is what to compare when other processes share the machine.
+// With a 7th argument `each`, one line per round as well: its wall time and
+// CPU per entry and the context switches of the round's threads (all but the
+// measuring one), voluntary (a thread that blocked: a futex wait on the lock
+// or the worker's condition variable, a yield) and involuntary (preempted),
+// from /proc/self/task/*/status: what tells a slow round from a fast one.
+//
+// Threads are named for `perf report --sort comm,sym`: "producer", "consumer"
+// (moodycamel's consumer; batch_queue's worker and reporter inherit it from
+// the measuring thread, which carries that name while it constructs the
+// queue) and "setup" (the measuring thread, which builds the entries).
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -77,6 +88,11 @@ std::map<long, double> task_ns() {
   return m;
 }
 
+// The calling thread's name (threads created later inherit it).
+void name_thread(const char* name) {
+  (void)pthread_setname_np(pthread_self(), name);
+}
+
 struct flag {
   std::mutex mu;
   std::condition_variable cv;
@@ -94,8 +110,32 @@ struct flag {
   }
 };
 
+// Context switches of every thread of this process by thread id (Linux):
+// {voluntary, involuntary}.
+std::map<long, std::pair<double, double>> task_switches() {
+  std::map<long, std::pair<double, double>> m;
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return m;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string path = std::string("/proc/self/task/") + e->d_name + "/status";
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+      char line[256];
+      unsigned long long v = 0;
+      auto& slot = m[std::atol(e->d_name)];
+      while (std::fgets(line, sizeof line, f)) {
+        if (std::sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1) slot.first = static_cast<double>(v);
+        if (std::sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1) slot.second = static_cast<double>(v);
+      }
+      std::fclose(f);
+    }
+  }
+  closedir(d);
+  return m;
+}
+
 struct figures {
-  double wall, cpu, prod, cons, partial;
+  double wall, cpu, prod, cons, partial, vol, invol;
 };
 
 // One round: `push(std::string&&)` from each producer; `done` raised by the
@@ -110,6 +150,7 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
   for (std::size_t i = 0; i < entries.size(); ++i)
     th.emplace_back([&, i] {
       prod_tid[i] = static_cast<long>(::syscall(SYS_gettid));
+      name_thread("producer");
       start.wait();
       const double c0 = thread_cpu_s();
       for (auto& e : entries[i]) push(std::move(e));
@@ -118,6 +159,7 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
     });
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
   const auto k0 = task_ns();
+  const auto s0 = task_switches();
   const double c0 = process_cpu_s();
   const auto t0 = std::chrono::steady_clock::now();
   start.raise();
@@ -125,6 +167,7 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
   const auto t1 = std::chrono::steady_clock::now();
   const double c1 = process_cpu_s();
   const auto k1 = task_ns();
+  const auto s1 = task_switches();
   for (auto& t : th) t.join();
   double p = 0;
   for (double x : prod) p += x;
@@ -136,7 +179,14 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
     const auto it = k0.find(tid);
     cons += (ns - (it == k0.end() ? 0.0 : it->second)) / 1e9;
   }
-  return {std::chrono::duration<double>(t1 - t0).count(), c1 - c0, p, cons, 0};
+  double vol = 0, invol = 0;
+  for (const auto& [tid, sw] : s1) {
+    if (tid == self) continue;
+    const auto it = s0.find(tid);
+    vol += sw.first - (it == s0.end() ? 0.0 : it->second.first);
+    invol += sw.second - (it == s0.end() ? 0.0 : it->second.second);
+  }
+  return {std::chrono::duration<double>(t1 - t0).count(), c1 - c0, p, cons, 0, vol, invol};
 }
 
 }  // namespace
@@ -148,9 +198,11 @@ int main(int argc, char** argv) {
   const std::size_t batch = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 1000;
   const std::string which = argc > 5 ? argv[5] : "batchq";
   const int rounds = argc > 6 ? std::atoi(argv[6]) : 5;
+  const bool each = argc > 7 && std::string(argv[7]) == "each";
   const std::size_t per = n / producers;
   const std::size_t want = per * producers;
 
+  name_thread("setup");
   std::vector<figures> all;
   for (int r = 0; r < rounds; ++r) {
     std::vector<std::vector<std::string>> entries(producers, std::vector<std::string>(per, std::string(bytes, 'x')));
@@ -159,6 +211,7 @@ int main(int argc, char** argv) {
       flag finished;
       moodycamel::ConcurrentQueue<std::string> q;
       std::thread consumer([&] {
+        name_thread("consumer");
         std::vector<std::string> buf(1000);
         std::size_t seen = 0;
         while (seen < want) {
@@ -190,12 +243,22 @@ int main(int argc, char** argv) {
         if (seen.fetch_add(b.size()) + b.size() == want) done.raise();
         return batchq::process_result::success();
       };
+      name_thread("consumer");  // the queue's threads inherit it
       batchq::batch_queue<std::string> q(o, cb);
+      name_thread("setup");
       all.push_back(round(
           entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [&] { q.flush(std::chrono::milliseconds(0)); },
           done));
       all.back().partial = static_cast<double>(partial.load());
       q.shutdown(std::chrono::seconds(5));
+    }
+    if (each) {
+      const figures& f = all.back();
+      const double per = 1e9 / static_cast<double>(want);
+      std::printf(
+          "round %d: wall %.1f cpu %.1f producers' cpu %.1f consumer's cpu %.1f ns/entry; context switches: "
+          "%.0f voluntary, %.0f involuntary; short batches %.0f\n",
+          r, f.wall * per, f.cpu * per, f.prod * per, f.cons * per, f.vol, f.invol, f.partial);
     }
   }
   // Median and minimum over the rounds: on a loaded machine the minimum is

@@ -70,6 +70,12 @@ batchq::batch_queue_callbacks<std::string> counting_callbacks(book& bk) {
   return cb;
 }
 
+// "entry 0042": every entry the same size (10 bytes).
+std::string fixed_name(std::size_t i) {
+  std::string n = std::to_string(i);
+  return "entry " + std::string(n.size() < 4 ? 4 - n.size() : 0, '0') + n;
+}
+
 // An intake driven by hand, as a worker drives it: one producer's ring,
 // pushes, then a drain under the (notional) lock.
 struct driven_intake {
@@ -586,4 +592,232 @@ TEST_CASE("a full ring: its producer waits for a drain under way instead of the 
     ++left;
   });
   CHECK(left == 1);
+}
+
+TEST_CASE("a drain publishes each ring's head every head_step entries, not only at the end of the ring", "[intake]") {
+  // docs/intake.md, "A full ring": a producer waiting for the drain under
+  // way pushes again as soon as its ring's head moves, so the drain must
+  // publish head while it goes, not once per ring.
+  using intake_t = batchq::detail::intake<std::string>;
+  const std::uint64_t step = intake_t::head_step;
+  intake_t in{500, 0, 0, false};  // 1024 slots
+  auto r = in.make_ring();
+  in.add_locked(r);
+  const std::uint64_t n = 5 * step + 7;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::string e = "e " + std::to_string(i);
+    REQUIRE(in.push(*r, e) != 0);
+  }
+  // What a producer would see of head while the drain moves entry i.
+  std::vector<std::uint64_t> seen;
+  std::uint64_t i = 0;
+  in.drain_locked([&](std::string&&) {
+    seen.push_back(r->head.load(std::memory_order_acquire));
+    ++i;
+  });
+  REQUIRE(seen.size() == n);
+  std::uint64_t wrong = 0;
+  for (std::uint64_t k = 0; k < n; ++k)
+    if (seen[k] != k / step * step) ++wrong;  // every entry before the last multiple of head_step is released
+  CHECK(wrong == 0);
+  CHECK(r->head.load() == n);
+  // The same with the run form: no run is longer than head_step, and each
+  // run starts where head was published.
+  for (std::uint64_t k = 0; k < n; ++k) {
+    std::string e = "f " + std::to_string(k);
+    REQUIRE(in.push(*r, e) != 0);
+  }
+  std::vector<std::uint64_t> runs, heads;
+  in.drain_locked([&](std::string* first, std::string* last) {
+    runs.push_back(static_cast<std::uint64_t>(last - first));
+    heads.push_back(r->head.load(std::memory_order_acquire));
+    return last;
+  });
+  std::uint64_t too_long = 0, taken = 0, stale = 0;
+  for (std::size_t k = 0; k < runs.size(); ++k) {
+    if (runs[k] > step) ++too_long;
+    // head is published at every multiple of head_step: a run never starts
+    // more than head_step past it.
+    if (n + taken - heads[k] >= step) ++stale;
+    taken += runs[k];
+  }
+  CHECK(too_long == 0);
+  CHECK(stale == 0);
+  CHECK(taken == n);
+}
+
+TEST_CASE("a full ring: its producer pushes again once the drain under way has moved head_step of its entries",
+          "[threads][intake]") {
+  // docs/intake.md, "A full ring": the wait ends when the ring's head moves,
+  // which the drain publishes every head_step entries; the producer does
+  // not wait for the end of its ring's drain. The drain is held inside ring
+  // b, after head_step + 1 of its entries, until the producer has pushed.
+  using intake_t = batchq::detail::intake<std::string>;
+  const std::uint64_t step = intake_t::head_step;
+  intake_t in{100, 0, 0, false};  // 256 slots
+  auto b = in.make_ring();
+  in.add_locked(b);
+  std::uint64_t pushed = 0;
+  for (;;) {
+    std::string e = "b " + std::to_string(pushed);
+    if (in.push(*b, e) == 0) break;
+    ++pushed;
+  }
+  REQUIRE(pushed == 256);
+  const std::string hold_at = "b " + std::to_string(step + 1);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool in_hold = false, release = false;
+  std::vector<std::string> drained;  // written by the drainer, read after join
+  std::thread drainer([&] {
+    in.drain_locked([&](std::string&& e) {
+      if (e == hold_at) {
+        std::unique_lock<std::mutex> lk(mu);
+        in_hold = true;
+        cv.notify_all();
+        cv.wait(lk, [&] { return release; });
+      }
+      drained.push_back(std::move(e));
+    });
+  });
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return in_hold; });  // the drain is under way, inside ring b
+  }
+  // This thread is ring b's producer. While the drain is held, head must
+  // already have moved (published at head_step), so the wait ends at once
+  // and the late entry goes into a slot the drain released. (Asked only if
+  // head moved: a drain that publishes at the end of the ring would keep
+  // wait_for_drain waiting for the release below.)
+  const std::uint64_t head_while_held = b->head.load(std::memory_order_acquire);
+  std::string late = "b late";
+  std::uint64_t late_tail = 0;
+  bool moved = false;
+  if (head_while_held != 0) {
+    moved = in.wait_for_drain(*b);
+    if (moved) late_tail = in.push(*b, late);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  drainer.join();
+  CHECK(head_while_held == step);
+  CHECK(moved);
+  CHECK(late_tail == 257);       // into its own ring, into a slot the drain had released
+  REQUIRE(drained.size() == 256);  // the drain took what the ring held when it began, not the late entry
+  for (std::size_t i = 0; i < 256; ++i) CHECK(drained[i] == "b " + std::to_string(i));
+  std::size_t left = 0;
+  in.drain_locked([&](std::string&& e) {
+    CHECK(e == "b late");
+    ++left;
+  });
+  CHECK(left == 1);
+}
+
+TEST_CASE("drain in runs: a taker that takes part of each run gets every entry once, in order, across the ring's wrap",
+          "[intake]") {
+  batchq::detail::intake<std::string> in{10, 0, 0, false};  // 64 slots (the smallest ring)
+  auto r = in.make_ring();
+  in.add_locked(r);
+  std::size_t next = 0;
+  auto push = [&](std::size_t n) {
+    std::size_t refused = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string e = "entry " + std::to_string(next);
+      if (in.push(*r, e) == 0) {
+        ++refused;
+      } else {
+        ++next;
+      }
+    }
+    return refused;
+  };
+  std::vector<std::string> got;
+  std::vector<std::size_t> offered;  // the length of every run offered
+  std::size_t past_end = 0;          // runs that reach past the ring's 64 slots
+  auto take3 = [&](std::string* first, std::string* last) {
+    offered.push_back(static_cast<std::size_t>(last - first));
+    if (first < r->slots || last > r->slots + 64) ++past_end;
+    std::string* const q = first + std::min<std::ptrdiff_t>(3, last - first);
+    for (std::string* p = first; p != q; ++p) got.push_back(std::move(*p));
+    return q;
+  };
+
+  CHECK(push(50) == 0);
+  CHECK(in.drain_locked(take3) == 50);
+  CHECK(offered.front() == 50);
+  offered.clear();
+  CHECK(push(40) == 0);  // slots 50..63, then 0..25
+  CHECK(in.drain_locked(take3) == 40);
+  REQUIRE(!offered.empty());
+  CHECK(offered.front() == 14);  // up to the end of the ring's storage, then from its start
+  offered.clear();
+  CHECK(push(65) == 1);  // 64 fit after the wrap; the 65th finds the ring full
+  CHECK(in.drain_locked(take3) == 64);
+  CHECK(in.drain_locked(take3) == 0);  // nothing taken twice
+  CHECK(past_end == 0);
+
+  REQUIRE(got.size() == 154);
+  std::size_t out_of_order = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i] != "entry " + std::to_string(i)) ++out_of_order;
+  CHECK(out_of_order == 0);
+}
+
+TEST_CASE("drain in runs: batches close at exactly batch_max_size (and within batch_max_bytes), in order, across the ring's wrap",
+          "[intake]") {
+  const bool by_bytes = GENERATE(false, true);
+  batchq::batch_queue_options o;
+  o.exec = batchq::execution::manual;
+  o.batch_max_size = 7;  // a 64-slot ring: runs cross batch boundaries and the wrap
+  o.batch_max_bytes = by_bytes ? 40 : 0;  // entries are 10 bytes: at most 4 per batch
+  o.process_delay = 0ms;
+  o.max_entries = 0;
+  std::vector<std::vector<std::string>> batches;
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+    batches.emplace_back(b.begin(), b.end());
+    return batchq::process_result::success();
+  };
+  batchq::batch_queue<std::string> q(o, cb);
+  std::size_t next = 0;
+  auto push = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string e = fixed_name(next++);
+      REQUIRE(q.enqueue(std::move(e)) == enqueue_result::accepted);
+    }
+  };
+  push(60);
+  q.run_due();
+  push(60);  // wraps the ring
+  q.run_due();
+  push(3);
+  CHECK(q.flush(0ms));
+
+  const std::size_t most = by_bytes ? 4 : 7;
+  std::vector<std::string> all;
+  std::size_t short_batches = 0, over = 0, over_bytes = 0;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    std::size_t bytes = 0;
+    for (const auto& e : batches[i]) bytes += e.size();
+    if (batches[i].size() > most) ++over;
+    if (by_bytes && bytes > 40) ++over_bytes;
+    // Every batch but the last is full: closed by size (or by bytes), never early.
+    if (i + 1 < batches.size() && batches[i].size() < most) ++short_batches;
+    all.insert(all.end(), batches[i].begin(), batches[i].end());
+  }
+  CHECK(over == 0);
+  CHECK(over_bytes == 0);
+  CHECK(short_batches == 0);
+  REQUIRE(all.size() == 123);
+  std::size_t out_of_order = 0;
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (all[i] != fixed_name(i)) ++out_of_order;
+  CHECK(out_of_order == 0);
+  const auto s = q.stats();
+  CHECK(s.enqueued == 123);
+  CHECK(s.delivered == 123);
 }

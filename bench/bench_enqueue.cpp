@@ -175,98 +175,87 @@ void report(benchmark::State& state, std::size_t n_total, std::size_t bytes) {
 }
 
 // ---- batchq::batch_queue ---------------------------------------------------
-void BM_batchq(benchmark::State& state) {
-  const auto producers = static_cast<std::size_t>(state.range(0));
-  const auto bytes = static_cast<std::size_t>(state.range(1));
-  const std::size_t n_total = total_entries(bytes);
-  const std::size_t per = n_total / producers;
-  g_cpu_in_region = 0;
-  for (auto _ : state) {
-    auto entries = make_entries(producers, per, bytes);
-    done_signal done;
-    std::atomic<std::size_t> seen{0};
-    const std::size_t want = per * producers;
-    batchq::batch_queue_options o;
-    o.batch_max_size = 1000;
-    o.process_delay = std::chrono::milliseconds(0);
-    o.flush_timeout = std::chrono::milliseconds(5);  // closes a batch only if a thread stalls 5 ms
-    o.max_entries = 0;                               // unbounded: no drops
-    o.max_bytes = 0;
-    batchq::batch_queue_callbacks<std::string> cb;
-    cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
-      if (seen.fetch_add(b.size(), std::memory_order_relaxed) + b.size() == want) done.set();
-      return batchq::process_result::success();
-    };
-    batchq::batch_queue<std::string> q(o, std::move(cb));
-    const double s = run_producers(
-        entries, [&](std::string&& e) { q.enqueue(std::move(e)); },
-        [&] { q.flush(std::chrono::milliseconds(0)); }, done);
-    state.SetIterationTime(s);
-    q.shutdown(std::chrono::seconds(5));
-  }
-  report(state, per * producers, bytes);
+// One round: `producers` threads move `per` entries each. Returns seconds.
+double round_batchq(std::size_t producers, std::size_t per, std::size_t bytes) {
+  auto entries = make_entries(producers, per, bytes);
+  done_signal done;
+  std::atomic<std::size_t> seen{0};
+  const std::size_t want = per * producers;
+  batchq::batch_queue_options o;
+  o.batch_max_size = 1000;
+  o.process_delay = std::chrono::milliseconds(0);
+  o.flush_timeout = std::chrono::milliseconds(5);  // closes a batch only if a thread stalls 5 ms
+  o.max_entries = 0;                               // unbounded: no drops
+  o.max_bytes = 0;
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+    if (seen.fetch_add(b.size(), std::memory_order_relaxed) + b.size() == want) done.set();
+    return batchq::process_result::success();
+  };
+  batchq::batch_queue<std::string> q(o, std::move(cb));
+  const double s = run_producers(
+      entries, [&](std::string&& e) { q.enqueue(std::move(e)); },
+      [&] { q.flush(std::chrono::milliseconds(0)); }, done);
+  q.shutdown(std::chrono::seconds(5));
+  return s;
 }
 
 // ---- moodycamel::ConcurrentQueue ------------------------------------------------
-void BM_moodycamel(benchmark::State& state) {
-  const auto producers = static_cast<std::size_t>(state.range(0));
-  const auto bytes = static_cast<std::size_t>(state.range(1));
-  const std::size_t n_total = total_entries(bytes);
-  const std::size_t per = n_total / producers;
-  g_cpu_in_region = 0;
-  for (auto _ : state) {
-    auto entries = make_entries(producers, per, bytes);
-    done_signal done;
-    const std::size_t want = per * producers;
-    moodycamel::ConcurrentQueue<std::string> q;
-    std::thread consumer([&] {
-      std::vector<std::string> buf(1000);
-      std::size_t seen = 0;
-      while (seen < want) {
-        std::size_t n = q.try_dequeue_bulk(buf.begin(), buf.size());
-        if (n == 0) {
-          std::this_thread::yield();
-          continue;
-        }
-        for (std::size_t i = 0; i < n; ++i) std::string().swap(buf[i]);  // free, as a delivered batch is
-        seen += n;
+double round_moodycamel(std::size_t producers, std::size_t per, std::size_t bytes) {
+  auto entries = make_entries(producers, per, bytes);
+  done_signal done;
+  const std::size_t want = per * producers;
+  moodycamel::ConcurrentQueue<std::string> q;
+  std::thread consumer([&] {
+    std::vector<std::string> buf(1000);
+    std::size_t seen = 0;
+    while (seen < want) {
+      std::size_t n = q.try_dequeue_bulk(buf.begin(), buf.size());
+      if (n == 0) {
+        std::this_thread::yield();
+        continue;
       }
-      done.set();
-    });
-    const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done);
-    state.SetIterationTime(s);
-    consumer.join();
-  }
-  report(state, per * producers, bytes);
+      for (std::size_t i = 0; i < n; ++i) std::string().swap(buf[i]);  // free, as a delivered batch is
+      seen += n;
+    }
+    done.set();
+  });
+  const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done);
+  consumer.join();
+  return s;
 }
 
 // ---- spdlog::details::mpmc_blocking_queue -------------------------------------------
-void BM_spdlog(benchmark::State& state) {
+double round_spdlog(std::size_t producers, std::size_t per, std::size_t bytes) {
+  auto entries = make_entries(producers, per, bytes);
+  done_signal done;
+  const std::size_t want = per * producers;
+  spdlog::details::mpmc_blocking_queue<std::string> q(want + 1);  // never full: enqueue never blocks
+  std::thread consumer([&] {
+    std::string item;
+    std::size_t seen = 0;
+    while (seen < want) {
+      if (q.dequeue_for(item, std::chrono::milliseconds(100))) {
+        std::string().swap(item);
+        ++seen;
+      }
+    }
+    done.set();
+  });
+  const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done);
+  consumer.join();
+  return s;
+}
+
+// One benchmark of any of the three: state.range(0) producers, entries of
+// state.range(1) bytes, total_entries() per iteration.
+template <double (*Round)(std::size_t, std::size_t, std::size_t)>
+void BM_queue(benchmark::State& state) {
   const auto producers = static_cast<std::size_t>(state.range(0));
   const auto bytes = static_cast<std::size_t>(state.range(1));
-  const std::size_t n_total = total_entries(bytes);
-  const std::size_t per = n_total / producers;
+  const std::size_t per = total_entries(bytes) / producers;
   g_cpu_in_region = 0;
-  for (auto _ : state) {
-    auto entries = make_entries(producers, per, bytes);
-    done_signal done;
-    const std::size_t want = per * producers;
-    spdlog::details::mpmc_blocking_queue<std::string> q(want + 1);  // never full: enqueue never blocks
-    std::thread consumer([&] {
-      std::string item;
-      std::size_t seen = 0;
-      while (seen < want) {
-        if (q.dequeue_for(item, std::chrono::milliseconds(100))) {
-          std::string().swap(item);
-          ++seen;
-        }
-      }
-      done.set();
-    });
-    const double s = run_producers(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done);
-    state.SetIterationTime(s);
-    consumer.join();
-  }
+  for (auto _ : state) state.SetIterationTime(Round(producers, per, bytes));
   report(state, per * producers, bytes);
 }
 
@@ -278,9 +267,9 @@ void register_all() {
       auto tune = [](benchmark::internal::Benchmark* b) {
         b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5)->Repetitions(5);
       };
-      tune(benchmark::RegisterBenchmark("enqueue/batchq", BM_batchq)->Args({producers, bytes}));
-      tune(benchmark::RegisterBenchmark("enqueue/moodycamel", BM_moodycamel)->Args({producers, bytes}));
-      tune(benchmark::RegisterBenchmark("enqueue/spdlog", BM_spdlog)->Args({producers, bytes}));
+      tune(benchmark::RegisterBenchmark("enqueue/batchq", BM_queue<round_batchq>)->Args({producers, bytes}));
+      tune(benchmark::RegisterBenchmark("enqueue/moodycamel", BM_queue<round_moodycamel>)->Args({producers, bytes}));
+      tune(benchmark::RegisterBenchmark("enqueue/spdlog", BM_queue<round_spdlog>)->Args({producers, bytes}));
     }
   }
 }

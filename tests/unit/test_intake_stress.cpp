@@ -76,6 +76,16 @@ std::string fixed_name(std::size_t i) {
   return "entry " + std::string(n.size() < 4 ? 4 - n.size() : 0, '0') + n;
 }
 
+// intake::drain_locked offers runs of slots; most tests look at one entry at
+// a time: f(std::string&&) per entry, every run taken whole.
+template <class F>
+auto each_entry(F f) {
+  return [f](std::string* first, std::string* last) mutable {
+    for (std::string* p = first; p != last; ++p) f(std::move(*p));
+    return last;
+  };
+}
+
 // An intake driven by hand, as a worker drives it: one producer's ring,
 // pushes, then a drain under the (notional) lock.
 struct driven_intake {
@@ -89,7 +99,7 @@ struct driven_intake {
       in.push(*r, e);
     }
     std::size_t got = 0;
-    in.drain_locked([&](std::string&&) { ++got; });
+    in.drain_locked(each_entry([&](std::string&&) { ++got; }));
     return got;
   }
   // "light L, fences F": the push mode now and the heavy fences paid so far.
@@ -544,7 +554,7 @@ TEST_CASE("a full ring: its producer waits for a drain under way instead of the 
   bool in_gate = false, release = false;
   std::vector<std::string> drained;  // written by the drainer, read after join
   std::thread drainer([&] {
-    in.drain_locked([&](std::string&& e) {
+    in.drain_locked(each_entry([&](std::string&& e) {
       if (e == "gate") {
         std::unique_lock<std::mutex> lk(mu);
         in_gate = true;
@@ -552,7 +562,7 @@ TEST_CASE("a full ring: its producer waits for a drain under way instead of the 
         cv.wait(lk, [&] { return release; });
       }
       drained.push_back(std::move(e));
-    });
+    }));
   });
   {
     std::unique_lock<std::mutex> lk(mu);
@@ -587,10 +597,10 @@ TEST_CASE("a full ring: its producer waits for a drain under way instead of the 
   // The drain has ended: the producer's ring holds its late entry, nobody
   // drains, so a full ring now would not wait.
   std::size_t left = 0;
-  in.drain_locked([&](std::string&& e) {
+  in.drain_locked(each_entry([&](std::string&& e) {
     CHECK(e == "b late");
     ++left;
-  });
+  }));
   CHECK(left == 1);
 }
 
@@ -611,17 +621,17 @@ TEST_CASE("a drain publishes each ring's head every head_step entries, not only 
   // What a producer would see of head while the drain moves entry i.
   std::vector<std::uint64_t> seen;
   std::uint64_t i = 0;
-  in.drain_locked([&](std::string&&) {
+  in.drain_locked(each_entry([&](std::string&&) {
     seen.push_back(r->head.load(std::memory_order_acquire));
     ++i;
-  });
+  }));
   REQUIRE(seen.size() == n);
   std::uint64_t wrong = 0;
   for (std::uint64_t k = 0; k < n; ++k)
     if (seen[k] != k / step * step) ++wrong;  // every entry before the last multiple of head_step is released
   CHECK(wrong == 0);
   CHECK(r->head.load() == n);
-  // The same with the run form: no run is longer than head_step, and each
+  // The runs themselves: no run is longer than head_step, and each
   // run starts where head was published.
   for (std::uint64_t k = 0; k < n; ++k) {
     std::string e = "f " + std::to_string(k);
@@ -671,7 +681,7 @@ TEST_CASE("a full ring: its producer pushes again once the drain under way has m
   bool in_hold = false, release = false;
   std::vector<std::string> drained;  // written by the drainer, read after join
   std::thread drainer([&] {
-    in.drain_locked([&](std::string&& e) {
+    in.drain_locked(each_entry([&](std::string&& e) {
       if (e == hold_at) {
         std::unique_lock<std::mutex> lk(mu);
         in_hold = true;
@@ -679,7 +689,7 @@ TEST_CASE("a full ring: its producer pushes again once the drain under way has m
         cv.wait(lk, [&] { return release; });
       }
       drained.push_back(std::move(e));
-    });
+    }));
   });
   {
     std::unique_lock<std::mutex> lk(mu);
@@ -710,10 +720,10 @@ TEST_CASE("a full ring: its producer pushes again once the drain under way has m
   REQUIRE(drained.size() == 256);  // the drain took what the ring held when it began, not the late entry
   for (std::size_t i = 0; i < 256; ++i) CHECK(drained[i] == "b " + std::to_string(i));
   std::size_t left = 0;
-  in.drain_locked([&](std::string&& e) {
+  in.drain_locked(each_entry([&](std::string&& e) {
     CHECK(e == "b late");
     ++left;
-  });
+  }));
   CHECK(left == 1);
 }
 

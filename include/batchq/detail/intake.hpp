@@ -28,7 +28,6 @@
 #include <memory>
 #include <new>
 #include <thread>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -476,13 +475,12 @@ class intake {
 
   // Moves every entry out, ring by ring, in each ring's order, and
   // publishes each ring's head every head_step entries (docs/intake.md, "A
-  // full ring"). f is either f(T&&), called per entry, or f(T* first, T*
-  // last), offered runs of adjacent slots (at most head_step, never across
-  // the end of the ring's storage): it moves a prefix [first, q) out and
-  // returns q (q > first); the moved-from slots are destroyed here and the
-  // rest of the run is offered again. Rings whose thread has exited are
-  // emptied, their unused credit goes back to the pools and they are
-  // forgotten. Returns the number of entries.
+  // full ring"). f(T* first, T* last) is offered runs of adjacent slots (at
+  // most head_step, never across the end of the ring's storage): it moves a
+  // prefix [first, q) out and returns q (q > first); the moved-from slots
+  // are destroyed here and the rest of the run is offered again. Rings whose
+  // thread has exited are emptied, their unused credit goes back to the
+  // pools and they are forgotten. Returns the number of entries.
   template <class F>
   std::size_t drain_locked(F&& f) {
     std::size_t moved = 0;
@@ -517,24 +515,14 @@ class intake {
           const std::uint64_t run = std::min<std::uint64_t>(
               t - h, std::min<std::uint64_t>(r.mask + 1 - at, head_step - (h & (head_step - 1))));
           T* const first = r.slots + at;
-          if constexpr (std::is_invocable_v<F&, T*, T*>) {
-            T* const q = f(first, first + run);
-            std::destroy(first, q);  // the moved-from slots
-            const auto n = static_cast<std::uint64_t>(q - first);
-            h += n;
-            moved += n;
-          } else {
-            for (T* p = first; p != first + run; ++p) {
-              f(std::move(*p));
-              p->~T();  // NOLINT(bugprone-use-after-move): the moved-from slot is still destroyed
-              ++h;
-              ++moved;
-            }
-          }
+          T* const q = f(first, first + run);
+          std::destroy(first, q);  // the moved-from slots
+          h += static_cast<std::uint64_t>(q - first);
           // A producer waiting for this drain (wait_for_drain) may push again.
           if (h != t && (h & (head_step - 1)) == 0) r.head.store(h, std::memory_order_release);
         }
       }
+      moved += t - h0;
       drained_since_sleep_ += t - h0;
       if (orphan) {
         retired_accepted_ += t;

@@ -70,17 +70,31 @@ double process_cpu_s() {
   return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
-// Run time of every thread of this process, ns, by thread id (Linux).
-std::map<long, double> task_ns() {
-  std::map<long, double> m;
+// Per thread of this process, by thread id (Linux): run time (ns, from
+// schedstat) and context switches, voluntary and involuntary (from status).
+struct task_figures {
+  double run_ns = 0, vol = 0, invol = 0;
+};
+std::map<long, task_figures> task_stats() {
+  std::map<long, task_figures> m;
   DIR* d = opendir("/proc/self/task");
   if (!d) return m;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
-    const std::string path = std::string("/proc/self/task/") + e->d_name + "/schedstat";
-    if (FILE* f = std::fopen(path.c_str(), "r")) {
+    const std::string dir = std::string("/proc/self/task/") + e->d_name;
+    task_figures& t = m[std::atol(e->d_name)];
+    if (FILE* f = std::fopen((dir + "/schedstat").c_str(), "r")) {
       unsigned long long run = 0;
-      if (std::fscanf(f, "%llu", &run) == 1) m[std::atol(e->d_name)] = static_cast<double>(run);
+      if (std::fscanf(f, "%llu", &run) == 1) t.run_ns = static_cast<double>(run);
+      std::fclose(f);
+    }
+    if (FILE* f = std::fopen((dir + "/status").c_str(), "r")) {
+      char line[256];
+      unsigned long long v = 0;
+      while (std::fgets(line, sizeof line, f)) {
+        if (std::sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1) t.vol = static_cast<double>(v);
+        if (std::sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1) t.invol = static_cast<double>(v);
+      }
       std::fclose(f);
     }
   }
@@ -110,30 +124,6 @@ struct flag {
   }
 };
 
-// Context switches of every thread of this process by thread id (Linux):
-// {voluntary, involuntary}.
-std::map<long, std::pair<double, double>> task_switches() {
-  std::map<long, std::pair<double, double>> m;
-  DIR* d = opendir("/proc/self/task");
-  if (!d) return m;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    const std::string path = std::string("/proc/self/task/") + e->d_name + "/status";
-    if (FILE* f = std::fopen(path.c_str(), "r")) {
-      char line[256];
-      unsigned long long v = 0;
-      auto& slot = m[std::atol(e->d_name)];
-      while (std::fgets(line, sizeof line, f)) {
-        if (std::sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1) slot.first = static_cast<double>(v);
-        if (std::sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1) slot.second = static_cast<double>(v);
-      }
-      std::fclose(f);
-    }
-  }
-  closedir(d);
-  return m;
-}
-
 struct figures {
   double wall, cpu, prod, cons, partial, vol, invol;
 };
@@ -158,33 +148,28 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
       if (running.fetch_sub(1, std::memory_order_acq_rel) == 1) end();  // as bench_enqueue does
     });
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  const auto k0 = task_ns();
-  const auto s0 = task_switches();
+  const auto k0 = task_stats();
   const double c0 = process_cpu_s();
   const auto t0 = std::chrono::steady_clock::now();
   start.raise();
   done.wait();
   const auto t1 = std::chrono::steady_clock::now();
   const double c1 = process_cpu_s();
-  const auto k1 = task_ns();
-  const auto s1 = task_switches();
+  const auto k1 = task_stats();
   for (auto& t : th) t.join();
   double p = 0;
   for (double x : prod) p += x;
-  // Consumer side: the threads that are neither producers nor this one.
-  double cons = 0;
+  // Every thread but this one: its context switches in the round; the
+  // consumer side's CPU is that of the threads that are not producers.
+  double cons = 0, vol = 0, invol = 0;
   const long self = static_cast<long>(::syscall(SYS_gettid));
-  for (const auto& [tid, ns] : k1) {
-    if (tid == self || std::find(prod_tid.begin(), prod_tid.end(), tid) != prod_tid.end()) continue;
-    const auto it = k0.find(tid);
-    cons += (ns - (it == k0.end() ? 0.0 : it->second)) / 1e9;
-  }
-  double vol = 0, invol = 0;
-  for (const auto& [tid, sw] : s1) {
+  for (const auto& [tid, now] : k1) {
     if (tid == self) continue;
-    const auto it = s0.find(tid);
-    vol += sw.first - (it == s0.end() ? 0.0 : it->second.first);
-    invol += sw.second - (it == s0.end() ? 0.0 : it->second.second);
+    const auto it = k0.find(tid);
+    const task_figures before = it == k0.end() ? task_figures{} : it->second;
+    vol += now.vol - before.vol;
+    invol += now.invol - before.invol;
+    if (std::find(prod_tid.begin(), prod_tid.end(), tid) == prod_tid.end()) cons += (now.run_ns - before.run_ns) / 1e9;
   }
   return {std::chrono::duration<double>(t1 - t0).count(), c1 - c0, p, cons, 0, vol, invol};
 }

@@ -86,6 +86,46 @@ auto each_entry(F f) {
   };
 }
 
+// A drain on a thread of its own that stops inside its callback at the entry
+// `hold_at` until release(): what a producer sees while a drain is under
+// way. The constructor returns once the drain is held there.
+struct held_drain {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = false, released = false;
+  std::vector<std::string> drained;  // written by the drainer, read after release()
+  std::thread drainer;               // last: starts once the members above exist
+  held_drain(batchq::detail::intake<std::string>& in, std::string hold_at)
+      : drainer([this, &in, hold_at = std::move(hold_at)] {
+          in.drain_locked(each_entry([&](std::string&& e) {
+            if (e == hold_at) {
+              std::unique_lock<std::mutex> lk(mu);
+              held = true;
+              cv.notify_all();
+              cv.wait(lk, [&] { return released; });
+            }
+            drained.push_back(std::move(e));
+          }));
+        }) {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return held; });
+  }
+  held_drain(const held_drain&) = delete;
+  held_drain& operator=(const held_drain&) = delete;
+  // Lets the drain go on and waits for its end.
+  void release() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      released = true;
+    }
+    cv.notify_all();
+    drainer.join();
+  }
+  ~held_drain() {
+    if (drainer.joinable()) release();
+  }
+};
+
 // An intake driven by hand, as a worker drives it: one producer's ring,
 // pushes, then a drain under the (notional) lock.
 struct driven_intake {
@@ -549,26 +589,8 @@ TEST_CASE("a full ring: its producer waits for a drain under way instead of the 
   // No drain under way: the producer does not wait.
   CHECK_FALSE(in.wait_for_drain(*b));
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool in_gate = false, release = false;
-  std::vector<std::string> drained;  // written by the drainer, read after join
-  std::thread drainer([&] {
-    in.drain_locked(each_entry([&](std::string&& e) {
-      if (e == "gate") {
-        std::unique_lock<std::mutex> lk(mu);
-        in_gate = true;
-        cv.notify_all();
-        cv.wait(lk, [&] { return release; });
-      }
-      drained.push_back(std::move(e));
-    }));
-  });
-  {
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return in_gate; });  // the drain is under way, stuck before ring b
-  }
-  std::atomic<int> waited{-1};  // -1: still waiting; 0/1: wait_for_drain's answer
+  held_drain drain(in, "gate");  // the drain is under way, stuck before ring b
+  std::atomic<int> waited{-1};   // -1: still waiting; 0/1: wait_for_drain's answer
   std::string late = "b late";
   std::uint64_t late_tail = 0;
   std::thread producer([&] {
@@ -581,19 +603,14 @@ TEST_CASE("a full ring: its producer waits for a drain under way instead of the 
   // the drain is stuck before its ring.
   std::this_thread::sleep_for(50ms);
   const int before_release = waited.load();
-  {
-    std::lock_guard<std::mutex> lk(mu);
-    release = true;
-  }
-  cv.notify_all();
-  drainer.join();
+  drain.release();
   producer.join();
   CHECK(before_release == -1);  // still waiting while the drain had not reached its ring
   CHECK(waited.load() == 1);    // the drain emptied its ring: it pushes again
   CHECK(late_tail == 65);       // into its own ring, after its 64 entries
-  REQUIRE(drained.size() == 65);
-  CHECK(drained.front() == "gate");
-  for (std::size_t i = 0; i < 64; ++i) CHECK(drained[i + 1] == "b " + std::to_string(i));
+  REQUIRE(drain.drained.size() == 65);
+  CHECK(drain.drained.front() == "gate");
+  for (std::size_t i = 0; i < 64; ++i) CHECK(drain.drained[i + 1] == "b " + std::to_string(i));
   // The drain has ended: the producer's ring holds its late entry, nobody
   // drains, so a full ring now would not wait.
   std::size_t left = 0;
@@ -676,25 +693,7 @@ TEST_CASE("a full ring: its producer pushes again once the drain under way has m
   REQUIRE(pushed == 256);
   const std::string hold_at = "b " + std::to_string(step + 1);
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool in_hold = false, release = false;
-  std::vector<std::string> drained;  // written by the drainer, read after join
-  std::thread drainer([&] {
-    in.drain_locked(each_entry([&](std::string&& e) {
-      if (e == hold_at) {
-        std::unique_lock<std::mutex> lk(mu);
-        in_hold = true;
-        cv.notify_all();
-        cv.wait(lk, [&] { return release; });
-      }
-      drained.push_back(std::move(e));
-    }));
-  });
-  {
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return in_hold; });  // the drain is under way, inside ring b
-  }
+  held_drain drain(in, hold_at);  // the drain is under way, inside ring b
   // This thread is ring b's producer. While the drain is held, head must
   // already have moved (published at head_step), so the wait ends at once
   // and the late entry goes into a slot the drain released. (Asked only if
@@ -708,17 +707,12 @@ TEST_CASE("a full ring: its producer pushes again once the drain under way has m
     moved = in.wait_for_drain(*b);
     if (moved) late_tail = in.push(*b, late);
   }
-  {
-    std::lock_guard<std::mutex> lk(mu);
-    release = true;
-  }
-  cv.notify_all();
-  drainer.join();
+  drain.release();
   CHECK(head_while_held == step);
   CHECK(moved);
-  CHECK(late_tail == 257);       // into its own ring, into a slot the drain had released
-  REQUIRE(drained.size() == 256);  // the drain took what the ring held when it began, not the late entry
-  for (std::size_t i = 0; i < 256; ++i) CHECK(drained[i] == "b " + std::to_string(i));
+  CHECK(late_tail == 257);               // into its own ring, into a slot the drain had released
+  REQUIRE(drain.drained.size() == 256);  // the drain took what the ring held when it began, not the late entry
+  for (std::size_t i = 0; i < 256; ++i) CHECK(drain.drained[i] == "b " + std::to_string(i));
   std::size_t left = 0;
   in.drain_locked(each_entry([&](std::string&& e) {
     CHECK(e == "b late");

@@ -110,7 +110,13 @@ class done_signal {
 
 // Entries per iteration (all producers together): large enough that thread
 // start-up is noise, small enough that 4 KB entries fit easily in memory.
+// A round of 200,000 entries of 64 B lasts about 3 ms, shorter than a
+// scheduler slice: the "sustained" rows run 2,000,000 per round (about
+// 35 ms), long enough that a queue whose consumer falls behind pays for its
+// backlog inside the round (before they were added, batch_queue ran those
+// at 0.23-0.38x moodycamel while the short rows showed about 1.0x).
 std::size_t total_entries(std::size_t bytes) { return bytes >= 4096 ? 40000 : 200000; }
+constexpr std::size_t sustained_entries = 2000000;
 
 std::vector<std::vector<std::string>> make_entries(std::size_t producers, std::size_t per_producer,
                                                    std::size_t bytes) {
@@ -248,12 +254,14 @@ double round_spdlog(std::size_t producers, std::size_t per, std::size_t bytes) {
 }
 
 // One benchmark of any of the three: state.range(0) producers, entries of
-// state.range(1) bytes, total_entries() per iteration.
+// state.range(1) bytes, state.range(2) entries per iteration if given (the
+// sustained rows), else total_entries().
 template <double (*Round)(std::size_t, std::size_t, std::size_t)>
 void BM_queue(benchmark::State& state) {
   const auto producers = static_cast<std::size_t>(state.range(0));
   const auto bytes = static_cast<std::size_t>(state.range(1));
-  const std::size_t per = total_entries(bytes) / producers;
+  const std::size_t total = state.range(2) ? static_cast<std::size_t>(state.range(2)) : total_entries(bytes);
+  const std::size_t per = total / producers;
   g_cpu_in_region = 0;
   for (auto _ : state) state.SetIterationTime(Round(producers, per, bytes));
   report(state, per * producers, bytes);
@@ -267,10 +275,20 @@ void register_all() {
       auto tune = [](benchmark::internal::Benchmark* b) {
         b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5)->Repetitions(5);
       };
-      tune(benchmark::RegisterBenchmark("enqueue/batchq", BM_queue<round_batchq>)->Args({producers, bytes}));
-      tune(benchmark::RegisterBenchmark("enqueue/moodycamel", BM_queue<round_moodycamel>)->Args({producers, bytes}));
-      tune(benchmark::RegisterBenchmark("enqueue/spdlog", BM_queue<round_spdlog>)->Args({producers, bytes}));
+      tune(benchmark::RegisterBenchmark("enqueue/batchq", BM_queue<round_batchq>)->Args({producers, bytes, 0}));
+      tune(benchmark::RegisterBenchmark("enqueue/moodycamel", BM_queue<round_moodycamel>)->Args({producers, bytes, 0}));
+      tune(benchmark::RegisterBenchmark("enqueue/spdlog", BM_queue<round_spdlog>)->Args({producers, bytes, 0}));
     }
+  }
+  // Sustained: 64 B, ten times the entries per round; spdlog (one entry per
+  // dequeue call) would take about a second per round and is left out.
+  for (int producers : {1, 2, 4}) {
+    const auto n = static_cast<int64_t>(sustained_entries);
+    auto tune = [](benchmark::internal::Benchmark* b) {
+      b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3)->Repetitions(3);
+    };
+    tune(benchmark::RegisterBenchmark("enqueue_sustained/batchq", BM_queue<round_batchq>)->Args({producers, 64, n}));
+    tune(benchmark::RegisterBenchmark("enqueue_sustained/moodycamel", BM_queue<round_moodycamel>)->Args({producers, 64, n}));
   }
 }
 

@@ -375,12 +375,17 @@ class batch_queue {
       return add_slow(entry, sz, r, false);
     std::uint64_t t = intake_.push(*r, entry);
     if (!t) {
-      // Ring full; the credit is taken. Whoever holds mu_ and drains empties
-      // this ring too: wait for that instead of queueing on mu_ behind it.
-      std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
-      while (!lk.owns_lock() && intake_.wait_for_drain(*r)) {
-        if ((t = intake_.push(*r, entry)) != 0) break;
-        lk.try_lock();
+      // Ring full; the credit is taken. A drain under way, or a worker back
+      // from a delivery (it drains before anything else), empties this ring
+      // too: wait for that instead of draining under mu_ here. Only when
+      // neither is coming does this thread take mu_ and drain.
+      std::unique_lock<std::mutex> lk(mu_, std::defer_lock);
+      for (;;) {
+        if (intake_.wait_for_drain(*r)) {
+          if ((t = intake_.push(*r, entry)) != 0) break;
+        } else if (lk.try_lock() || !intake_.drain_coming()) {
+          break;
+        }
       }
       if (!t) return add_slow(entry, sz, r, true, std::move(lk));
     }
@@ -711,7 +716,7 @@ class batch_queue {
       if (stop_ || !events_.empty()) return true;
       const time_point now = clock_->now();
       if (intake_.due_locked(true)) {
-        drain_locked(now);
+        drain_locked(now, true);
         return true;
       }
       if (const auto due = next_due_locked(now); due && *due <= now) return true;
@@ -753,13 +758,20 @@ class batch_queue {
   // at once.
   bool intake_due_locked() const { return intake_.due_locked(opt_.exec == execution::manual); }
 
-  // Runs one unit of work; returns false when nothing is due now.
+  // Runs one unit of work; returns false when nothing is due now. A worker
+  // whose last step drained sends a ready batch before it drains again
+  // (drained_last_): with a producer that fills its ring as fast as the
+  // worker drains it, draining first every time left every batch undelivered
+  // until the producer stopped, so each one was closed into fresh memory
+  // (docs/intake.md, "Bounded drains"). Manual mode keeps drain-first.
   bool step_locked(std::unique_lock<std::mutex>& lk) {
     const time_point now = clock_->now();
-    if (intake_due_locked()) {
-      drain_locked(now);
+    if (intake_due_locked() && !(drained_last_ && opt_.exec != execution::manual && can_dispatch_locked(now))) {
+      drain_locked(now, true);
+      drained_last_ = true;
       return true;
     }
+    drained_last_ = false;
     if (!events_.empty()) {
       deliver_events_locked(lk);
       return true;
@@ -820,8 +832,20 @@ class batch_queue {
 
   // Moves entries from the intake rings into the open batch (each ring in
   // its order), closing batches by size (and batch_max_bytes) on the way.
-  void drain_locked(time_point now) {
-    if (intake_.drain_locked([&](T* first, T* last) { return append_run_locked(first, last, now); })) {
+  // A worker's drain while a batch could be sent now is bounded: it takes
+  // what fills the open batch and one batch per other free sending slot,
+  // shared out over the rings, and leaves the rest in the rings for the
+  // next drain (docs/intake.md, "Bounded drains"). Every other drain (a
+  // producer's, a flush, shutdown, manual mode) takes everything.
+  void drain_locked(time_point now, bool worker = false) {
+    std::uint64_t per_ring = ~std::uint64_t{0};
+    if (worker && opt_.exec != execution::manual && can_dispatch_locked(now)) {
+      const std::size_t rings = std::max<std::size_t>(intake_.ring_count_locked(), 1);
+      const std::size_t room = opt_.batch_max_size - std::min(open_.size(), opt_.batch_max_size);
+      const std::size_t free = opt_.concurrency - in_flight_batches_;  // >= 1: can_dispatch_locked
+      per_ring = (std::max<std::size_t>(room, 1) + opt_.batch_max_size * (free - 1) + rings - 1) / rings;
+    }
+    if (intake_.drain_locked([&](T* first, T* last) { return append_run_locked(first, last, now); }, per_ring)) {
       if (open_.size() >= opt_.batch_max_size) close_open_locked(now);
       after_append_locked(now);
     }
@@ -888,10 +912,12 @@ class batch_queue {
     // under steady traffic): reserve that much instead of growing open_ from
     // nothing one doubling at a time (about 11 reallocations and 2 moves per
     // entry for batches of 1000), all under mu_.
-    // A delivered batch's array (spare_) is still in this worker's cache:
-    // moving entries into fresh memory instead missed on every line.
-    if (spare_.capacity() >= b.entries.size()) {
-      open_.swap(spare_);
+    // A delivered batch's array (spares_) is still in cache and mapped:
+    // fresh memory missed on every line, and on this VM page-faulted once
+    // per 4 KiB (3-4 us each), which made a drain into it 40 ns per entry.
+    if (!spares_.empty() && spares_.back().capacity() >= b.entries.size()) {
+      open_.swap(spares_.back());
+      spares_.pop_back();
     } else {
       open_.reserve(b.entries.size());
     }
@@ -958,9 +984,18 @@ class batch_queue {
     // worker (wake() takes mu_) and every stats() call. The counters below
     // use n, not b.entries.size().
     const std::size_t n = b.entries.size();
-    if (r.ok) b.entries.clear();  // the array stays: the next open batch reuses it (spare_)
+    // From here until this function returns, this worker is on its way to a
+    // drain (the one at the end): a producer whose ring is full waits for it
+    // instead of draining under mu_ itself (docs/intake.md, "A full ring").
+    intake_.returning_add(1);
+    struct back {
+      intake_type& in;
+      ~back() { in.returning_add(-1); }
+    } drains_next{intake_};
+    if (r.ok) b.entries.clear();  // the array stays: a later open batch reuses it (spares_)
     lock_after_delivery(lk);
-    if (r.ok && spare_.capacity() < b.entries.capacity()) spare_.swap(b.entries);
+    if (r.ok && spares_.size() < spares_max_ && b.entries.capacity() >= opt_.batch_max_size)
+      spares_.push_back(std::move(b.entries));
 
     const time_point t = clock_->now();
     --in_flight_batches_;
@@ -984,6 +1019,12 @@ class batch_queue {
       }
     } else {
       on_failure_locked(std::move(b), std::move(r), t);
+    }
+    // What the next step would do first anyway, done before drains_next
+    // lets a waiting producer go.
+    if (intake_due_locked()) {
+      drain_locked(t, true);
+      drained_last_ = true;
     }
     cv_done_.notify_all();
   }
@@ -1167,7 +1208,12 @@ class batch_queue {
   std::condition_variable& cv_events_ = sync_->cv_events;
   std::uint64_t direct_accepted_ = 0;  // entries accepted past the rings (add_slow)
   std::vector<T> open_;
-  std::vector<T> spare_;  // empty, with the capacity of a delivered batch: the next open_
+  // Empty arrays of delivered batches, each with room for a full batch: the
+  // next batches closed take them instead of fresh memory. At most 8, and
+  // at most 1 MiB of them (at least one): spares_max_.
+  std::vector<std::vector<T>> spares_;
+  const std::size_t spares_max_ =
+      std::clamp<std::size_t>((std::size_t{1} << 20) / (std::max<std::size_t>(opt_.batch_max_size, 1) * sizeof(T)), 1, 8);
   std::size_t open_bytes_ = 0;
   std::optional<time_point> flush_at_;
   time_point last_activity_{};
@@ -1192,6 +1238,7 @@ class batch_queue {
   std::size_t delivering_ = 0;
   bool full_logged_ = false;
   bool stop_ = false;
+  bool drained_last_ = false;  // the last step_locked() drained (see there)
   bool finished_ = false;  // shutdown() has delivered its last events
   bool expired_ = false;
   std::uint64_t delivered_ = 0;

@@ -825,3 +825,85 @@ TEST_CASE("drain in runs: batches close at exactly batch_max_size (and within ba
   CHECK(s.enqueued == 123);
   CHECK(s.delivered == 123);
 }
+
+TEST_CASE("a bounded drain takes at most per_ring from each ring, oldest first, and the next drain goes on from there",
+          "[intake]") {
+  // docs/intake.md, "Bounded drains": a worker that could send now drains a
+  // share of each ring, not everything; every ring gives its share (a
+  // producer waiting for its ring is served whatever the others hold), and a
+  // ring whose thread exited is forgotten only once emptied.
+  using intake_t = batchq::detail::intake<std::string>;
+  intake_t in{100, 0, 0, false};  // rings of 256 slots
+  auto a = in.make_ring();
+  auto b = in.make_ring();
+  in.add_locked(a);
+  in.add_locked(b);
+  for (int i = 0; i < 100; ++i) {
+    std::string e = "a " + std::to_string(i);
+    REQUIRE(in.push(*a, e) != 0);
+  }
+  for (int i = 0; i < 10; ++i) {
+    std::string e = "b " + std::to_string(i);
+    REQUIRE(in.push(*b, e) != 0);
+  }
+  std::vector<std::string> got;
+  auto take = [&](std::uint64_t per_ring) {
+    got.clear();
+    return in.drain_locked(each_entry([&](std::string&& e) { got.push_back(std::move(e)); }), per_ring);
+  };
+  CHECK(take(30) == 40);  // 30 of a's 100, all 10 of b's
+  REQUIRE(got.size() == 40);
+  for (int i = 0; i < 30; ++i) CHECK(got[static_cast<std::size_t>(i)] == "a " + std::to_string(i));
+  for (int i = 0; i < 10; ++i) CHECK(got[static_cast<std::size_t>(30 + i)] == "b " + std::to_string(i));
+  CHECK(a->head.load() == 30);
+  CHECK(in.due_locked(true));  // what is left is still there for the next drain
+
+  a->orphaned.store(true, std::memory_order_release);  // a's thread exits with 70 entries in its ring
+  CHECK(take(30) == 30);
+  REQUIRE(got.size() == 30);
+  CHECK(got.front() == "a 30");
+  CHECK(got.back() == "a 59");
+  CHECK(in.ring_count_locked() == 2);  // not emptied: not forgotten
+  CHECK(take(~std::uint64_t{0}) == 40);  // a full drain takes the rest and forgets the ring
+  CHECK(got.front() == "a 60");
+  CHECK(got.back() == "a 99");
+  CHECK(in.ring_count_locked() == 1);
+  CHECK_FALSE(in.due_locked(true));
+}
+
+TEST_CASE("a full ring: its producer waits for a worker back from a delivery, which drains next, as for a drain under way",
+          "[threads][intake]") {
+  // docs/intake.md, "A full ring": between the end of `process` and its
+  // drain, a worker counts itself as returning; a producer whose ring is
+  // full waits for that drain instead of taking the lock and draining
+  // itself. With nobody returning and no drain under way it does not wait.
+  using intake_t = batchq::detail::intake<std::string>;
+  intake_t in{32, 0, 0, false};  // rings of 64 slots
+  auto r = in.make_ring();
+  in.add_locked(r);
+  for (int i = 0; i < 64; ++i) {
+    std::string e = "e " + std::to_string(i);
+    REQUIRE(in.push(*r, e) != 0);
+  }
+  std::string late = "late";
+  REQUIRE(in.push(*r, late) == 0);  // full
+  CHECK_FALSE(in.drain_coming());
+  CHECK_FALSE(in.wait_for_drain(*r));  // nobody comes: it does not wait
+
+  in.returning_add(1);  // a worker is back from a delivery
+  CHECK(in.drain_coming());
+  std::atomic<int> waited{-1};
+  std::thread producer([&] { waited.store(in.wait_for_drain(*r) ? 1 : 0); });
+  // A producer that did not wait for the returning worker would answer now.
+  std::this_thread::sleep_for(50ms);
+  const int before_drain = waited.load();
+  std::size_t got = 0;
+  in.drain_locked(each_entry([&](std::string&&) { ++got; }), 16);  // the worker's drain: a bounded one
+  in.returning_add(-1);
+  producer.join();
+  CHECK(before_drain == -1);
+  CHECK(got == 16);
+  CHECK(waited.load() == 1);  // its ring's head moved: it pushes again
+  CHECK(in.push(*r, late) != 0);
+  CHECK_FALSE(in.drain_coming());
+}

@@ -339,19 +339,27 @@ class intake {
   // that slept before the switch (go_light_locked).
   bool light() const noexcept { return light_.load(std::memory_order_acquire); }
 
-  // Producer whose ring `r` is full and who found the queue's lock taken
-  // (docs/intake.md, "A full ring"): while a drain is under way, every ring
-  // it reaches is emptied, this one included, so instead of sleeping on the
-  // lock behind the drainer the producer waits for its ring's head to move.
-  // True when it moved (the caller pushes again); false when no drain is
-  // under way or the drain ended without reaching this ring (the caller
-  // takes the lock). Bounded by one drain, which moves at most what the
-  // rings held: never a wait on delivery or the network.
+  // Producer whose ring `r` is full (docs/intake.md, "A full ring"): while
+  // a drain is under way or coming (drain_coming), every ring it reaches
+  // gets emptied or its share taken, this one included, so instead of
+  // draining itself or sleeping on the lock the producer waits for its
+  // ring's head to move. True when it moved (the caller pushes again);
+  // false when no drain is under way or coming, or one ended without
+  // reaching this ring (the caller takes the lock). Bounded by one drain and
+  // a returning worker's way to it: never a wait on delivery or the network.
+  // A worker back from a delivery counts itself here until it has drained
+  // (batch_queue::process_one_locked): what it does in between is destroy
+  // the delivered entries and take the lock, never the network or a user's
+  // callback, so waiting for it is bounded as waiting for a drain is.
+  void returning_add(int d) noexcept { returning_.fetch_add(d, std::memory_order_acq_rel); }
+  bool drain_coming() const noexcept {
+    return draining_.load(std::memory_order_acquire) || returning_.load(std::memory_order_acquire) != 0;
+  }
   bool wait_for_drain(ring& r) const noexcept {
     const std::uint64_t seen = r.cached_head;
     for (unsigned i = 0;; ++i) {
       if (r.head.load(std::memory_order_acquire) != seen) return true;
-      if (!draining_.load(std::memory_order_acquire)) return r.head.load(std::memory_order_acquire) != seen;
+      if (!drain_coming()) return r.head.load(std::memory_order_acquire) != seen;
       wait_step(i, 64);
     }
   }
@@ -480,9 +488,11 @@ class intake {
   // prefix [first, q) out and returns q (q > first); the moved-from slots
   // are destroyed here and the rest of the run is offered again. Rings whose
   // thread has exited are emptied, their unused credit goes back to the
-  // pools and they are forgotten. Returns the number of entries.
+  // pools and they are forgotten. With `per_ring`, at most that many
+  // entries are taken from each ring (a bounded drain: every ring gets its
+  // share, so no producer waits on another's). Returns the number of entries.
   template <class F>
-  std::size_t drain_locked(F&& f) {
+  std::size_t drain_locked(F&& f, std::uint64_t per_ring = ~std::uint64_t{0}) {
     std::size_t moved = 0;
     draining_.store(true, std::memory_order_relaxed);
     struct ended {
@@ -492,8 +502,9 @@ class intake {
     for (std::size_t i = 0; i < rings_.size();) {
       ring& r = *rings_[i];
       const bool orphan = r.orphaned.load(std::memory_order_acquire);  // before the tail: then the tail is final
-      const std::uint64_t t = r.tail.load(std::memory_order_seq_cst);
+      const std::uint64_t tail = r.tail.load(std::memory_order_seq_cst);
       const std::uint64_t h0 = r.head.load(std::memory_order_relaxed);
+      const std::uint64_t t = tail - h0 > per_ring ? h0 + per_ring : tail;
       {
         // head is published every head_step entries and at the end of the
         // ring, also when f() throws (out of memory): the ring must still say
@@ -524,7 +535,7 @@ class intake {
       }
       moved += t - h0;
       drained_since_sleep_ += t - h0;
-      if (orphan) {
+      if (orphan && t == tail) {
         retired_accepted_ += t;
         give_back(r.credit_entries, r.credit_bytes);
         r.credit_entries = r.credit_bytes = 0;
@@ -573,6 +584,7 @@ class intake {
   // A drain is under way (wait_for_drain): written twice per drain, read
   // only by producers whose ring is full.
   alignas(cache_line) std::atomic<bool> draining_{false};
+  std::atomic<int> returning_{0};  // workers back from a delivery, not yet drained
 };
 
 }  // namespace detail

@@ -122,6 +122,11 @@ fi
 # ---- case 4: nginx + wrk ----------------------------------------------------------------------------
 if want nginx; then
   log "case 4: nginx + wrk"
+  # Issue 15's measure: wrk -c32 for 8 s, 3 rounds (run_nginx_bench.sh's own
+  # defaults, -c16 for 4 s and 5 rounds, stay for quick looks). The pure-Lua
+  # peer's rate depends on the connections: see results.md, case 4.
+  BENCH_WRK_SECONDS=${BENCH_WRK_SECONDS:-8} BENCH_WRK_CONNECTIONS=${BENCH_WRK_CONNECTIONS:-32} \
+  BENCH_NGINX_ROUNDS=${BENCH_NGINX_ROUNDS:-3} \
   BATCHQ_LIB_DIR="$BUILD/capi" BENCH_BIN="$B" BATCHQ_SRC="$SRC" \
     bash "$HERE/nginx/run_nginx_bench.sh" "$RES/nginx.json" >&2
 fi

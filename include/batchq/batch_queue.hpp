@@ -218,11 +218,7 @@ class batch_queue {
       cancel_.store(true);
       drain_locked(clock_->now());
       close_open_locked(clock_->now());
-      while (!ready_.empty()) {
-        batch b = std::move(ready_.front());
-        ready_.pop_front();
-        drop_batch_locked(std::move(b), drop_reason::shutdown);
-      }
+      while (!ready_.empty()) drop_batch_locked(pop_ready_locked(), drop_reason::shutdown);
       stop_ = true;
       cv_work_.notify_all();
       cv_events_.notify_all();
@@ -263,6 +259,7 @@ class batch_queue {
       s.pending += b.entries.size();
       s.bytes_held += b.bytes;
     }
+    s.pending -= ready_gone_;  // pushed out of the first batch, not erased yet
     s.in_flight = in_flight_entries_;
     s.bytes_held += in_flight_bytes_;
     s.delivered = delivered_;
@@ -464,11 +461,7 @@ class batch_queue {
     drain_locked(now);
     if (expired_) {
       close_open_locked(now);
-      while (!ready_.empty()) {
-        batch b = std::move(ready_.front());
-        ready_.pop_front();
-        drop_batch_locked(std::move(b), drop_reason::shutdown);
-      }
+      while (!ready_.empty()) drop_batch_locked(pop_ready_locked(), drop_reason::shutdown);
     }
     if (finished_) {
       deliver_events_locked(lk);
@@ -504,13 +497,12 @@ class batch_queue {
     std::string last_error;
     const bool by_bytes = opt_.max_bytes && intake_.bytes.available() + cb < sz;
     std::size_t gone_bytes = 0;
-    auto take = [&](std::vector<T>& from, std::size_t& from_bytes) {
-      const std::size_t s1 = size_of(from.front());
+    auto take = [&](T& e, std::size_t& from_bytes) {
+      const std::size_t s1 = size_of(e);
       from_bytes -= s1;
       gone_bytes += s1;
       count_removed(1, s1);
-      gone.push_back(std::move(from.front()));
-      from.erase(from.begin());
+      gone.push_back(std::move(e));
     };
     bool ok = false;
     for (;;) {
@@ -519,13 +511,21 @@ class batch_queue {
         break;
       }
       if (!ready_.empty()) {
+        // The oldest entry is the first not yet pushed out of the first
+        // batch: moved out here, erased once when that batch is next used
+        // (compact_front_locked), so a push-out costs the same whatever
+        // the batch's size (an erase per entry cost batch_max_size moves).
         batch& b = ready_.front();
         attempts = std::max(attempts, b.attempts);
         if (!b.last_error.empty()) last_error = b.last_error;
-        take(b.entries, b.bytes);
-        if (b.entries.empty()) ready_.pop_front();
+        take(b.entries[ready_gone_], b.bytes);
+        if (++ready_gone_ == b.entries.size()) {
+          ready_gone_ = 0;
+          ready_.pop_front();
+        }
       } else if (!open_.empty()) {
-        take(open_, open_bytes_);
+        take(open_.front(), open_bytes_);
+        open_.erase(open_.begin());
       } else {
         break;  // what is left is in flight; it cannot be pushed out
       }
@@ -944,9 +944,24 @@ class batch_queue {
     return !ready_.empty() && !stop_ && in_flight_batches_ < opt_.concurrency && now >= next_send_at_;
   }
 
-  void process_one_locked(std::unique_lock<std::mutex>& lk, time_point now) {
+  // Entries pushed out of the first ready batch are moved out and counted
+  // in ready_gone_ (make_room_locked); they are erased in one go before that
+  // batch leaves ready_ or stops being first.
+  void compact_front_locked() {
+    if (ready_gone_ == 0) return;
+    auto& e = ready_.front().entries;
+    e.erase(e.begin(), e.begin() + static_cast<std::ptrdiff_t>(ready_gone_));
+    ready_gone_ = 0;
+  }
+  batch pop_ready_locked() {
+    compact_front_locked();
     batch b = std::move(ready_.front());
     ready_.pop_front();
+    return b;
+  }
+
+  void process_one_locked(std::unique_lock<std::mutex>& lk, time_point now) {
+    batch b = pop_ready_locked();
     if (b.attempts == 0) b.first_attempt = now;
     ++in_flight_batches_;
     in_flight_entries_ += b.entries.size();
@@ -1090,6 +1105,7 @@ class batch_queue {
     second.id = b.id;
     b.attempts = 0;
     second.last_error = b.last_error;
+    compact_front_locked();  // the front batch is about to be second in line
     ready_.push_front(std::move(second));
     ready_.push_front(std::move(b));
   }
@@ -1218,6 +1234,7 @@ class batch_queue {
   std::optional<time_point> flush_at_;
   time_point last_activity_{};
   std::deque<batch> ready_;
+  std::size_t ready_gone_ = 0;  // leading entries of ready_.front() already pushed out (moved from)
   std::uint64_t next_batch_id_ = 0;
   time_point next_send_at_{};
   std::uint64_t arm_seq_ = 0;      // order in which the two timers were armed

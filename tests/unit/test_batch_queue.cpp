@@ -378,6 +378,71 @@ TEST_CASE("max_entries drops the oldest entries as queue_full", "[bounds]") {
   CHECK(sent == std::vector<std::string>{"e3", "e4", "e5", "e6"});
 }
 
+TEST_CASE("push-outs part-way into a ready batch: it goes out with the rest, also when a split goes ahead of it",
+          "[bounds]") {
+  // make_room_locked moves pushed-out entries out of the first ready batch
+  // and erases them only when that batch is next used: what is sent, held,
+  // counted and dropped must be as if each had been erased at once.
+  auto o = kong_opts(4);
+  o.max_entries = 8;
+  o.process_delay = 0ms;
+  o.concurrency = 1;
+  harness h(o);
+  bool split_once = true;
+  h.behaviour = [&](const call& c) {
+    if (c.entries.front() == "e0" && split_once) {
+      // While A = e0..e3 is in flight, B = e4..e7 is the first ready batch:
+      // two entries push e4 and e5 out of it; then A is split, its halves
+      // going ahead of B.
+      split_once = false;
+      for (const auto& e : names("n", 2)) CHECK(h.q->enqueue(std::string(e)) == enqueue_result::accepted);
+      const auto s = h.q->stats();
+      CHECK(s.pending == 4);  // e6 e7 in B, n0 n1 open
+      CHECK(s.in_flight == 4);
+      CHECK(s.dropped_for(drop_reason::queue_full) == 2);
+      CHECK(s.balanced());
+      auto r = batchq::process_result::failure("refused in part");
+      r.split = true;
+      return r;
+    }
+    return batchq::process_result::success();
+  };
+  for (const auto& e : names("e", 8)) h.q->enqueue(std::string(e));
+  h.run_for(10ms);
+  std::vector<std::string> dropped;
+  for (const auto& d : h.drops) dropped.insert(dropped.end(), d.entries.begin(), d.entries.end());
+  CHECK(dropped == std::vector<std::string>{"e4", "e5"});
+  CHECK(h.q->flush(0ms));
+  const std::vector<std::vector<std::string>> want{{"e0", "e1"}, {"e2", "e3"}, {"e6", "e7"}, {"n0", "n1"}};
+  CHECK(h.delivered == want);
+  const auto s = h.q->stats();
+  CHECK(s.delivered == 8);
+  CHECK(s.pending == 0);
+  CHECK(s.bytes_held == 0);
+  CHECK(s.balanced());
+
+  SECTION("a batch emptied by push-outs leaves the line; the next one is pushed out from its start") {
+    harness g(o);
+    g.behaviour = [](const call&) { return fail(); };  // nothing is delivered: batches stay in line
+    for (const auto& e : names("a", 4)) g.q->enqueue(std::string(e));
+    g.q->run_due();  // a0..a3 in flight (and failed: back in line)
+    for (const auto& e : names("b", 8)) g.q->enqueue(std::string(e));  // b0..b3, b4..b7 closed; a0..a3 pushed out
+    for (const auto& e : names("c", 5)) g.q->enqueue(std::string(e));  // b0..b4 pushed out, part-way into b4..b7
+    g.q->run_due();  // hands the drops over; the retry's backoff is not due yet
+    CHECK(g.calls.size() == 1);
+    std::vector<std::string> gone;
+    for (const auto& d : g.drops) gone.insert(gone.end(), d.entries.begin(), d.entries.end());
+    CHECK(gone == std::vector<std::string>{"a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "b4"});
+    const auto t = g.q->stats();
+    CHECK(t.pending == 8);  // b5 b6 b7 + c0..c3 closed + c4 open
+    CHECK(t.balanced());
+    g.behaviour = [](const call&) { return batchq::process_result::success(); };
+    g.run_for(1h);
+    const std::vector<std::vector<std::string>> sent{{"b5", "b6", "b7"}, {"c0", "c1", "c2", "c3"}, {"c4"}};
+    CHECK(g.delivered == sent);
+  }
+}
+
 TEST_CASE("max_bytes drops the oldest, refuses an entry larger than the bound", "[bounds]") {
   auto o = kong_opts(10);
   o.max_entries = 0;

@@ -946,7 +946,9 @@ class batch_queue {
 
   // Entries pushed out of the first ready batch are moved out and counted
   // in ready_gone_ (make_room_locked); they are erased in one go before that
-  // batch leaves ready_ or stops being first.
+  // batch leaves ready_ or stops being first. Until then each such slot
+  // holds a moved-from T: nothing for std::string and http_log's records,
+  // but a T whose move copies keeps up to one batch of copies that long.
   void compact_front_locked() {
     if (ready_gone_ == 0) return;
     auto& e = ready_.front().entries;

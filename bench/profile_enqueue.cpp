@@ -22,14 +22,27 @@
 // With a 7th argument `each`, one line per round as well: its wall time and
 // CPU per entry and the context switches of the round's threads (all but the
 // measuring one), voluntary (a thread that blocked: a futex wait on the lock
-// or the worker's condition variable, a yield) and involuntary (preempted),
-// from /proc/self/task/*/status: what tells a slow round from a fast one.
+// or the worker's condition variable) and involuntary (preempted, or a
+// yield that gave the CPU away: Linux counts a task that yields as still
+// runnable), from /proc/self/task/*/status: what tells a slow round from a
+// fast one.
+//
+// Each line also says how often the consumer side ran on a CPU where a
+// producer was running: producers note their CPU (sched_getcpu, once per 256
+// pushes, for both queues) and forget it when done; the consumer side
+// compares its own at every batch it takes while a producer is still pushing
+// (batch_queue: each delivered batch; moodycamel: each non-empty bulk
+// dequeue). The summary line counts the rounds in which that was most of
+// the time, with their median wall time apart: on a 2-CPU machine such a
+// round runs on one CPU while the other idles (the scheduler's placement),
+// and how much it slows down depends on the queue.
 //
 // Threads are named for `perf report --sort comm,sym`: "producer", "consumer"
 // (moodycamel's consumer; batch_queue's worker and reporter inherit it from
 // the measuring thread, which carries that name while it constructs the
 // queue) and "setup" (the measuring thread, which builds the entries).
 #include <dirent.h>
+#include <sched.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -126,12 +139,37 @@ struct flag {
 
 struct figures {
   double wall, cpu, prod, cons, partial, vol, invol;
+  double shared = 0, looks = 0;  // consumer-side looks made on a producer's CPU, and all of them
+};
+
+// Where the producers last ran (sched_getcpu, -1 before their first note)
+// and the consumer side's looks at it (see the header).
+struct placement {
+  std::vector<std::atomic<int>> producer_cpu;
+  std::atomic<std::size_t> shared{0}, looks{0};
+  explicit placement(std::size_t producers) : producer_cpu(producers) {
+    for (auto& c : producer_cpu) c.store(-1, std::memory_order_relaxed);
+  }
+  // Counts only while a producer is still pushing (a producer that is done
+  // sets its slot back to -1).
+  void consumer_look() {
+    const int mine = sched_getcpu();
+    bool same = false, any = false;
+    for (const auto& c : producer_cpu) {
+      const int cpu = c.load(std::memory_order_relaxed);
+      any = any || cpu >= 0;
+      same = same || cpu == mine;
+    }
+    if (!any) return;
+    if (same) shared.fetch_add(1, std::memory_order_relaxed);
+    looks.fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // One round: `push(std::string&&)` from each producer; `done` raised by the
 // consumer side when it took the last entry.
 template <class Push, class End>
-figures round(std::vector<std::vector<std::string>>& entries, Push push, End end, flag& done) {
+figures round(std::vector<std::vector<std::string>>& entries, Push push, End end, flag& done, placement& where) {
   flag start;
   std::atomic<std::size_t> running{entries.size()};
   std::vector<double> prod(entries.size(), 0.0);
@@ -143,7 +181,12 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
       name_thread("producer");
       start.wait();
       const double c0 = thread_cpu_s();
-      for (auto& e : entries[i]) push(std::move(e));
+      std::size_t k = 0;
+      for (auto& e : entries[i]) {
+        if ((k++ & 255) == 0) where.producer_cpu[i].store(sched_getcpu(), std::memory_order_relaxed);
+        push(std::move(e));
+      }
+      where.producer_cpu[i].store(-1, std::memory_order_relaxed);
       prod[i] = thread_cpu_s() - c0;
       if (running.fetch_sub(1, std::memory_order_acq_rel) == 1) end();  // as bench_enqueue does
     });
@@ -171,7 +214,15 @@ figures round(std::vector<std::vector<std::string>>& entries, Push push, End end
     invol += now.invol - before.invol;
     if (std::find(prod_tid.begin(), prod_tid.end(), tid) == prod_tid.end()) cons += (now.run_ns - before.run_ns) / 1e9;
   }
-  return {std::chrono::duration<double>(t1 - t0).count(), c1 - c0, p, cons, 0, vol, invol};
+  return {std::chrono::duration<double>(t1 - t0).count(),
+          c1 - c0,
+          p,
+          cons,
+          0,
+          vol,
+          invol,
+          static_cast<double>(where.shared.load()),
+          static_cast<double>(where.looks.load())};
 }
 
 }  // namespace
@@ -192,6 +243,7 @@ int main(int argc, char** argv) {
   for (int r = 0; r < rounds; ++r) {
     std::vector<std::vector<std::string>> entries(producers, std::vector<std::string>(per, std::string(bytes, 'x')));
     flag done;
+    placement where(producers);
     if (which == "moodycamel") {
       flag finished;
       moodycamel::ConcurrentQueue<std::string> q;
@@ -205,13 +257,14 @@ int main(int argc, char** argv) {
             std::this_thread::yield();
             continue;
           }
+          where.consumer_look();
           for (std::size_t i = 0; i < k; ++i) std::string().swap(buf[i]);
           seen += k;
         }
         done.raise();
         finished.wait();  // alive until round() has read its run time
       });
-      all.push_back(round(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done));
+      all.push_back(round(entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [] {}, done, where));
       finished.raise();
       consumer.join();
     } else {
@@ -224,6 +277,7 @@ int main(int argc, char** argv) {
       o.max_entries = 0;
       batchq::batch_queue_callbacks<std::string> cb;
       cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+        where.consumer_look();
         if (b.size() < batch) partial.fetch_add(1, std::memory_order_relaxed);
         if (seen.fetch_add(b.size()) + b.size() == want) done.raise();
         return batchq::process_result::success();
@@ -233,7 +287,7 @@ int main(int argc, char** argv) {
       name_thread("setup");
       all.push_back(round(
           entries, [&](std::string&& e) { q.enqueue(std::move(e)); }, [&] { q.flush(std::chrono::milliseconds(0)); },
-          done));
+          done, where));
       all.back().partial = static_cast<double>(partial.load());
       q.shutdown(std::chrono::seconds(5));
     }
@@ -242,8 +296,8 @@ int main(int argc, char** argv) {
       const double per = 1e9 / static_cast<double>(want);
       std::printf(
           "round %d: wall %.1f cpu %.1f producers' cpu %.1f consumer's cpu %.1f ns/entry; context switches: "
-          "%.0f voluntary, %.0f involuntary; short batches %.0f\n",
-          r, f.wall * per, f.cpu * per, f.prod * per, f.cons * per, f.vol, f.invol, f.partial);
+          "%.0f voluntary, %.0f involuntary; short batches %.0f; consumer on a producer's CPU %.0f of %.0f looks\n",
+          r, f.wall * per, f.cpu * per, f.prod * per, f.cons * per, f.vol, f.invol, f.partial, f.shared, f.looks);
     }
   }
   // Median and minimum over the rounds: on a loaded machine the minimum is
@@ -262,5 +316,19 @@ int main(int argc, char** argv) {
       which.c_str(), producers, bytes, rounds, stat(&figures::wall, false), stat(&figures::wall, true),
       stat(&figures::cpu, false), stat(&figures::cpu, true), stat(&figures::prod, false), stat(&figures::prod, true),
       stat(&figures::cons, false), stat(&figures::cons, true), partial);
+  // Rounds in which the consumer side mostly ran on a producer's CPU, apart.
+  std::vector<double> shared_wall, apart_wall;
+  for (auto& x : all)
+    (x.looks > 0 && 2 * x.shared > x.looks ? shared_wall : apart_wall)
+        .push_back(x.wall * 1e9 / static_cast<double>(want));
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::printf(
+      "%s: %zu of %d rounds with the consumer side mostly on a producer's CPU (median wall %.1f ns/entry), %zu "
+      "apart (median wall %.1f)\n",
+      which.c_str(), shared_wall.size(), rounds, median(shared_wall), apart_wall.size(), median(apart_wall));
   return 0;
 }

@@ -51,7 +51,8 @@ def verdict(ok):
 out.append("# batchq benchmarks\n")
 out.append(f"Machine: {machine}\n")
 out.append("Absolute numbers are noise on this shared machine; read the ratios "
-           "(each figure and its peer come from the same run, interleaved).\n")
+           "(each figure and its peer come from the same run; case 1 runs the queues of a row one after "
+           "another, within seconds of each other, and cases 3 and 4 alternate the peers round by round).\n")
 
 # ---- case 1 -----------------------------------------------------------------
 enq = load("enqueue.json")

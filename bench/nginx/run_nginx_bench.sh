@@ -39,6 +39,11 @@
 # The summary's stats line then also gives, per request answered, the
 # worker's main thread and its other (batchq's) threads' context switches,
 # system calls, futex and poll calls (also in OUT.json, "per_request").
+# BENCH_PLACEMENT=1: bench/nginx/placement.py samples, every 2 ms during each
+# wrk run, which CPU the nginx worker's event loop, batchq's threads, the
+# receiver and wrk are on, and gives in the round's line ("placement") how
+# often two of them were runnable on the same CPU (one waiting for the
+# other). The sampler takes some CPU itself: for diagnosis, not the table.
 # A/B in one run: BENCH_BASE_SRC=tree BENCH_BASE_LIB_DIR=its libbatchq.so's
 # folder, and a mode named M@base (e.g. BENCH_NGINX_MODES="batchq_q1@base
 # batchq_q1 purelua_q1") runs M with that tree's plugin, Lua module and
@@ -242,12 +247,23 @@ for mode in $MODES; do
       -o "$BENCH_PERF_STAT/stat.$mode.$round.txt" -p "$WORKER_PID" 2>/dev/null &
     STAT_PID=$!
   fi
+  PLACE_PID=
+  if [ "${BENCH_PLACEMENT:-0}" = 1 ]; then
+    python3 "$HERE/placement.py" "$T/placement.$mode.$round.json" 2 \
+      worker="$WORKER_PID" receiver="$RX_PID" wrk=@wrk &
+    PLACE_PID=$!
+  fi
   /usr/bin/time -f "%U %S" -o "$T/wrk.$mode.$round.cpu" \
     wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$NGINX_PORT/r" >"$T/wrk.$mode.$round" 2>&1
   read -r w1 s1 < <(cpu_ticks "$WORKER_PID")
   read -r r1 r1b < <(cpu_ticks "$RX_PID")
   TCK=$(getconf CLK_TCK)
   if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
+  place_json=""
+  if [ -n "$PLACE_PID" ]; then
+    kill -TERM "$PLACE_PID"; wait "$PLACE_PID" || true
+    place_json=",\"placement\":$(cat "$T/placement.$mode.$round.json")"
+  fi
   if [ -n "$STAT_PID" ]; then
     kill -INT "$STAT_PID"; wait "$STAT_PID" || true
     awk '/requests in/ {print "# wrk requests: " $1}' "$T/wrk.$mode.$round" >>"$BENCH_PERF_STAT/stat.$mode.$round.txt"
@@ -305,8 +321,8 @@ print('"per_request":' + json.dumps({k: {e: round(v, 2) for e, v in d.items()} f
 PY
 )
   fi
-  log "round $round $mode: $rps req/s, p99 $p99 ms, answered $answered, received $received, not received $lost (reported dropped $reported, silently lost $silent), error-log errors $errs, $cpu_json$stat_json"
-  echo "{\"round\":$round,\"mode\":\"$mode\",\"rps\":$rps,\"p99_ms\":$p99,\"answered\":$answered,\"received\":$received,\"lost\":$lost,\"reported\":$reported,\"silent\":$silent,\"errors\":$errs,$cpu_json$stat_json}" >>"$T/runs.jsonl"
+  log "round $round $mode: $rps req/s, p99 $p99 ms, answered $answered, received $received, not received $lost (reported dropped $reported, silently lost $silent), error-log errors $errs, $cpu_json$stat_json$place_json"
+  echo "{\"round\":$round,\"mode\":\"$mode\",\"rps\":$rps,\"p99_ms\":$p99,\"answered\":$answered,\"received\":$received,\"lost\":$lost,\"reported\":$reported,\"silent\":$silent,\"errors\":$errs,$cpu_json$stat_json$place_json}" >>"$T/runs.jsonl"
   cp "$T/error.log" "$T/error.$mode.$round.log"
   : >"$T/error.log"
 done

@@ -262,7 +262,8 @@ for mode in $MODES; do
   place_json=""
   if [ -n "$PLACE_PID" ]; then
     kill -TERM "$PLACE_PID"; wait "$PLACE_PID" || true
-    place_json=",\"placement\":$(cat "$T/placement.$mode.$round.json")"
+    # null when the sampler wrote nothing (ended before it could write its file)
+    place_json=",\"placement\":$(cat "$T/placement.$mode.$round.json" 2>/dev/null || echo null)"
   fi
   if [ -n "$STAT_PID" ]; then
     kill -INT "$STAT_PID"; wait "$STAT_PID" || true

@@ -755,8 +755,27 @@ class batch_queue {
   // own_threads that is when a producer crossed its ring's threshold (first
   // entry of a batch, or enough to fill it); in between, entries wait in
   // their rings and the worker sleeps. In manual mode everything is drained
-  // at once.
-  bool intake_due_locked() const { return intake_.due_locked(opt_.exec == execution::manual); }
+  // at once, and at batch size 1 with helpers per backlog (below) any entry
+  // is due: each one is a whole batch, and an awake worker takes it.
+  bool intake_due_locked() const { return intake_.due_locked(opt_.exec == execution::manual || sparing_wakes()); }
+
+  // Batch size 1 with concurrency > 1: every entry is a request of its own,
+  // and waking a worker for it cost about as much as the request (a wake-up
+  // and a context switch on another CPU; bench/results.md, case 4c). So
+  // while batches are in flight, another worker is woken only once
+  // backlog_per_send entries per batch in flight are waiting; fewer wait for
+  // a worker whose send returns (it takes whatever the rings hold before it
+  // sleeps). docs/intake.md, "Batch size 1: a helper per backlog", has the
+  // argument that nothing waits for a worker that will not come.
+  static constexpr std::size_t backlog_per_send = 4;
+  bool sparing_wakes() const noexcept {
+    return opt_.batch_max_size == 1 && opt_.concurrency > 1 && opt_.exec != execution::manual;
+  }
+  // Whether the entries waiting (ready batches and the rings) call for one
+  // more worker than the batches in flight already have.
+  bool want_helper_locked() const noexcept {
+    return !sparing_wakes() || ready_.size() + intake_.pending_locked() >= backlog_per_send * in_flight_batches_;
+  }
 
   // Runs one unit of work; returns false when nothing is due now. A worker
   // whose last step drained sends a ready batch before it drains again
@@ -826,7 +845,11 @@ class batch_queue {
   void publish_wake_locked() {
     if (opt_.exec == execution::manual) return;
     const bool need_first = open_.empty() && (opt_.flush == flush_mode::coalescing || !flush_at_);
-    const std::uint64_t room = (need_first || opt_.batch_max_size == 1) ? 1 : opt_.batch_max_size - open_.size();
+    std::uint64_t room = (need_first || opt_.batch_max_size == 1) ? 1 : opt_.batch_max_size - open_.size();
+    if (sparing_wakes() && in_flight_batches_ > 0) {  // a helper per backlog (above)
+      const std::size_t want = backlog_per_send * in_flight_batches_;
+      room = want > ready_.size() ? want - ready_.size() : 1;
+    }
     intake_.publish_locked(room);
   }
 
@@ -979,7 +1002,10 @@ class batch_queue {
     // one now. Without this, the other workers slept until the next enqueue
     // or completion woke them, so `concurrency` batches ready at once did not
     // go out at once.
-    const bool more = can_dispatch_locked(now);
+    // At batch size 1 only with backlog enough for one more (want_helper_locked),
+    // and the producers' thresholds follow the batches in flight.
+    const bool more = can_dispatch_locked(now) && want_helper_locked();
+    if (sparing_wakes()) publish_wake_locked();
     lk.unlock();
     if (more) cv_work_.notify_one();
     process_result r;

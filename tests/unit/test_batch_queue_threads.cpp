@@ -5,8 +5,10 @@
 
 #include <batchq/batch_queue.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <string>
@@ -208,4 +210,96 @@ TEST_CASE("callbacks may enqueue and read stats without deadlock", "[threads]") 
   CHECK(s.delivered == 20);
   CHECK(s.enqueued == 40);
   CHECK(s.balanced());
+}
+
+// Batch size 1, concurrency 4: a further request starts only once 4 entries
+// per request in flight are waiting (batch_queue::backlog_per_send); fewer
+// wait for a worker whose request returns, and nothing waits for a worker
+// that will not come (docs/intake.md, "Batch size 1: a helper per backlog").
+TEST_CASE("batch size 1: another worker starts a request only for a backlog, and a returning one takes what waits",
+          "[threads][wake]") {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = true;
+  int now_in = 0, most_in = 0;
+  std::vector<std::string> sent;
+  batchq::batch_queue_options o;
+  o.batch_max_size = 1;
+  o.process_delay = 0ms;
+  o.concurrency = 4;
+  batchq::batch_queue_callbacks<std::string> cb;
+  cb.process = [&](batchq::span<const std::string> b, const batchq::attempt_context&) {
+    std::unique_lock<std::mutex> lk(mu);
+    most_in = std::max(most_in, ++now_in);
+    cv.wait(lk, [&] { return open; });
+    --now_in;
+    sent.push_back(b[0]);
+    return batchq::process_result::success();
+  };
+  batchq::batch_queue<std::string> q(o, cb);
+  // Opens the gate before q's destructor waits for its workers, also when a
+  // REQUIRE below ends the test early.
+  struct opener {
+    std::mutex& m;
+    std::condition_variable& c;
+    bool& o;
+    ~opener() {
+      {
+        std::lock_guard<std::mutex> g(m);
+        o = true;
+      }
+      c.notify_all();
+    }
+  } open_at_exit{mu, cv, open};
+  int next = 0;
+  auto add = [&](int n) {
+    for (int i = 0; i < n; ++i) REQUIRE(q.enqueue("e" + std::to_string(next++)) == enqueue_result::accepted);
+  };
+  auto in_flight_reaches = [&](std::uint64_t n) {
+    for (int i = 0; i < 2000 && q.stats().in_flight < n; ++i) std::this_thread::sleep_for(5ms);
+    return q.stats().in_flight == n;
+  };
+  // This thread's ring registered, and every worker asleep again after the
+  // flush woke them all: from here on only the wake rule wakes a worker.
+  add(1);
+  REQUIRE(q.flush(30s));
+  {
+    std::lock_guard<std::mutex> g(mu);
+    open = false;
+  }
+  std::this_thread::sleep_for(200ms);
+  add(1);
+  REQUIRE(in_flight_reaches(1));
+  add(3);  // 3 waiting behind 1 request: no helper
+  std::this_thread::sleep_for(100ms);
+  CHECK(q.stats().in_flight == 1);
+  add(1);  // 4 waiting: a second request starts
+  REQUIRE(in_flight_reaches(2));
+  add(3);  // 6 waiting behind 2 requests (8 needed)
+  std::this_thread::sleep_for(100ms);
+  CHECK(q.stats().in_flight == 2);
+  add(3);  // 9 waiting: a third
+  REQUIRE(in_flight_reaches(3));
+  {
+    std::lock_guard<std::mutex> g(mu);
+    open = true;
+  }
+  cv.notify_all();
+  // Only the returning workers look at what is left below the thresholds.
+  REQUIRE(q.flush(30s));
+  const auto s = q.stats();
+  CHECK(s.delivered == static_cast<std::uint64_t>(next));
+  CHECK(s.balanced());
+  {
+    std::lock_guard<std::mutex> g(mu);
+    CHECK(most_in <= 4);
+    std::sort(sent.begin(), sent.end());
+    CHECK(std::adjacent_find(sent.begin(), sent.end()) == sent.end());
+    CHECK(sent.size() == static_cast<std::size_t>(next));
+  }
+
+  // With nothing in flight the next entry wakes a worker at once, as before.
+  add(1);
+  REQUIRE(q.flush(30s));
+  CHECK(q.stats().delivered == static_cast<std::uint64_t>(next));
 }

@@ -456,6 +456,13 @@ class intake {
 
   void add_locked(std::shared_ptr<ring> r) { rings_.push_back(std::move(r)); }
   std::size_t ring_count_locked() const noexcept { return rings_.size(); }
+  // Entries in the rings now (a lower bound while producers push).
+  std::size_t pending_locked() const noexcept {
+    std::size_t n = 0;
+    for (const auto& r : rings_)
+      n += static_cast<std::size_t>(r->tail.load(std::memory_order_acquire) - r->head.load(std::memory_order_relaxed));
+    return n;
+  }
 
   // Whether a worker must drain now: with `any`, when a ring holds anything;
   // else when a ring reached its threshold or a producer consumed it.

@@ -41,8 +41,9 @@
 --
 -- Concurrency at batch size 1: unless `concurrency` is set, a queue whose
 -- batches hold one entry (http-log's default queue_size / max_batch_size 1)
--- keeps Q1_CONCURRENCY requests in flight, so that one request per entry
--- keeps up with a gateway worker (bench/results.md, case 4). Each entry is
+-- keeps up to Q1_CONCURRENCY requests in flight (more of them as the backlog
+-- grows: README, "Order"), so that one request per entry keeps up with a
+-- gateway worker (bench/results.md, case 4). Each entry is
 -- still sent in arrival order, but up to Q1_CONCURRENCY at once, so they can
 -- arrive out of order (and a retried one after later ones). On 3.x this
 -- reads concurrency_limit 1 (its default) at batch size 1 the same way; set

@@ -198,8 +198,11 @@ struct batch_queue_options {
   std::uint64_t jitter_seed = 0;
   /// See flush_mode.
   flush_mode flush = flush_mode::kong_idle;
-  /// Batches in flight at once (1..64). 1 keeps batches strictly in order.
-  /// With own_threads, this many worker threads. [Kong 3.x concurrency_limit 1]
+  /// Batches in flight at once at most (1..64). 1 keeps batches strictly in
+  /// order. With own_threads, this many worker threads; at batch_max_size 1
+  /// another one is woken only once 4 entries per batch in flight wait
+  /// (docs/intake.md, "Batch size 1: a helper per backlog").
+  /// [Kong 3.x concurrency_limit 1]
   std::size_t concurrency = 1;
   /// How long the destructor's shutdown() waits to deliver what is queued.
   milliseconds shutdown_timeout{5000};

@@ -412,7 +412,8 @@ const std::vector<config_key>& keys() {
        },
        [](const http_log_options& o) { return js_int(o.queue.jitter_seed); }},
       {"concurrency", "queue", kind::integer, -1, 64, false, false, {}, false,
-       "batches in flight, 1 to 64; -1 (Kong's `concurrency_limit = -1`) = 16 (0 is refused)",
+       "batches in flight at most, 1 to 64 (at `queue_size` 1, more of them as the backlog grows: see Order); -1 "
+       "(Kong's `concurrency_limit = -1`) = 16 (0 is refused)",
        [](const config_key& k, const Value& v, http_log_options& o) {
          // -1: Kong 3.x concurrency_limit -1 ("unlimited"), bounded here at
          // k_unlimited_concurrency threads (they are started with the queue).

@@ -771,10 +771,11 @@ class batch_queue {
   bool sparing_wakes() const noexcept {
     return opt_.batch_max_size == 1 && opt_.concurrency > 1 && opt_.exec != execution::manual;
   }
-  // Whether the entries waiting (ready batches and the rings) call for one
-  // more worker than the batches in flight already have.
+  // Entries waiting (ready batches and the rings) that call for one more
+  // worker than the batches in flight already have.
+  std::size_t helper_backlog_locked() const noexcept { return backlog_per_send * in_flight_batches_; }
   bool want_helper_locked() const noexcept {
-    return !sparing_wakes() || ready_.size() + intake_.pending_locked() >= backlog_per_send * in_flight_batches_;
+    return !sparing_wakes() || ready_.size() + intake_.pending_locked() >= helper_backlog_locked();
   }
 
   // Runs one unit of work; returns false when nothing is due now. A worker
@@ -847,7 +848,7 @@ class batch_queue {
     const bool need_first = open_.empty() && (opt_.flush == flush_mode::coalescing || !flush_at_);
     std::uint64_t room = (need_first || opt_.batch_max_size == 1) ? 1 : opt_.batch_max_size - open_.size();
     if (sparing_wakes() && in_flight_batches_ > 0) {  // a helper per backlog (above)
-      const std::size_t want = backlog_per_send * in_flight_batches_;
+      const std::size_t want = helper_backlog_locked();
       room = want > ready_.size() ? want - ready_.size() : 1;
     }
     intake_.publish_locked(room);

@@ -6,7 +6,12 @@
 // one finishes, the next request starts on that handle. Against a running
 // bench_receiver:
 //
-//   probe_multiplex --port N [--receiver-pid P] [--requests 40000] [--k 1,2,4]
+//   probe_multiplex --port N [--receiver-pid P] [--requests 40000] [--k 1,2,4] [--burst 1]
+//
+// --burst 1: the k requests go out together, and the next k only once all k
+// are answered (as an event loop that sends what a pass over its ready
+// requests produced), instead of each handle starting its next request as
+// soon as its answer is in.
 //
 // Prints, per k: requests/s, the sending thread's CPU µs and context switches
 // per request (CLOCK_THREAD_CPUTIME_ID, getrusage(RUSAGE_THREAD)), and with
@@ -89,7 +94,7 @@ double now_s() {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-void run(const std::string& url, int k, long total, int rx_pid) {
+void run(const std::string& url, int k, long total, int rx_pid, bool burst) {
   CURLM* multi = curl_multi_init();
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(k));
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(k));
@@ -113,6 +118,7 @@ void run(const std::string& url, int k, long total, int rx_pid) {
   }
   const long warm = k;  // every connection opened before the clock starts
   long started = 0, done = 0, failed = 0;
+  std::vector<CURL*> idle;  // burst: answered, waiting for the rest of the round
   auto start_one = [&](CURL* e) {
     curl_multi_add_handle(multi, e);
     ++started;
@@ -132,7 +138,16 @@ void run(const std::string& url, int k, long total, int rx_pid) {
       if (m->data.result != CURLE_OK) ++failed;
       ++done;
       curl_multi_remove_handle(multi, m->easy_handle);
-      if (started < total + warm) start_one(m->easy_handle);
+      if (!burst) {
+        if (started < total + warm) start_one(m->easy_handle);
+        continue;
+      }
+      idle.push_back(m->easy_handle);
+      if (idle.size() == static_cast<std::size_t>(k)) {
+        for (CURL* e : idle)
+          if (started < total + warm) start_one(e);
+        idle.clear();
+      }
     }
   };
   for (CURL* e : easies) start_one(e);
@@ -175,7 +190,7 @@ void run(const std::string& url, int k, long total, int rx_pid) {
   const long sw = thread_switches() - s0;
   const double rx = process_cpu_us(rx_pid) - r0;
   const double n = static_cast<double>(done - warm);
-  std::printf("k=%d: %.0f requests/s, sender %.1f µs CPU and %.2f context switches per request", k, n / secs, cpu / n,
+  std::printf("%sk=%d: %.0f requests/s, sender %.1f µs CPU and %.2f context switches per request", burst ? "burst " : "", k, n / secs, cpu / n,
               static_cast<double>(sw) / n);
   if (rx_pid > 0) std::printf(", receiver %.1f µs CPU per request", rx / n);
   std::printf(" (%ld requests, %ld failed)\n", static_cast<long>(n), failed);
@@ -193,6 +208,7 @@ void run(const std::string& url, int k, long total, int rx_pid) {
 int main(int argc, char** argv) {
   int port = 0, rx_pid = 0;
   long total = 40000;
+  bool burst = false;
   std::string ks = "1,2,4";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--port"))
@@ -201,6 +217,8 @@ int main(int argc, char** argv) {
       rx_pid = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--requests"))
       total = std::atol(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--burst"))
+      burst = std::atoi(argv[i + 1]) != 0;
     else if (!std::strcmp(argv[i], "--k"))
       ks = argv[i + 1];
     else {
@@ -209,14 +227,14 @@ int main(int argc, char** argv) {
     }
   }
   if (port <= 0) {
-    std::fprintf(stderr, "usage: probe_multiplex --port N [--receiver-pid P] [--requests N] [--k 1,2,4]\n");
+    std::fprintf(stderr, "usage: probe_multiplex --port N [--receiver-pid P] [--requests N] [--k 1,2,4] [--burst 1]\n");
     return 2;
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/logs";
   std::istringstream in(ks);
   std::string item;
-  while (std::getline(in, item, ',')) run(url, std::atoi(item.c_str()), total, rx_pid);
+  while (std::getline(in, item, ',')) run(url, std::atoi(item.c_str()), total, rx_pid, burst);
   curl_global_cleanup();
   return 0;
 }

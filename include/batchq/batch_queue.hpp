@@ -100,10 +100,19 @@ struct batch_queue_callbacks {
   std::function<std::size_t(const T& entry)> size_of;
 };
 
+namespace detail {
+// Declared, never defined by the library: a test defines it for the queue
+// type it inspects (batch_queue befriends it) to read state that no public
+// call shows, such as whether every worker sleeps. It costs nothing in a
+// program that does not define it.
+template <class Queue>
+struct queue_probe;
+}  // namespace detail
 
 template <class T>
 class batch_queue {
   static_assert(std::is_move_constructible_v<T>, "batch_queue<T> needs a move-constructible T");
+  friend struct detail::queue_probe<batch_queue>;
 
  public:
   using value_type = T;

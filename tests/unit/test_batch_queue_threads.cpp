@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -32,6 +33,48 @@ struct ledger {
 
 // Entries are "<id>" padded; id indexes the ledger.
 std::size_t id_of(const std::string& s) { return std::stoul(s.substr(0, s.find(' '))); }
+
+}  // namespace
+
+#if BATCHQ_HAVE_FUTEX_CV
+template <>
+struct batchq::detail::queue_probe<batchq::batch_queue<std::string>> {
+  // Workers asleep in their wait, and the notifies so far, read under the
+  // queue's mutex: a worker holds it from its last look at the work until
+  // it sleeps.
+  static std::pair<std::uint32_t, std::uint32_t> sleep_state(batchq::batch_queue<std::string>& q) {
+    std::lock_guard<std::mutex> g(q.mu_);
+    return {q.cv_work_.sleeping(), q.cv_work_.notifies()};
+  }
+};
+#endif
+
+namespace {
+
+// Waits until all n workers sleep and no notify came for 20 ms (a worker
+// woken by an earlier notify may not have left its wait yet, but it has
+// within 20 ms of the notify). Without the futex condition variable there
+// is nothing to read: it waits 200 ms and hopes.
+bool all_workers_asleep(batchq::batch_queue<std::string>& q, std::uint32_t n) {
+#if BATCHQ_HAVE_FUTEX_CV
+  using probe = batchq::detail::queue_probe<batchq::batch_queue<std::string>>;
+  for (int i = 0; i < 1000; ++i) {
+    const auto before = probe::sleep_state(q);
+    if (before.first == n) {
+      std::this_thread::sleep_for(20ms);
+      if (probe::sleep_state(q) == before) return true;
+    } else {
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  return false;
+#else
+  (void)q;
+  (void)n;
+  std::this_thread::sleep_for(200ms);
+  return true;
+#endif
+}
 
 }  // namespace
 
@@ -267,7 +310,7 @@ TEST_CASE("batch size 1: another worker starts a request only for a backlog, and
     std::lock_guard<std::mutex> g(mu);
     open = false;
   }
-  std::this_thread::sleep_for(200ms);
+  REQUIRE(all_workers_asleep(q, 4));
   add(1);
   REQUIRE(in_flight_reaches(1));
   add(3);  // 3 waiting behind 1 request: no helper

@@ -79,6 +79,11 @@ class worker_cv {
     wait_for(lk, t - std::chrono::steady_clock::now());
   }
 
+  // For tests (detail::queue_probe), read under the mutex: waiters not yet
+  // back from FUTEX_WAIT, and the count of notifies so far.
+  std::uint32_t sleeping() const noexcept { return waiters_.load(std::memory_order_seq_cst); }
+  std::uint32_t notifies() const noexcept { return seq_.load(std::memory_order_seq_cst); }
+
  private:
   void bump(int n) noexcept {
     seq_.fetch_add(1, std::memory_order_seq_cst);

@@ -190,8 +190,8 @@ void run(const std::string& url, int k, long total, int rx_pid, bool burst) {
   const long sw = thread_switches() - s0;
   const double rx = process_cpu_us(rx_pid) - r0;
   const double n = static_cast<double>(done - warm);
-  std::printf("%sk=%d: %.0f requests/s, sender %.1f µs CPU and %.2f context switches per request", burst ? "burst " : "", k, n / secs, cpu / n,
-              static_cast<double>(sw) / n);
+  std::printf("%sk=%d: %.0f requests/s, sender %.1f µs CPU and %.2f context switches per request",
+              burst ? "burst " : "", k, n / secs, cpu / n, static_cast<double>(sw) / n);
   if (rx_pid > 0) std::printf(", receiver %.1f µs CPU per request", rx / n);
   std::printf(" (%ld requests, %ld failed)\n", static_cast<long>(n), failed);
   for (CURL* e : easies) {

@@ -51,10 +51,12 @@ struct batchq::detail::queue_probe<batchq::batch_queue<std::string>> {
 
 namespace {
 
-// Waits until all n workers sleep and no notify came for 20 ms (a worker
-// woken by an earlier notify may not have left its wait yet, but it has
-// within 20 ms of the notify). Without the futex condition variable there
-// is nothing to read: it waits 200 ms and hopes.
+// Waits until all n workers are counted asleep and no notify came in the
+// next 20 ms. A worker that an earlier notify woke stays counted until it
+// is back from FUTEX_WAIT, which the 20 ms give it time for: not a proof
+// (a thread descheduled longer would still be counted), but it waits on
+// what it checks, where the test slept a blind 200 ms before. Without the
+// futex condition variable there is nothing to read: it waits 200 ms.
 bool all_workers_asleep(batchq::batch_queue<std::string>& q, std::uint32_t n) {
 #if BATCHQ_HAVE_FUTEX_CV
   using probe = batchq::detail::queue_probe<batchq::batch_queue<std::string>>;

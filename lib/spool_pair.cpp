@@ -274,8 +274,10 @@ spool_pair::kept spool_pair::keep_dropped(span<log_record> entries, const drop_i
   meta.attempts = static_cast<std::uint16_t>(std::min<std::size_t>(info.attempts, 65535));
   meta.time_ms = info.time_ms;
   meta.last_error = info.last_error;
-  thread_local std::vector<std::uint64_t> done;  // write-ahead copies no longer needed
+  thread_local std::vector<std::uint64_t> done;   // write-ahead copies no longer needed
+  thread_local std::vector<std::uint64_t> moved;  // write-ahead records written again at the end
   done.clear();
+  moved.clear();
   spool* w = wal_.load();
   // What a shutdown cuts short is written only until its deadline (plus
   // shutdown_write_budget): shutdown(t) must return in time however much is
@@ -297,18 +299,32 @@ spool_pair::kept spool_pair::keep_dropped(span<log_record> entries, const drop_i
     if (cut && w) {
       // Cut short by a shutdown (nginx reload/quit), not by the endpoint:
       // the entry waits in the write-ahead spool for the next owner. One
-      // that is already there keeps its record.
-      if (e.seq) continue;
+      // that is already there is written again at the end and its old
+      // record acknowledged: the ACK file keeps one contiguous mark, so an
+      // old record left pending would hold back, on disk, the
+      // acknowledgements of everything delivered or dead-lettered above it,
+      // and the next owner would send those again. If it cannot be written
+      // again it keeps its old record.
       record_meta pending;
       pending.time_ms = meta.time_ms;
       pending.attempts = meta.attempts;
-      if (w->append(e.data(), pending) != 0) continue;
+      if (w->append(e.data(), pending) != 0) {
+        if (e.seq) moved.push_back(e.seq);
+        continue;
+      }
+      if (e.seq) continue;
     }
     if (!d || d->append(e.data(), meta) == 0) k.spooled = false;
     if (e.seq) done.push_back(e.seq);
   }
   if (d && opt_.fsync == fsync_policy::always) d->sync();
   ack_seqs(done);
+  if (!moved.empty()) {
+    // The copies on disk before the old records are acknowledged (an ACK
+    // file may reach the disk before the segment it refers to).
+    if (opt_.fsync != fsync_policy::never) w->sync();
+    ack_seqs(moved);
+  }
   if (!d && !w) k.late = 0;  // nothing to write to: not a deadline matter
   return k;
 }

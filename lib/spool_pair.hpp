@@ -98,7 +98,11 @@ class spool_pair {
   /// Writes dropped entries (JSON) to the dead-letter spool, stamped
   /// info.time_ms, and acknowledges their write-ahead records. Entries cut
   /// short by a shutdown (reason shutdown) go to the write-ahead spool for
-  /// the next owner, but only while steady-clock ns <= write_until_ns.
+  /// the next owner, but only while steady-clock ns <= write_until_ns; one
+  /// that already has a write-ahead record is written again at the end and
+  /// the old record acknowledged, so that no pending record holds back the
+  /// mark over entries acknowledged above it (past the deadline it keeps
+  /// its old record).
   kept keep_dropped(span<log_record> entries, const drop_info& info, std::int64_t write_until_ns);
   /// Syncs both spools (the end of a shutdown).
   void sync() noexcept;

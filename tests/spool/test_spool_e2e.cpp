@@ -535,3 +535,56 @@ TEST_CASE("e2e: crash during an outage: an entry dead-lettered on restart is nev
   for (const auto& [payload, n] : times) twice += n > 1 ? 1 : 0;
   CHECK(twice == 0);
 }
+
+// A shutdown leaves in the write-ahead spool what it cut short, for the next
+// owner. Entries dead-lettered meanwhile above such an entry (pushed out
+// while it was in flight) were acknowledged above a gap, and the ACK file
+// keeps only the contiguous mark: the next owner must still not re-send
+// them. (Seen in the nginx spool test: an entry both re-sent and in the
+// dead-letter spool after a reload during an outage.)
+TEST_CASE("e2e: a shutdown cuts an entry short above which others were dead-lettered: only the cut ones are left",
+          "[spool][e2e]") {
+  temp_dir root;
+  batchq::test::receiver rx;  // holds every request until stop(): the first entry stays in flight
+  rx.set_default(reply().after(60s));
+  reports rep;
+  http_log_options o;
+  o.http.http_endpoint = rx.url("/logs");
+  o.http.timeout = 60000ms;
+  o.queue.batch_max_size = 1;
+  o.queue.concurrency = 1;
+  o.queue.process_delay = 0ms;
+  o.queue.max_entries = 3;
+  o.queue.overflow = overflow_policy::drop_oldest;
+  o.spool.dir = root.path();
+  o.spool.mode = spool_mode::write_ahead;
+  o.spool.fsync = fsync_policy::never;
+  const auto entries = numbered(10);
+  std::set<std::string> pushed_out, cut;
+  {
+    http_log log(o, rep.callbacks());
+    REQUIRE(log.enqueue(entries[0]) == enqueue_result::accepted);
+    REQUIRE(rx.wait_for(1, 10s));  // entries[0] in flight, held by the receiver
+    for (std::size_t i = 1; i < entries.size(); ++i) REQUIRE(log.enqueue(entries[i]) == enqueue_result::accepted);
+    REQUIRE(log.flush(0ms) == false);
+    CHECK_FALSE(log.shutdown(300ms));  // cuts short the request in flight and what waits
+    rx.stop();
+  }
+  {
+    std::lock_guard<std::mutex> g(rep.mu);
+    for (const auto& d : rep.drops) {
+      if (d.reason == drop_reason::queue_full) pushed_out.insert(d.entry);
+      if (d.reason == drop_reason::shutdown) cut.insert(d.entry);
+    }
+  }
+  INFO("pushed out " << pushed_out.size() << ", cut short " << cut.size());
+  REQUIRE(pushed_out.size() + cut.size() == entries.size());
+  REQUIRE(cut.count(entries[0]) == 1);   // the gap: the oldest record, still pending
+  REQUIRE(pushed_out.size() >= 2);       // acknowledged above it
+
+  std::set<std::string> left, dead;
+  for (const auto& r : must_open(reopen_options(root.path() + "/write-ahead"))->read_all()) left.insert(r.payload);
+  for (const auto& r : must_open(reopen_options(root.path() + "/dead-letter"))->read_all()) dead.insert(r.payload);
+  CHECK(left == cut);          // the next owner re-sends only these
+  CHECK(dead == pushed_out);   // and these stay dead letters, sent by nobody
+}

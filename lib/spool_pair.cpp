@@ -7,7 +7,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <utility>
+
+#include "spool_record.hpp"
 
 namespace batchq {
 
@@ -284,6 +287,15 @@ spool_pair::kept spool_pair::keep_dropped(span<log_record> entries, const drop_i
   // queued. The rest is reported unspooled (already counted as dropped with
   // reason shutdown).
   const bool cut = info.reason == drop_reason::shutdown;
+  // Bytes the write-ahead spool can still take before its cap evicts its
+  // oldest segment (a segment header's worth kept spare). An entry that
+  // already has a record is written again only within them: a shutdown's
+  // copies must not push out of the spool the records it still needs.
+  std::uint64_t room = std::numeric_limits<std::uint64_t>::max();
+  if (cut && w && opt_.max_bytes != 0) {
+    const std::uint64_t used = w->stats().bytes + 4096;
+    room = used < opt_.max_bytes ? opt_.max_bytes - used : 0;
+  }
   auto past_deadline = [write_until_ns] {
     return std::chrono::steady_clock::now().time_since_epoch().count() > write_until_ns;
   };
@@ -304,7 +316,10 @@ spool_pair::kept spool_pair::keep_dropped(span<log_record> entries, const drop_i
       // old record left pending would hold back, on disk, the
       // acknowledgements of everything delivered or dead-lettered above it,
       // and the next owner would send those again. If it cannot be written
-      // again it keeps its old record.
+      // again, or only past the cap, it keeps its old record.
+      const std::uint64_t need = detail::record_header_bytes + e.data().size();
+      if (e.seq && need > room) continue;
+      room -= std::min(room, need);
       record_meta pending;
       pending.time_ms = meta.time_ms;
       pending.attempts = meta.attempts;

@@ -542,10 +542,21 @@ TEST_CASE("e2e: crash during an outage: an entry dead-lettered on restart is nev
 // keeps only the contiguous mark: the next owner must still not re-send
 // them. (Seen in the nginx spool test: an entry both re-sent and in the
 // dead-letter spool after a reload during an outage.)
-TEST_CASE("e2e: a shutdown cuts an entry short above which others were dead-lettered: only the cut ones are left",
-          "[spool][e2e]") {
-  temp_dir root;
-  batchq::test::receiver rx;  // holds every request until stop(): the first entry stays in flight
+namespace {
+
+struct cut_outcome {
+  std::set<std::string> pushed_out, cut;  // as reported to on_drop
+  std::set<std::string> left, dead;       // unacknowledged write-ahead records / dead letters after close
+  std::uint64_t left_max_seq = 0;         // the newest unacknowledged write-ahead record
+  std::uint64_t evicted = 0;              // spool records evicted by spool_max_bytes
+};
+
+// Entry 0 in flight (the receiver holds it), entries 1-9 behind it with
+// max_entries 3 (drop_oldest pushes out the oldest waiting), then a
+// shutdown that cuts short what is left.
+cut_outcome shutdown_above_a_gap(const std::string& spool_dir, const std::vector<std::string>& entries,
+                                 std::size_t segment_bytes, std::uint64_t max_bytes) {
+  batchq::test::receiver rx;
   rx.set_default(reply().after(60s));
   reports rep;
   http_log_options o;
@@ -556,35 +567,68 @@ TEST_CASE("e2e: a shutdown cuts an entry short above which others were dead-lett
   o.queue.process_delay = 0ms;
   o.queue.max_entries = 3;
   o.queue.overflow = overflow_policy::drop_oldest;
-  o.spool.dir = root.path();
+  o.spool.dir = spool_dir;
   o.spool.mode = spool_mode::write_ahead;
   o.spool.fsync = fsync_policy::never;
-  const auto entries = numbered(10);
-  std::set<std::string> pushed_out, cut;
+  o.spool.segment_bytes = segment_bytes;
+  o.spool.max_bytes = max_bytes;
+  cut_outcome out;
   {
     http_log log(o, rep.callbacks());
     REQUIRE(log.enqueue(entries[0]) == enqueue_result::accepted);
-    REQUIRE(rx.wait_for(1, 10s));  // entries[0] in flight, held by the receiver
+    REQUIRE(rx.wait_for(1, 10s));
     for (std::size_t i = 1; i < entries.size(); ++i) REQUIRE(log.enqueue(entries[i]) == enqueue_result::accepted);
-    REQUIRE(log.flush(0ms) == false);
     CHECK_FALSE(log.shutdown(300ms));  // cuts short the request in flight and what waits
+    out.evicted = log.spool_stats().evicted;
     rx.stop();
   }
   {
     std::lock_guard<std::mutex> g(rep.mu);
     for (const auto& d : rep.drops) {
-      if (d.reason == drop_reason::queue_full) pushed_out.insert(d.entry);
-      if (d.reason == drop_reason::shutdown) cut.insert(d.entry);
+      if (d.reason == drop_reason::queue_full) out.pushed_out.insert(d.entry);
+      if (d.reason == drop_reason::shutdown) out.cut.insert(d.entry);
     }
   }
-  INFO("pushed out " << pushed_out.size() << ", cut short " << cut.size());
-  REQUIRE(pushed_out.size() + cut.size() == entries.size());
-  REQUIRE(cut.count(entries[0]) == 1);   // the gap: the oldest record, still pending
-  REQUIRE(pushed_out.size() >= 2);       // acknowledged above it
+  spool_options ro = reopen_options(spool_dir + "/write-ahead");
+  for (const auto& r : must_open(ro)->read_all()) {
+    out.left.insert(r.payload);
+    out.left_max_seq = std::max(out.left_max_seq, r.seq);
+  }
+  ro.dir = spool_dir + "/dead-letter";
+  for (const auto& r : must_open(ro)->read_all()) out.dead.insert(r.payload);
+  return out;
+}
 
-  std::set<std::string> left, dead;
-  for (const auto& r : must_open(reopen_options(root.path() + "/write-ahead"))->read_all()) left.insert(r.payload);
-  for (const auto& r : must_open(reopen_options(root.path() + "/dead-letter"))->read_all()) dead.insert(r.payload);
-  CHECK(left == cut);          // the next owner re-sends only these
-  CHECK(dead == pushed_out);   // and these stay dead letters, sent by nobody
+}  // namespace
+
+TEST_CASE("e2e: a shutdown cuts an entry short above which others were dead-lettered: only the cut ones are left",
+          "[spool][e2e]") {
+  temp_dir root;
+  const auto entries = numbered(10);
+  const cut_outcome r = shutdown_above_a_gap(root.path(), entries, std::size_t{16} << 20, std::uint64_t{1} << 30);
+  INFO("pushed out " << r.pushed_out.size() << ", cut short " << r.cut.size());
+  REQUIRE(r.pushed_out.size() + r.cut.size() == entries.size());
+  REQUIRE(r.cut.count(entries[0]) == 1);  // the gap: the oldest record, still pending
+  REQUIRE(r.pushed_out.size() >= 2);      // acknowledged above it
+  CHECK(r.left == r.cut);                 // the next owner re-sends only these
+  CHECK(r.dead == r.pushed_out);          // and these stay dead letters, sent by nobody
+  CHECK(r.left_max_seq > entries.size()); // written again, after the records of all ten
+  CHECK(r.evicted == 0);
+}
+
+// Near spool_max_bytes the cut entries are not written again (that could
+// evict an old segment whose records a shutdown still needs, such as those
+// of entries its deadline leaves unwritten): they keep their old records,
+// as before the fix above, and nothing is evicted.
+TEST_CASE("e2e: a shutdown above a gap with the write-ahead spool near its cap evicts nothing", "[spool][e2e]") {
+  temp_dir root;
+  const auto entries = numbered(10, 600);  // about 640 B a record: 10 fit in 8 KiB, 13 do not
+  const cut_outcome r = shutdown_above_a_gap(root.path(), entries, 4096, 8192);
+  INFO("pushed out " << r.pushed_out.size() << ", cut short " << r.cut.size());
+  REQUIRE(r.pushed_out.size() + r.cut.size() == entries.size());
+  REQUIRE(r.cut.count(entries[0]) == 1);
+  CHECK(r.evicted == 0);
+  for (const auto& e : r.cut) CHECK(r.left.count(e) == 1);  // every cut entry still there for the next owner
+  CHECK(r.left_max_seq <= entries.size());                  // in its old record: none written again
+  CHECK(r.dead == r.pushed_out);
 }

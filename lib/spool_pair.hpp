@@ -101,8 +101,8 @@ class spool_pair {
   /// the next owner, but only while steady-clock ns <= write_until_ns; one
   /// that already has a write-ahead record is written again at the end and
   /// the old record acknowledged, so that no pending record holds back the
-  /// mark over entries acknowledged above it (past the deadline it keeps
-  /// its old record).
+  /// mark over entries acknowledged above it (past the deadline, or where
+  /// the copy would reach the spool's max_bytes, it keeps its old record).
   kept keep_dropped(span<log_record> entries, const drop_info& info, std::int64_t write_until_ns);
   /// Syncs both spools (the end of a shutdown).
   void sync() noexcept;

@@ -288,9 +288,10 @@ spool_pair::kept spool_pair::keep_dropped(span<log_record> entries, const drop_i
   // reason shutdown).
   const bool cut = info.reason == drop_reason::shutdown;
   // Bytes the write-ahead spool can still take before its cap evicts its
-  // oldest segment (a segment header's worth kept spare). An entry that
-  // already has a record is written again only within them: a shutdown's
-  // copies must not push out of the spool the records it still needs.
+  // oldest segment, read once here (4 KiB kept spare for what other threads
+  // append meanwhile). An entry that already has a record is written again
+  // only within them: a shutdown's copies must not push out of the spool
+  // the records it still needs.
   std::uint64_t room = std::numeric_limits<std::uint64_t>::max();
   if (cut && w && opt_.max_bytes != 0) {
     const std::uint64_t used = w->stats().bytes + 4096;
@@ -323,11 +324,9 @@ spool_pair::kept spool_pair::keep_dropped(span<log_record> entries, const drop_i
       record_meta pending;
       pending.time_ms = meta.time_ms;
       pending.attempts = meta.attempts;
-      if (w->append(e.data(), pending) != 0) {
-        if (e.seq) moved.push_back(e.seq);
-        continue;
-      }
-      if (e.seq) continue;
+      const bool written = w->append(e.data(), pending) != 0;
+      if (written && e.seq) moved.push_back(e.seq);
+      if (written || e.seq) continue;  // not written: a new entry becomes a dead letter, an old one stays
     }
     if (!d || d->append(e.data(), meta) == 0) k.spooled = false;
     if (e.seq) done.push_back(e.seq);

@@ -116,7 +116,18 @@ cleanup() {
   trap - EXIT INT TERM
   for p in "${LOAD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   stop_nginx_hard
-  if alive "$RX_PID"; then kill -TERM "$RX_PID" 2>/dev/null || true; wait "$RX_PID" 2>/dev/null || true; fi
+  if alive "$RX_PID"; then
+    # Bounded: an ASan build's receiver has hung at exit inside
+    # LeakSanitizer's stop-the-world (its tracer waiting for a stop that did
+    # not come), which left this wait to ctest's timeout.
+    kill -TERM "$RX_PID" 2>/dev/null || true
+    WAIT_S=30 wait_until bash -c "! kill -0 $RX_PID 2>/dev/null" || {
+      echo "receiver did not exit within 30 s of SIGTERM; killed (its stderr: $(tail -c 300 "$T/rx.stderr" 2>/dev/null))"
+      pkill -KILL -P "$RX_PID" 2>/dev/null || true
+      kill -KILL "$RX_PID" 2>/dev/null || true
+    }
+    wait "$RX_PID" 2>/dev/null || true
+  fi
   if alive "$WATCHDOG_PID"; then kill "$WATCHDOG_PID" 2>/dev/null || true; fi
   if [ "$status" -eq 0 ] && [ -z "${BATCHQ_KEEP:-}" ]; then
     rm -rf "$T"

@@ -201,16 +201,19 @@ http {
 EOF
 }
 
-# CPU time (clock ticks) of a process's threads: "<main thread> <others>";
-# for the nginx worker, the others are batchq's threads.
+# CPU time (clock ticks, user + system) of a process: "<main thread>
+# <others>"; for the nginx worker, the others are batchq's threads. The
+# others are the process's total (/proc/PID/stat, which keeps the time of
+# threads that have exited) less the main thread's. Summing the live threads
+# of /proc/PID/task instead lost the time of every thread that exited between
+# the two readings: the pure-Lua logger's receiver, with a thread per
+# connection and connections that come and go (its keep-alive pool
+# overflows), was counted at a fraction of its time.
 cpu_ticks() { # $1 = pid
-  local main=0 rest=0 f tid t
-  for f in /proc/"$1"/task/*/stat; do
-    tid=${f%/stat}; tid=${tid##*/}
-    t=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "$f" 2>/dev/null || echo 0)
-    if [ "$tid" = "$1" ]; then main=$((main + t)); else rest=$((rest + t)); fi
-  done
-  echo "$main $rest"
+  local all main
+  all=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' /proc/"$1"/stat 2>/dev/null || echo 0)
+  main=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' /proc/"$1"/task/"$1"/stat 2>/dev/null || echo 0)
+  echo "$main $((all - main))"
 }
 
 nginx_cmd() { "$NGINX" -p "$T" -c "$T/nginx.conf" -e "$T/error.log" "$@"; }

@@ -13,7 +13,6 @@
 #include <new>
 #include <stdexcept>
 
-#include "batchq/version.h"
 
 namespace batchq::detail {
 
@@ -151,7 +150,11 @@ void http_transfer::setup() {
   set(curl_easy_setopt(easy, CURLOPT_URL, target_->ep.url.c_str()));
   set(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https"));
   set(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L));
-  set(curl_easy_setopt(easy, CURLOPT_PROXY, ""));  // ignore http_proxy & co.
+  // Ignore http_proxy & co. NOPROXY "*" as well as PROXY "": with no
+  // NOPROXY set, libcurl reads no_proxy / NO_PROXY from the environment for
+  // every transfer, even with the proxy switched off.
+  set(curl_easy_setopt(easy, CURLOPT_PROXY, ""));
+  set(curl_easy_setopt(easy, CURLOPT_NOPROXY, "*"));
   // HTTP/2 where a TLS endpoint offers it in ALPN (one connection then
   // carries every concurrent request); HTTP/1.1 over plain http (no h2c
   // Upgrade round trip, which some receivers mishandle on a POST).
@@ -164,7 +167,6 @@ void http_transfer::setup() {
   if (opts.keepalive.count() == 0) set(curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L));
   set(curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L));
   set(curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L));
-  set(curl_easy_setopt(easy, CURLOPT_USERAGENT, "batchq/" BATCHQ_VERSION_STRING));
   set(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, target_->header_list));
   set(curl_easy_setopt(easy, CURLOPT_POST, 1L));
   if (opts.method != "POST") set(curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, opts.method.c_str()));
@@ -176,9 +178,11 @@ void http_transfer::setup() {
   set(curl_easy_setopt(easy, CURLOPT_WRITEDATA, this));
   set(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &http_transfer::on_header));
   set(curl_easy_setopt(easy, CURLOPT_HEADERDATA, this));
-  set(curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &http_transfer::on_progress));
-  set(curl_easy_setopt(easy, CURLOPT_XFERINFODATA, this));
-  set(curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L));
+  // No progress callback (CURLOPT_NOPROGRESS stays 1): the loops that drive
+  // a transfer (sender_pool.cpp, http_sender.cpp) look at cancellation after
+  // every call into libcurl and poll at most kCancelPollMs, so a callback
+  // that libcurl calls on every one of its updates only added work to each
+  // request.
   set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, opts.ssl_verify ? 1L : 0L));
   set(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, opts.ssl_verify ? 2L : 0L));
   if (!opts.ca_file.empty()) set(curl_easy_setopt(easy, CURLOPT_CAINFO, opts.ca_file.c_str()));
@@ -228,7 +232,6 @@ int http_transfer::on_seek(void* self, curl_off_t offset, int origin) {
 std::size_t http_transfer::on_body(char* data, std::size_t size, std::size_t n, void* self) {
   auto* me = static_cast<http_transfer*>(self);
   const std::size_t len = size * n;
-  me->last_progress_ = std::chrono::steady_clock::now();
   // longest_secret bytes more than will be quoted: a secret that starts
   // inside the quoted part is then seen whole and scrubbed whole.
   const std::size_t max = me->target_->opts.max_error_body;
@@ -243,7 +246,6 @@ std::size_t http_transfer::on_header(char* data, std::size_t size, std::size_t n
   auto* me = static_cast<http_transfer*>(self);
   const std::size_t len = size * n;
   std::string_view line(data, len);
-  me->last_progress_ = std::chrono::steady_clock::now();
   if (line.substr(0, 5) == "HTTP/") {  // a new response (after 1xx or a retry): forget the old one
     me->retry_after_value_.clear();
     me->err_body_.clear();
@@ -255,11 +257,6 @@ std::size_t http_transfer::on_header(char* data, std::size_t size, std::size_t n
     me->retry_after_value_.assign(line);
   }
   return len;
-}
-
-int http_transfer::on_progress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  const auto* me = static_cast<const http_transfer*>(self);
-  return me->cancelled() ? 1 : 0;  // non-zero aborts: CURLE_ABORTED_BY_CALLBACK
 }
 
 bool http_transfer::begin(const std::vector<std::string_view>& pieces, const attempt_context* ctx,
@@ -316,8 +313,9 @@ bool http_transfer::begin(const std::vector<std::string_view>& pieces, const att
   return true;
 }
 
-// Bytes are read off the handle's counters here rather than in the progress
-// callback, whose call rate libcurl does not promise.
+// Bytes are read off the handle's counters here, by the loop that drives the
+// transfer after each call into libcurl, rather than stamped with the clock in
+// the header and body callbacks (one clock read per header line).
 long long http_transfer::idle_ms_left() {
   curl_off_t up = 0, down = 0;
   long header = 0;

@@ -98,7 +98,6 @@ class http_transfer {
   static int on_seek(void* self, curl_off_t offset, int origin);
   static std::size_t on_body(char* data, std::size_t size, std::size_t n, void* self);
   static std::size_t on_header(char* data, std::size_t size, std::size_t n, void* self);
-  static int on_progress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
   void setup();
 
   std::shared_ptr<const http_target> target_;

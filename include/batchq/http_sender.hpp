@@ -18,7 +18,7 @@
 //   Content-Encoding: gzip                        (only with gzip = true)
 //   User-Agent: batchq/<version>                  (unless a header sets it)
 //   <headers, in the order given>
-// No "Expect: 100-continue" is sent, redirects are not followed (a 3xx is a
+// No "Expect: 100-continue" and no "Accept" is sent, redirects are not followed (a 3xx is a
 // failure), HTTP/1.1 is used on both http and https, and proxies configured in
 // the environment (http_proxy, ...) are ignored.
 //

@@ -1,6 +1,7 @@
 // http_sender against a real loopback receiver: what arrives on the server,
 // and how each answer is classified (label: http).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -37,6 +38,7 @@ TEST_CASE("a batch of one is sent as the bare entry", "[http]") {
   CHECK(req.header("Content-Type") == "application/json");
   CHECK(req.header("Content-Length") == std::to_string(batch[0].size()));
   CHECK_FALSE(req.has_header("Expect"));
+  CHECK_FALSE(req.has_header("Accept"));  // libcurl's default */* is not sent (nor by Kong's http-log)
   CHECK(req.header("User-Agent").rfind("batchq/", 0) == 0);
 }
 
@@ -79,6 +81,12 @@ TEST_CASE("method, content type, custom headers and Basic auth from the URL arri
   CHECK(req.header("Content-Type") == "application/json; charset=utf-8");
   CHECK(req.header("X-Tenant") == "blue");
   CHECK(req.header("User-Agent") == "kong-http-log");
+  const auto agents = std::count_if(req.headers.begin(), req.headers.end(), [](const auto& h) {
+    return h.first.size() == 10 && std::equal(h.first.begin(), h.first.end(), "user-agent", [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == b;
+           });
+  });
+  CHECK(agents == 1);  // the configured one replaces batchq's, not added to it
   // base64("alice:p@ss:w rd"): userinfo is percent-decoded first.
   CHECK(req.header("Authorization") == "Basic YWxpY2U6cEBzczp3IHJk");
   CHECK(req.body == batchq::test::entry(1));

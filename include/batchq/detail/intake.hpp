@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <limits>
 #include <memory>
 #include <new>
 #include <thread>
@@ -400,26 +401,35 @@ class intake {
     light_.store(false, std::memory_order_seq_cst);
     return false;
   }
-  // A worker about to sleep after a busy wake-up (it drained at least
-  // light_min entries since it last slept) polls the rings first
-  // (docs/intake.md, "Spin before sleeping"): under steady traffic it then
-  // drains as entries come, without a wake-up (a futex call on the
-  // producer's side, a scheduler wake-up on the worker's) or a heavy fence
-  // per sleep. Bounded twice, in CPU time of the spinning thread
-  // (thread_cpu_ns): one spin burns at most spin_time, and between two
-  // sleeps a worker spins at most spin_ns_per_entry per entry drained
-  // (traffic that trickles in after a burst cannot keep it spinning). An
-  // idle queue's worker drained nothing: it sleeps at once. One worker spins
-  // at a time. Returns how long this spin may last, in ns (0: sleep now).
+  // A worker about to sleep after a wake-up in which it drained entries
+  // polls the rings first (docs/intake.md, "Spin before sleeping"): under
+  // steady traffic it then drains as entries come, without a wake-up (a
+  // futex call on the producer's side, a scheduler wake-up on the worker's)
+  // or a heavy fence per sleep. Bounded twice, in CPU time of the spinning
+  // thread (thread_cpu_ns): one spin burns at most spin_time, and between
+  // two sleeps a worker spins at most spin_ns_per_entry per entry drained
+  // (traffic that trickles in after a burst cannot keep it spinning: an
+  // entry buys at most spin_ns_per_entry of polling). An idle queue's worker
+  // drained nothing: it sleeps at once. One worker spins at a time. Returns
+  // how long this spin may last, in ns (0: sleep now).
+  //
+  // spin_ns_per_entry is about what a wake-up costs on a virtual machine
+  // (the producer's futex call and the interrupt to another CPU, the
+  // sleeper's context switch): at batch size 1 an entry arrives about once
+  // per request, and a worker that polls for the next one spares the
+  // producer (nginx's event loop) its wake-up (bench/results.md, case 4c,
+  // eighth round). It was 100 ns per entry after at least light_min
+  // entries, which a worker sending one entry per request never reached.
   static constexpr std::chrono::microseconds spin_time{50};
-  static constexpr std::uint64_t spin_ns_per_entry = 100;
+  static constexpr std::uint64_t spin_ns_per_entry = 30000;
   std::uint64_t spin_start_locked() noexcept {
-    if (spinning_ || drained_since_sleep_ < light_min) return 0;
-    const std::uint64_t budget = drained_since_sleep_ * spin_ns_per_entry;
+    if (spinning_ || drained_since_sleep_ == 0) return 0;
+    constexpr std::uint64_t most = std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t budget = drained_since_sleep_ > most / spin_ns_per_entry
+                                     ? most
+                                     : drained_since_sleep_ * spin_ns_per_entry;
     if (spun_ns_since_sleep_ >= budget) return 0;
     spinning_ = true;
-    // Pushes are light already (when membarrier works): the drain that
-    // brought drained_since_sleep_ to light_min switched them.
     return std::min<std::uint64_t>(budget - spun_ns_since_sleep_,
                                    std::chrono::nanoseconds(spin_time).count());
   }

@@ -129,9 +129,9 @@ struct held_drain {
 // An intake driven by hand, as a worker drives it: one producer's ring,
 // pushes, then a drain under the (notional) lock.
 struct driven_intake {
-  batchq::detail::intake<std::string> in{1000, 0, 0, true};
+  batchq::detail::intake<std::string> in;
   std::shared_ptr<batchq::detail::intake<std::string>::ring> r = in.make_ring();
-  driven_intake() { in.add_locked(r); }
+  explicit driven_intake(std::size_t batch_max_size = 1000) : in(batch_max_size, 0, 0, true) { in.add_locked(r); }
   // Pushes n entries and drains them; returns how many the drain took.
   std::size_t push_drain(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
@@ -402,22 +402,20 @@ TEST_CASE("light pushes: a worker's sleep picks the mode, and every sleep in lig
   CHECK(steps == want);
 }
 
-TEST_CASE("spin before sleeping: only after a wake-up that drained, bounded by what was drained, one worker at a time; its switch to light is paid by the next sleep",
+TEST_CASE("spin before sleeping (batches of more than one entry): only after a busy wake-up, bounded by what was drained, one worker at a time; its switch to light is paid by the next sleep",
           "[intake]") {
   // docs/intake.md, "Spin before sleeping": a worker polls the rings before
-  // it sleeps only when it drained entries since it last slept (an idle
-  // queue's worker sleeps at once), for at most spin_time per spin and
-  // spin_ns_per_entry per entry drained between two sleeps, one worker at a
-  // time. After light_min entries pushes are light when a spin starts (the
-  // drain that reached light_min switched them, without a fence: the worker
-  // is awake); the sleep that follows starts in light mode and so pays the
-  // heavy fence. Fewer, and pushes stay full: no fence at all.
+  // it sleeps only when it drained at least light_min entries since it last
+  // slept (an idle queue's worker sleeps at once), for at most spin_time per
+  // spin and spin_ns_per_entry per entry drained between two sleeps, one
+  // worker at a time. Pushes are light when a spin starts (the drain that
+  // reached light_min switched them, without a fence: the worker is awake);
+  // the sleep that follows starts in light mode and so pays the heavy fence.
   if (!light_pushes_possible()) return;
   using intake_t = batchq::detail::intake<std::string>;
   const std::uint64_t spin_time = static_cast<std::uint64_t>(std::chrono::nanoseconds(intake_t::spin_time).count());
   const std::uint64_t per_entry = intake_t::spin_ns_per_entry;
   const std::uint64_t light_min = intake_t::light_min;
-  REQUIRE(per_entry < spin_time);  // one entry's budget ends a spin early (the "1 drained" line)
   driven_intake d;
   intake_t& in = d.in;
   auto push_drain = [&](std::size_t n) { return d.push_drain(n); };
@@ -439,18 +437,16 @@ TEST_CASE("spin before sleeping: only after a wake-up that drained, bounded by w
   auto spins = [&](std::uint64_t ns) { return "spins " + std::to_string(std::min(ns, spin_time)) + " ns"; };
 
   spin("idle");
-  CHECK(push_drain(1) == 1);  // batch size 1: an entry per request
-  const std::uint64_t one = spin("1 drained");
-  spin("a second worker while the first spins");
-  in.spin_end_locked(one);  // nothing came: the spin used its budget
-  spin("its budget spent");
-  sleep("after the short spin");
+  CHECK(push_drain(light_min - 1) == light_min - 1);
+  spin("light_min - 1 drained");
+  sleep("light_min - 1 drained");
   CHECK(push_drain(light_min) == light_min);
   const std::uint64_t first = spin("light_min drained");
+  spin("a second worker while the first spins");
   CHECK(push_drain(10) == 10);  // drained during the spin: budget for 10 more entries
   in.spin_end_locked(first);    // the spin lasted as long as it could
   spin("10 more drained");
-  in.spin_end_locked((light_min + 10) * per_entry);  // spins that used all the rest
+  in.spin_end_locked(spin_time);  // another long spin
   spin("the budget is spent");
   sleep("after the spins");
   spin("nothing drained since that sleep");
@@ -460,20 +456,77 @@ TEST_CASE("spin before sleeping: only after a wake-up that drained, bounded by w
   in.spin_end_locked(spin_time);
   sleep("after a long spin");
 
+  const std::uint64_t budget = light_min * per_entry;
   const std::vector<std::string> want = {
       line("idle", "sleeps at once", false, 0),
-      line("1 drained", spins(per_entry), false, 0),  // full pushes: no fence while awake or for the sleep
-      line("a second worker while the first spins", "sleeps at once", false, 0),
-      line("its budget spent", "sleeps at once", false, 0),
-      line("after the short spin", "sleep", false, 0),
-      line("light_min drained", spins(light_min * per_entry), true, 0),  // light at once: no fence while awake
-      line("10 more drained", spins((light_min + 10) * per_entry - first), true, 0),
-      line("the budget is spent", "sleeps at once", true, 0),
-      line("after the spins", "sleep", true, 1),  // the sleep in light mode pays the fence
+      line("light_min - 1 drained", "sleeps at once", false, 0),
+      line("light_min - 1 drained", "sleep", false, 0),
+      line("light_min drained", spins(budget), true, 0),  // light at once: no fence while awake
+      line("a second worker while the first spins", "sleeps at once", true, 0),
+      line("10 more drained", budget + 10 * per_entry > first ? spins(budget + 10 * per_entry - first) : "sleeps at once",
+           true, 0),
+      line("the budget is spent", "sleeps at once", true, 0),  // (light_min + 10) entries' budget < 2 spins
+      line("after the spins", "sleep", true, 1),               // the sleep in light mode pays the fence
       line("nothing drained since that sleep", "sleeps at once", true, 1),
       line("nothing drained", "sleep", false, 2),
       line("100000 drained", spins(100000 * per_entry), true, 2),
       line("after a long spin", "sleep", true, 3),
+  };
+  CHECK(steps == want);
+}
+
+TEST_CASE("spin before sleeping, batches of one entry: after any drain, up to spin_ns_per_entry_single per entry",
+          "[intake]") {
+  // docs/intake.md, "Spin before sleeping": at batch size 1 every entry is
+  // due, so a worker that drained even one entry polls before it sleeps,
+  // for up to spin_ns_per_entry_single per entry drained (at most spin_time
+  // per spin), one worker at a time; an idle worker sleeps at once. The
+  // push mode follows light_min as at any batch size.
+  if (!light_pushes_possible()) return;
+  using intake_t = batchq::detail::intake<std::string>;
+  const std::uint64_t spin_time = static_cast<std::uint64_t>(std::chrono::nanoseconds(intake_t::spin_time).count());
+  const std::uint64_t per_entry = intake_t::spin_ns_per_entry_single;
+  REQUIRE(per_entry < spin_time);  // one entry's budget ends a spin early
+  driven_intake d(1);
+  intake_t& in = d.in;
+  std::vector<std::string> steps;
+  auto spin = [&](const std::string& what) {
+    const std::uint64_t ns = in.spin_start_locked();
+    steps.push_back(what + ": " + (ns ? "spins " + std::to_string(ns) + " ns" : std::string("sleeps at once")) +
+                    ", " + d.mode());
+    return ns;
+  };
+  auto sleep = [&](const std::string& what) {
+    const bool ok = in.before_sleep_locked();
+    steps.push_back(what + ": " + (ok ? "sleep" : "sleep (fence failed)") + ", " + d.mode());
+  };
+  auto spins = [&](std::uint64_t ns) { return "spins " + std::to_string(std::min(ns, spin_time)) + " ns"; };
+
+  spin("idle");
+  CHECK(d.push_drain(1) == 1);  // an entry per request
+  const std::uint64_t one = spin("1 drained");
+  spin("a second worker while the first spins");
+  in.spin_end_locked(one);  // nothing came: the spin used its budget
+  spin("its budget spent");
+  sleep("after the short spin");
+  CHECK(d.push_drain(3) == 3);
+  const std::uint64_t first = spin("3 drained");
+  in.spin_end_locked(first / 2);  // an entry came half-way: back to work, then about to sleep again
+  spin("half of it spun");
+  in.spin_end_locked(3 * per_entry);
+  spin("the budget is spent");
+  sleep("after the spins");
+
+  const std::vector<std::string> want = {
+      "idle: sleeps at once, light 0, fences 0",
+      "1 drained: " + spins(per_entry) + ", light 0, fences 0",
+      "a second worker while the first spins: sleeps at once, light 0, fences 0",
+      "its budget spent: sleeps at once, light 0, fences 0",
+      "after the short spin: sleep, light 0, fences 0",  // full pushes: no fence to pay
+      "3 drained: " + spins(3 * per_entry) + ", light 0, fences 0",
+      "half of it spun: " + spins(3 * per_entry - first / 2) + ", light 0, fences 0",
+      "the budget is spent: sleeps at once, light 0, fences 0",
+      "after the spins: sleep, light 0, fences 0",
   };
   CHECK(steps == want);
 }

@@ -281,7 +281,7 @@ class intake {
 
   intake(std::size_t batch_max_size, std::uint64_t max_entries, std::uint64_t max_bytes,
          bool heavy_ok = heavy_fence_available())
-      : heavy_ok_(heavy_ok) {
+      : heavy_ok_(heavy_ok), single_(batch_max_size == 1) {
     std::size_t cap = 64;
     while (cap < 2 * batch_max_size && cap < 4096) cap *= 2;
     capacity_ = cap;
@@ -401,33 +401,35 @@ class intake {
     light_.store(false, std::memory_order_seq_cst);
     return false;
   }
-  // A worker about to sleep after a wake-up in which it drained entries
-  // polls the rings first (docs/intake.md, "Spin before sleeping"): under
-  // steady traffic it then drains as entries come, without a wake-up (a
-  // futex call on the producer's side, a scheduler wake-up on the worker's)
-  // or a heavy fence per sleep. Bounded twice, in CPU time of the spinning
-  // thread (thread_cpu_ns): one spin burns at most spin_time, and between
-  // two sleeps a worker spins at most spin_ns_per_entry per entry drained
-  // (traffic that trickles in after a burst cannot keep it spinning: an
-  // entry buys at most spin_ns_per_entry of polling). An idle queue's worker
-  // drained nothing: it sleeps at once. One worker spins at a time. Returns
-  // how long this spin may last, in ns (0: sleep now).
+  // A worker about to sleep after a busy wake-up polls the rings first
+  // (docs/intake.md, "Spin before sleeping"): under steady traffic it then
+  // drains as entries come, without a wake-up (a futex call on the
+  // producer's side, a scheduler wake-up on the worker's) or a heavy fence
+  // per sleep. Bounded twice, in CPU time of the spinning thread
+  // (thread_cpu_ns): one spin burns at most spin_time, and between two
+  // sleeps a worker spins at most a budget per entry drained (traffic that
+  // trickles in after a burst cannot keep it spinning). An idle queue's
+  // worker drained nothing: it sleeps at once. One worker spins at a time.
+  // Returns how long this spin may last, in ns (0: sleep now).
   //
-  // spin_ns_per_entry is about what a wake-up costs on a virtual machine
-  // (the producer's futex call and the interrupt to another CPU, the
-  // sleeper's context switch): at batch size 1 an entry arrives about once
-  // per request, and a worker that polls for the next one spares the
-  // producer (nginx's event loop) its wake-up (bench/results.md, case 4c,
-  // eighth round). It was 100 ns per entry after at least light_min
-  // entries, which a worker sending one entry per request never reached.
+  // Batches of more than one entry: a wake-up is due once per batch, not
+  // per entry, so a spin spares little; it starts only after light_min
+  // entries and costs at most spin_ns_per_entry (100 ns) per entry.
+  // Batches of one entry: every entry is due, and a worker back from its
+  // request that polls for the next one spares the producer (nginx's event
+  // loop, at http-log's queue_size 1) a wake-up; it spins after any drain,
+  // for up to spin_ns_per_entry_single (30 µs, about what a wake-up costs
+  // on a virtual machine: the futex call and the interrupt to another CPU,
+  // the sleeper's context switch) per entry (bench/results.md, case 4c,
+  // eighth round).
   static constexpr std::chrono::microseconds spin_time{50};
-  static constexpr std::uint64_t spin_ns_per_entry = 30000;
+  static constexpr std::uint64_t spin_ns_per_entry = 100;
+  static constexpr std::uint64_t spin_ns_per_entry_single = 30000;
   std::uint64_t spin_start_locked() noexcept {
-    if (spinning_ || drained_since_sleep_ == 0) return 0;
+    if (spinning_ || drained_since_sleep_ < (single_ ? 1 : light_min)) return 0;
+    const std::uint64_t per_entry = single_ ? spin_ns_per_entry_single : spin_ns_per_entry;
     constexpr std::uint64_t most = std::numeric_limits<std::uint64_t>::max();
-    const std::uint64_t budget = drained_since_sleep_ > most / spin_ns_per_entry
-                                     ? most
-                                     : drained_since_sleep_ * spin_ns_per_entry;
+    const std::uint64_t budget = drained_since_sleep_ > most / per_entry ? most : drained_since_sleep_ * per_entry;
     if (spun_ns_since_sleep_ >= budget) return 0;
     spinning_ = true;
     return std::min<std::uint64_t>(budget - spun_ns_since_sleep_,
@@ -597,6 +599,7 @@ class intake {
   std::uint64_t heavy_fences_ = 0;
   std::uint64_t spun_ns_since_sleep_ = 0;  // time spent spinning since a worker last slept
   bool spinning_ = false;                  // a worker polls the rings (spin_start_locked)
+  const bool single_;                      // batches of one entry: every entry is due (spin_start_locked)
   std::atomic<unsigned> sleepers_{0};  // written under the lock, read by a producer that wakes
   // A drain is under way (wait_for_drain): written twice per drain, read
   // only by producers whose ring is full.

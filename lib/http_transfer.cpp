@@ -13,7 +13,6 @@
 #include <new>
 #include <stdexcept>
 
-
 namespace batchq::detail {
 
 namespace {

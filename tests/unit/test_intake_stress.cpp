@@ -511,7 +511,7 @@ TEST_CASE("spin before sleeping, batches of one entry: after any drain, up to sp
   sleep("after the short spin");
   CHECK(d.push_drain(3) == 3);
   const std::uint64_t first = spin("3 drained");
-  in.spin_end_locked(first / 2);  // an entry came half-way: back to work, then about to sleep again
+  in.spin_end_locked(first / 2);  // the spin found other work half-way (a timer, say); then about to sleep again
   spin("half of it spun");
   in.spin_end_locked(3 * per_entry);
   spin("the budget is spent");
